@@ -1,0 +1,3 @@
+from magicpose_cli.cli import app
+
+app(prog_name="magicpose")

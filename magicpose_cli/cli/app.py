@@ -1,0 +1,42 @@
+"""The Typer application object and the shared error handling of every command."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from magicpose_cli.errors import MagicPoseError
+
+app = typer.Typer(
+    name="magicpose",
+    help="Make the person in one photo perform the motion and expressions of a driving video.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable)
+
+
+def user_errors(func: F) -> F:
+    """Turn a MagicPoseError (or a missing/unreadable file) into one red line and exit code 1.
+
+    Set MAGICPOSE_DEBUG=1 (or pass --debug where a command has it) to see the traceback instead.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (MagicPoseError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
+            if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
+                raise
+            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""Poses: OpenPose-format keypoints, detectors, rendering, smoothing, alignment and caching."""
