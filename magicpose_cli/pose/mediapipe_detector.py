@@ -1,0 +1,171 @@
+"""The default, fully offline detector: MediaPipe Holistic mapped to OpenPose conventions.
+
+MediaPipe gives 33 body landmarks, 21 per hand and a 478-point face mesh (468 + 10 iris
+points). OpenPose wants 18 body points (with a neck), 21 per hand in the same order as
+MediaPipe's, and 70 face points (the 68-point iBUG layout + the two pupils).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from magicpose_cli.pose.keypoints import NUM_FACE_POINTS, FramePose, PersonPose
+
+# OpenPose body index -> MediaPipe pose landmark (the neck, index 1, is the mid-shoulder point).
+_BODY_FROM_MEDIAPIPE = {
+    0: 0,  # nose
+    2: 12, 3: 14, 4: 16,  # right shoulder, elbow, wrist
+    5: 11, 6: 13, 7: 15,  # left shoulder, elbow, wrist
+    8: 24, 9: 26, 10: 28,  # right hip, knee, ankle
+    11: 23, 12: 25, 13: 27,  # left hip, knee, ankle
+    14: 5, 15: 2,  # right eye, left eye
+    16: 8, 17: 7,  # right ear, left ear
+}  # fmt: skip
+_MEDIAPIPE_LEFT_SHOULDER, _MEDIAPIPE_RIGHT_SHOULDER = 11, 12
+
+# Face mesh vertex for each of the 68 iBUG points. This is our own table, chosen by reading
+# MediaPipe's canonical face mesh (the vertex numbering of mediapipe/modules/face_geometry/data/
+# canonical_face_model_uv_visualization.png and the FACEMESH_* contour lists in
+# mediapipe.python.solutions.face_mesh_connections: FACE_OVAL, LIPS, LEFT/RIGHT_EYE,
+# LEFT/RIGHT_EYEBROW) against the iBUG 300-W 68-point annotation scheme. "Right" is the person's
+# right (the image left of a frontal face), as in both schemes. The geometric checks in
+# tests/test_pose_mediapipe.py (jaw runs left to right through the chin, brows above eyes,
+# nose between eyes and mouth, ...) are what keeps the table honest.
+MESH_TO_IBUG68 = np.array([
+    # 0-16 jaw line, from the right ear-level cheek edge down through the chin (8) to the left
+    234, 93, 132, 58, 172, 136, 150, 176, 152, 400, 379, 365, 397, 288, 361, 323, 454,
+    # 17-21 right eyebrow (outer -> inner), 22-26 left eyebrow (inner -> outer), upper edge
+    70, 63, 105, 66, 107,
+    336, 296, 334, 293, 300,
+    # 27-30 nose bridge (between the eyes -> tip), 31-35 nostril base (right -> left)
+    168, 197, 5, 1,
+    98, 97, 2, 326, 327,
+    # 36-41 right eye: outer corner, upper lid x2, inner corner, lower lid x2
+    33, 160, 158, 133, 153, 144,
+    # 42-47 left eye: inner corner, upper lid x2, outer corner, lower lid x2
+    362, 385, 387, 263, 373, 380,
+    # 48-59 outer lips: right corner, upper lip to the left corner (54), lower lip back
+    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,
+    # 60-67 inner lips: right corner, upper inner edge, left corner, lower inner edge
+    78, 82, 13, 312, 308, 317, 14, 87,
+])  # fmt: skip
+# Iris centres of the refined mesh (points 468-477): 468 the person's right, 473 the left.
+MESH_RIGHT_IRIS, MESH_LEFT_IRIS = 468, 473
+_RIGHT_EYE_RING = MESH_TO_IBUG68[36:42]
+_LEFT_EYE_RING = MESH_TO_IBUG68[42:48]
+
+# A body point MediaPipe sees with lower visibility than this is reported as missing,
+# which is what OpenPose does with its own low-confidence parts.
+DEFAULT_VISIBILITY_THRESHOLD = 0.5
+
+
+def _landmarks_to_pixels(landmarks, width: int, height: int) -> np.ndarray:
+    """MediaPipe normalised landmarks -> ``(N, 3)`` of x, y in pixels and visibility (1 if none)."""
+    rows = [
+        (lm.x * width, lm.y * height, lm.visibility if lm.HasField("visibility") else 1.0)
+        for lm in landmarks.landmark
+    ]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _inside(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    return (points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height)
+
+
+def body_from_mediapipe(pose: np.ndarray, width: int, height: int, threshold: float) -> np.ndarray:
+    """33 MediaPipe pose rows -> 18 OpenPose body rows; unseen or off-frame points get confidence 0."""
+    body = np.zeros((18, 3), dtype=np.float32)
+    for openpose_index, mediapipe_index in _BODY_FROM_MEDIAPIPE.items():
+        body[openpose_index] = pose[mediapipe_index]
+    shoulders = pose[[_MEDIAPIPE_RIGHT_SHOULDER, _MEDIAPIPE_LEFT_SHOULDER]]
+    body[1, :2] = shoulders[:, :2].mean(axis=0)
+    body[1, 2] = shoulders[:, 2].min()
+    visible = (body[:, 2] >= threshold) & _inside(body, width, height)
+    body[~visible] = 0.0
+    return body
+
+
+def face_from_mesh(mesh: np.ndarray) -> np.ndarray:
+    """A 468- or 478-point face mesh -> 70 OpenPose face rows (68 iBUG + 2 pupils)."""
+    face = np.zeros((NUM_FACE_POINTS, 3), dtype=np.float32)
+    face[:68, :2] = mesh[MESH_TO_IBUG68, :2]
+    if len(mesh) > MESH_LEFT_IRIS:
+        face[68, :2] = mesh[MESH_RIGHT_IRIS, :2]
+        face[69, :2] = mesh[MESH_LEFT_IRIS, :2]
+    else:
+        face[68, :2] = mesh[_RIGHT_EYE_RING, :2].mean(axis=0)
+        face[69, :2] = mesh[_LEFT_EYE_RING, :2].mean(axis=0)
+    face[:, 2] = 1.0
+    return face
+
+
+def _hand_rows(landmarks, width: int, height: int) -> np.ndarray:
+    hand = _landmarks_to_pixels(landmarks, width, height)
+    hand[:, 2] = 1.0  # MediaPipe hands carry no per-point confidence; a found hand is a whole hand
+    return hand
+
+
+class MediaPipeDetector:
+    """MediaPipe Holistic on RGB frames -> FramePose with at most one person.
+
+    ``tracking=True`` lets MediaPipe follow the person from frame to frame (faster and steadier
+    on a video); ``tracking=False`` treats every image on its own (reference photos).
+    """
+
+    name = "mediapipe"
+
+    def __init__(
+        self,
+        tracking: bool = True,
+        model_complexity: int = 1,
+        visibility_threshold: float = DEFAULT_VISIBILITY_THRESHOLD,
+    ):
+        import mediapipe as mp
+
+        self.visibility_threshold = visibility_threshold
+        self._holistic = mp.solutions.holistic.Holistic(
+            static_image_mode=not tracking,
+            model_complexity=model_complexity,
+            refine_face_landmarks=True,
+            min_detection_confidence=0.5,
+            min_tracking_confidence=0.5,
+        )
+
+    def close(self) -> None:
+        self._holistic.close()
+
+    def __enter__(self) -> "MediaPipeDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def detect(self, image: np.ndarray) -> FramePose:
+        height, width = image.shape[:2]
+        result = self._holistic.process(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
+        if result.pose_landmarks is None:
+            return FramePose(width, height, [])
+        person = PersonPose()
+        pose = _landmarks_to_pixels(result.pose_landmarks, width, height)
+        person.body = body_from_mediapipe(pose, width, height, self.visibility_threshold)
+        if result.face_landmarks is not None:
+            person.face = face_from_mesh(_landmarks_to_pixels(result.face_landmarks, width, height))
+        hands = [
+            _hand_rows(landmarks, width, height)
+            for landmarks in (result.left_hand_landmarks, result.right_hand_landmarks)
+            if landmarks is not None
+        ]
+        for hand in hands:
+            side = _closest_wrist_side(hand, pose)
+            setattr(person, side, hand)
+        if not (person.body[:, 2] > 0).any():
+            return FramePose(width, height, [])
+        return FramePose(width, height, [person])
+
+
+def _closest_wrist_side(hand: np.ndarray, pose: np.ndarray) -> str:
+    """Which of the person's hands this is: the one whose body wrist is nearer the hand's wrist."""
+    left_wrist, right_wrist = pose[15, :2], pose[16, :2]
+    to_left = np.linalg.norm(hand[0, :2] - left_wrist)
+    to_right = np.linalg.norm(hand[0, :2] - right_wrist)
+    return "left_hand" if to_left <= to_right else "right_hand"
