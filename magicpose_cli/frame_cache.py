@@ -1,0 +1,120 @@
+"""A lossless store of finished frames, so a long run that stops can resume without redoing work.
+
+Each run's frames live in a folder named by a hash of everything that determines them (model
+weights, reference image, pose maps, generation settings, seed). A frame is a PNG written
+atomically the moment its batch finishes; a different input or setting gets a different folder,
+so a stale frame is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from magicpose_cli.files import atomic_path, atomic_write_text
+
+CACHE_FORMAT_VERSION = 1
+_CHUNK = 1 << 20
+
+
+def default_cache_root() -> Path:
+    """``$MAGICPOSE_CACHE``, else ``~/.cache/magicpose``."""
+    configured = os.environ.get("MAGICPOSE_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "magicpose"
+
+
+def hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_arrays(arrays: list[np.ndarray]) -> str:
+    """A hash of the arrays' shapes, dtypes and bytes, in order."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def hash_folder(folder: Path, cache_root: Path | None = None) -> str:
+    """A content hash of every file under ``folder`` (relative names and bytes).
+
+    Hashing a multi-gigabyte model on every run is slow, so each file's hash is remembered under
+    ``cache_root`` by its absolute path, size and modification time.
+    """
+    folder = Path(folder).resolve()
+    memo_path = (cache_root / "file_hashes.json") if cache_root is not None else None
+    memo: dict[str, str] = {}
+    if memo_path is not None and memo_path.is_file():
+        try:
+            memo = json.loads(memo_path.read_text())
+        except (OSError, ValueError):
+            memo = {}
+    digest = hashlib.sha256()
+    changed = False
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        memo_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        file_hash = memo.get(memo_key)
+        if file_hash is None:
+            file_hash = memo[memo_key] = hash_file(path)
+            changed = True
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_hash}\n".encode())
+    if memo_path is not None and changed:
+        try:
+            atomic_write_text(memo_path, json.dumps(memo))
+        except OSError:
+            pass  # the memo only saves time; a read-only cache still hashes correctly
+    return digest.hexdigest()
+
+
+def run_key(**parts: object) -> str:
+    """One hash of the named parts (strings, numbers, lists, dicts), stable across runs."""
+    text = json.dumps({"cache_format": CACHE_FORMAT_VERSION, **parts}, sort_keys=True, default=str)
+    return hash_bytes(text.encode())
+
+
+class FrameCache:
+    """The finished frames of one run: ``<root>/frames/<key>/<index:05d>.png`` (lossless RGB)."""
+
+    def __init__(self, root: Path, key: str, description: dict | None = None):
+        self.folder = Path(root) / "frames" / key
+        self.key = key
+        self.description = description or {}
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"{index:05d}.png"
+
+    def has(self, index: int) -> bool:
+        return self.path(index).is_file()
+
+    def load(self, index: int) -> np.ndarray:
+        with Image.open(self.path(index)) as image:
+            return np.asarray(image.convert("RGB"))
+
+    def save(self, index: int, frame: np.ndarray) -> None:
+        """Write one HxWx3 uint8 frame atomically (a crash never leaves a broken PNG)."""
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.folder / "run.json", json.dumps(self.description, indent=1, default=str))
+        with atomic_path(self.path(index)) as temporary:
+            Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(temporary, format="PNG")
+
+    def clear(self) -> None:
+        """Forget every frame of this run (``--force``)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
