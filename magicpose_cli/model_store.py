@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
-from magicpose_cli.frame_cache import hash_file
+from magicpose_cli.frame_cache import hash_bytes, hash_file
 from magicpose_cli.files import atomic_write_text
 
 DEMO_MODEL_DIR = Path(__file__).parent / "demo_model"
@@ -96,22 +96,34 @@ def prepare_model_path(path: Path, cache_root: Path, source: str = "--model") ->
 def converted_checkpoint(checkpoint: Path, cache_root: Path) -> Path:
     """The converted folder of an original checkpoint, converting it on first use.
 
-    The folder is named by the checkpoint's content hash, so a renamed file is not converted again
-    and a changed one is. Conversion writes to a temporary folder that is renamed when complete.
+    An original-format yaml beside the checkpoint (``<name>.yaml`` or ``model_config.yaml``) is
+    used for the sizes; without one the published SD 1.5 sizes are assumed. The folder is named by
+    the content hash of checkpoint and yaml, so a renamed file is not converted again and a
+    changed one is. Conversion writes to a staging folder that is renamed when complete.
     """
     from magicpose_cli.models.conversion import convert_checkpoint
 
-    folder = cache_root / "models" / hash_file(checkpoint)[:32]
+    config = original_config_beside(checkpoint)
+    content = hash_file(checkpoint) + (hash_file(config) if config else "")
+    folder = cache_root / "models" / hash_bytes(content.encode())[:32]
     if (folder / "model_index.json").is_file():
         return check_model_folder(folder)
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    convert_checkpoint(checkpoint, staging)
-    atomic_write_text(staging / "converted_from.json", json.dumps({"checkpoint": str(checkpoint.resolve())}))
+    convert_checkpoint(checkpoint, staging, config_path=config)
+    provenance = {"checkpoint": str(checkpoint.resolve()), "config": str(config.resolve()) if config else None}
+    atomic_write_text(staging / "converted_from.json", json.dumps(provenance))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(staging, folder)
     return check_model_folder(folder)
+
+
+def original_config_beside(checkpoint: Path) -> Path | None:
+    for candidate in (checkpoint.with_suffix(".yaml"), checkpoint.parent / "model_config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def check_model_folder(folder: Path) -> Path:

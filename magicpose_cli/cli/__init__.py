@@ -1,5 +1,6 @@
 """The `magicpose` command line: one module per command, each a thin layer over library code."""
 
 from magicpose_cli.cli.app import app
+from magicpose_cli.cli import retarget  # noqa: F401  (registers the command)
 
 __all__ = ["app"]
