@@ -51,7 +51,7 @@ class FrameSelection:
 
 
 class FrameSource:
-    """Random access to the frames of one video file or image folder."""
+    """Random access to the frames of one video file, image folder or single image."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -59,8 +59,8 @@ class FrameSource:
             raise MagicPoseError(f"input not found: {self.path}")
         self._video = None
         self._images: list[Path] = []
-        if self.path.is_dir():
-            self._images = list_images(self.path)
+        if self.path.is_dir() or self.path.suffix.lower() in IMAGE_SUFFIXES:
+            self._images = list_images(self.path) if self.path.is_dir() else [self.path]
             if not self._images:
                 raise MagicPoseError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {self.path}")
             first = read_image(self._images[0])
@@ -110,11 +110,12 @@ class FrameSource:
 def _open_video(path: Path):
     import decord
 
+    if path.stat().st_size == 0:
+        raise MagicPoseError(f"video file is empty: {path}")
     try:
         return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except Exception as error:  # decord raises DECORDError (a RuntimeError) with a long native trace
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MagicPoseError(f"cannot read video {path}: {first_line[:200]}") from error
+        raise MagicPoseError(f"cannot read video {path}: not a video that ffmpeg can decode") from error
 
 
 def list_images(folder: Path) -> list[Path]:

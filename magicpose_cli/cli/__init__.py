@@ -2,5 +2,6 @@
 
 from magicpose_cli.cli.app import app
 from magicpose_cli.cli import retarget  # noqa: F401  (registers the command)
+from magicpose_cli.cli import extract_pose  # noqa: F401  (registers the command)
 
 __all__ = ["app"]

@@ -1,0 +1,257 @@
+"""Extracting a pose sequence from a video or image folder, with a resumable on-disk cache,
+and the loaders that retarget uses for its driving input and its reference photo.
+
+Output folder layout::
+
+    OUT/00000.json, 00001.json, ...   OpenPose JSON per output frame (after filling/smoothing/alignment)
+    OUT/00000.png,  00001.png,  ...   rendered control maps
+    OUT/manifest.json                 source, fps, frames, detector, settings, per-frame status
+    OUT/.cache/key.json               what the raw detections below were computed from
+    OUT/.cache/raw/<source index>.json  raw detections, one per source frame, written as they finish
+
+Raw detections depend only on the input's bytes and the detector, so an interrupted run (or a
+run with other smoothing/alignment settings) reuses every frame already detected. (With MediaPipe's
+tracking a resumed run restarts tracking at the first frame it detects, so its numbers can differ
+from an uninterrupted run's by the tracker's jitter.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.files import atomic_path, atomic_write_text
+from magicpose_cli.pose.align import align_poses
+from magicpose_cli.pose.detectors import detect_reference_pose, make_detector
+from magicpose_cli.pose.keypoints import FramePose
+from magicpose_cli.pose.render import render_pose
+from magicpose_cli.pose.temporal import (
+    STATUS_DETECTED,
+    STATUS_FILLED,
+    fill_gaps,
+    frame_statuses,
+    poses_to_track,
+    smooth_track,
+    track_to_poses,
+)
+from magicpose_cli.video import FrameSelection, FrameSource
+
+MANIFEST_NAME = "manifest.json"
+CACHE_DIR_NAME = ".cache"
+
+
+@dataclass(frozen=True)
+class PoseSettings:
+    """Everything besides the input that decides the output files."""
+
+    detector: str = "mediapipe"
+    face: bool = True
+    hands: bool = True
+    smooth: bool = True
+    smooth_strength: float = 1.0
+    align_to: str | None = None
+    align_to_hash: str | None = None
+
+
+@dataclass
+class ExtractionResult:
+    output_dir: Path
+    poses: list[FramePose]
+    statuses: list[str]
+    source_indices: list[int]
+    fps: float
+    detected_now: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    from_cache: bool = False
+
+    @property
+    def detected(self) -> int:
+        return self.statuses.count(STATUS_DETECTED)
+
+    @property
+    def filled(self) -> int:
+        return self.statuses.count(STATUS_FILLED)
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _frame_name(index: int, suffix: str) -> str:
+    return f"{index:05d}{suffix}"
+
+
+def _prepare_raw_cache(cache_dir: Path, key: dict, force: bool) -> Path:
+    """The raw-detection folder for ``key``; emptied when it holds another input's or detector's frames."""
+    raw_dir = cache_dir / "raw"
+    key_path = cache_dir / "key.json"
+    stale = force or not key_path.is_file() or json.loads(key_path.read_text()) != key
+    if stale and raw_dir.is_dir():
+        for file in raw_dir.iterdir():
+            file.unlink()
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    if stale:
+        atomic_write_text(key_path, json.dumps(key, indent=1))
+    return raw_dir
+
+
+def extract_poses(
+    input_path: str | Path,
+    output_dir: str | Path,
+    selection: FrameSelection = FrameSelection(),
+    settings: PoseSettings = PoseSettings(),
+    annotator_dir: str | Path | None = None,
+    force: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    write_maps: bool = True,
+) -> ExtractionResult:
+    """Detect, fill, smooth, optionally align and render the poses of ``input_path`` into ``output_dir``.
+
+    ``on_progress(done, total)`` is called after every frame; an exception it raises stops the run,
+    and the next run resumes from the frames already detected.
+    """
+    started = time.perf_counter()
+    source = FrameSource(input_path)
+    output_dir = Path(output_dir)
+    indices = selection.indices(source.frame_count, source.fps)
+    if not indices:
+        raise MagicPoseError(f"no frames selected from {source.path} ({source.frame_count} frames, start {selection.start})")
+    fps = selection.output_fps(source.fps)
+    content_hash = source.content_hash()
+    if settings.align_to and not settings.align_to_hash:
+        settings = PoseSettings(**{**asdict(settings), "align_to_hash": file_hash(Path(settings.align_to))})
+    output_key = {
+        "content_hash": content_hash,
+        "indices": indices,
+        "settings": asdict(settings),
+        "write_maps": write_maps,
+    }
+    manifest_path = output_dir / MANIFEST_NAME
+    if not force and manifest_path.is_file():
+        cached = _load_finished(output_dir, manifest_path, output_key)
+        if cached is not None:
+            if on_progress:
+                on_progress(len(indices), len(indices))
+            return cached
+
+    raw_dir = _prepare_raw_cache(
+        output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}, force
+    )
+    raw_poses, detected_now, reused = [], 0, 0
+    detector = None
+    try:
+        for done, index in enumerate(indices, start=1):
+            raw_path = raw_dir / _frame_name(index, ".json")
+            if raw_path.is_file():
+                raw_poses.append(FramePose.load(raw_path))
+                reused += 1
+            else:
+                if detector is None:
+                    detector = make_detector(settings.detector, annotator_dir, tracking=True)
+                frame_pose = detector.detect(source.frame(index))
+                frame_pose.save(raw_path)
+                raw_poses.append(frame_pose)
+                detected_now += 1
+            if on_progress:
+                on_progress(done, len(indices))
+    finally:
+        if detector is not None:
+            detector.close()
+
+    poses, statuses = postprocess(raw_poses, fps, settings, source.path)
+    for position, frame_pose in enumerate(poses):
+        frame_pose.save(output_dir / _frame_name(position, ".json"))
+        if write_maps:
+            save_png(output_dir / _frame_name(position, ".png"), render_pose(frame_pose, face=settings.face, hands=settings.hands))
+    _remove_stale_outputs(output_dir, len(poses))
+    manifest = {
+        "source": str(source.path),
+        "content_hash": content_hash,
+        "fps": fps,
+        "source_fps": source.fps,
+        "source_frame_count": source.frame_count,
+        "frame_count": len(poses),
+        "width": poses[0].width,
+        "height": poses[0].height,
+        "detector": settings.detector,
+        "settings": asdict(settings),
+        "selection": asdict(selection),
+        "output_key": output_key,
+        "frames": [
+            {"index": position, "source_index": index, "status": status}
+            for position, (index, status) in enumerate(zip(indices, statuses))
+        ],
+    }
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+    return ExtractionResult(
+        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started
+    )
+
+
+def postprocess(raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path) -> tuple[list[FramePose], list[str]]:
+    """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to the reference."""
+    track, found = poses_to_track(raw_poses)
+    if not found.any():
+        raise MagicPoseError(f"no person found in any frame of {source}")
+    track = fill_gaps(track, found)
+    statuses = frame_statuses(found, track)
+    if settings.smooth:
+        width, height = raw_poses[0].width, raw_poses[0].height
+        track = smooth_track(track, fps, float(max(width, height)), settings.smooth_strength)
+    poses = track_to_poses(track, [(pose.width, pose.height) for pose in raw_poses])
+    for frame_pose in poses:
+        for person in frame_pose.people:
+            if not settings.face:
+                person.face[:] = 0.0
+            if not settings.hands:
+                person.left_hand[:] = 0.0
+                person.right_hand[:] = 0.0
+    if settings.align_to:
+        poses = align_poses(poses, detect_reference_pose(settings.align_to, settings.detector))
+    return poses, statuses
+
+
+def _load_finished(output_dir: Path, manifest_path: Path, output_key: dict) -> ExtractionResult | None:
+    """The finished result of an earlier run with the same input and settings, if all its files are there."""
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("output_key") != output_key:
+        return None
+    count = manifest["frame_count"]
+    suffixes = (".json", ".png") if output_key["write_maps"] else (".json",)
+    if not all((output_dir / _frame_name(i, suffix)).is_file() for i in range(count) for suffix in suffixes):
+        return None
+    poses = [FramePose.load(output_dir / _frame_name(i, ".json")) for i in range(count)]
+    frames = manifest["frames"]
+    return ExtractionResult(
+        output_dir,
+        poses,
+        [frame["status"] for frame in frames],
+        [frame["source_index"] for frame in frames],
+        manifest["fps"],
+        from_cache=True,
+    )
+
+
+def _remove_stale_outputs(output_dir: Path, count: int) -> None:
+    """Delete numbered outputs beyond ``count`` left by an earlier, longer run."""
+    for path in output_dir.iterdir():
+        if path.suffix in (".json", ".png") and path.stem.isdigit() and int(path.stem) >= count:
+            path.unlink()
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    with atomic_path(path) as temporary:
+        Image.fromarray(image).save(temporary, format="PNG")

@@ -1,0 +1,186 @@
+"""Poses over time: one person's track, filling frames where detection failed, and smoothing jitter.
+
+A track is the main person of every frame stacked into one ``(T, P, 3)`` array (P = 18 body +
+21 + 21 hand + 70 face points), so that gap filling and filtering work point by point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from magicpose_cli.pose.keypoints import (
+    NUM_BODY_POINTS,
+    NUM_FACE_POINTS,
+    NUM_HAND_POINTS,
+    FramePose,
+    PersonPose,
+)
+
+_PART_SLICES = {
+    "body": slice(0, NUM_BODY_POINTS),
+    "left_hand": slice(NUM_BODY_POINTS, NUM_BODY_POINTS + NUM_HAND_POINTS),
+    "right_hand": slice(NUM_BODY_POINTS + NUM_HAND_POINTS, NUM_BODY_POINTS + 2 * NUM_HAND_POINTS),
+    "face": slice(NUM_BODY_POINTS + 2 * NUM_HAND_POINTS, NUM_BODY_POINTS + 2 * NUM_HAND_POINTS + NUM_FACE_POINTS),
+}
+NUM_TRACK_POINTS = NUM_BODY_POINTS + 2 * NUM_HAND_POINTS + NUM_FACE_POINTS
+# Inside a frame where the person was found, a point (a hand, the face) that flickers out is
+# filled only for gaps up to this many frames; longer absences are taken to be real.
+DEFAULT_MAX_POINT_GAP = 5
+
+STATUS_DETECTED = "detected"
+STATUS_FILLED = "filled"
+STATUS_MISSING = "missing"
+
+
+def main_person(frame_pose: FramePose) -> PersonPose | None:
+    """The person with the largest visible body (MagicPose animates one person)."""
+
+    def body_extent(person: PersonPose) -> float:
+        points = person.body[person.body[:, 2] > 0, :2]
+        if len(points) < 2:
+            return float(len(points))
+        return float(np.prod(points.max(axis=0) - points.min(axis=0) + 1.0))
+
+    people = [person for person in frame_pose.people if (person.body[:, 2] > 0).any()]
+    return max(people, key=body_extent) if people else None
+
+
+def poses_to_track(poses: list[FramePose]) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, P, 3)`` keypoints of each frame's main person, and a ``(T,)`` mask of frames with one."""
+    track = np.zeros((len(poses), NUM_TRACK_POINTS, 3), dtype=np.float32)
+    found = np.zeros(len(poses), dtype=bool)
+    for t, frame_pose in enumerate(poses):
+        person = main_person(frame_pose)
+        if person is None:
+            continue
+        found[t] = True
+        for part, part_slice in _PART_SLICES.items():
+            track[t, part_slice] = getattr(person, part)
+    return track, found
+
+
+def track_to_poses(track: np.ndarray, sizes: list[tuple[int, int]]) -> list[FramePose]:
+    """The inverse of poses_to_track: one FramePose per frame, empty where no point is present."""
+    poses = []
+    for points, (width, height) in zip(track, sizes):
+        if not (points[:, 2] > 0).any():
+            poses.append(FramePose(width, height, []))
+            continue
+        person = PersonPose(**{part: points[part_slice] for part, part_slice in _PART_SLICES.items()})
+        poses.append(FramePose(width, height, [person]))
+    return poses
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open ``[start, end)`` runs where ``mask`` is True."""
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def fill_gaps(track: np.ndarray, found: np.ndarray, max_point_gap: int = DEFAULT_MAX_POINT_GAP) -> np.ndarray:
+    """Fill missing points from their neighbours in time, point by point.
+
+    Frames with no person get every point that is seen somewhere: linearly interpolated between
+    the frames around the gap, or held from the nearest frame at the ends of the sequence. In
+    frames where the person was found, a missing point is interpolated only across a short gap
+    (up to ``max_point_gap`` frames), so a hand that leaves the picture is not invented.
+    Filled points get the lower confidence of the two frames they come from.
+    """
+    filled = track.copy()
+    frames = len(track)
+    for point in range(track.shape[1]):
+        present = track[:, point, 2] > 0
+        if not present.any() or present.all():
+            continue
+        for start, end in _runs(~present):
+            before, after = start - 1, end
+            bounded = before >= 0 and after < frames
+            for t in range(start, end):
+                if found[t] and not (bounded and end - start <= max_point_gap):
+                    continue
+                if bounded:
+                    weight = (t - before) / (after - before)
+                    xy = (1 - weight) * track[before, point, :2] + weight * track[after, point, :2]
+                    confidence = min(track[before, point, 2], track[after, point, 2])
+                    filled[t, point] = (*xy, confidence)
+                else:
+                    filled[t, point] = track[before if before >= 0 else after, point]
+    return filled
+
+
+class OneEuroFilter:
+    """The One-Euro filter (Casiez et al., CHI 2012) on arrays: a low-pass whose cutoff rises with speed,
+    so slow jitter is removed while fast moves keep up."""
+
+    def __init__(self, rate: float, min_cutoff: float, beta: float, derivative_cutoff: float = 1.0):
+        self.rate = rate
+        self.min_cutoff = min_cutoff
+        self.beta = beta
+        self.derivative_cutoff = derivative_cutoff
+        self._value: np.ndarray | None = None
+        self._derivative: np.ndarray | None = None
+
+    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
+        tau = 1.0 / (2 * np.pi * cutoff)
+        return 1.0 / (1.0 + tau * self.rate)
+
+    def reset(self) -> None:
+        self._value = self._derivative = None
+
+    def __call__(self, value: np.ndarray) -> np.ndarray:
+        if self._value is None:
+            self._value, self._derivative = value.copy(), np.zeros_like(value)
+            return value.copy()
+        derivative = (value - self._value) * self.rate
+        alpha_derivative = self._alpha(self.derivative_cutoff)
+        self._derivative = alpha_derivative * derivative + (1 - alpha_derivative) * self._derivative
+        cutoff = self.min_cutoff + self.beta * np.abs(self._derivative)
+        alpha = self._alpha(cutoff)
+        self._value = alpha * value + (1 - alpha) * self._value
+        return self._value.copy()
+
+
+# Defaults for coordinates measured in frame sizes (so they hold at any resolution) and time in
+# seconds: at strength 1 a still point's jitter is cut above ~1.5 Hz, and the cutoff rises by
+# 0.6 Hz per (frame size per second) of speed.
+DEFAULT_MIN_CUTOFF = 1.5
+DEFAULT_BETA = 0.6
+
+
+def smooth_track(
+    track: np.ndarray,
+    fps: float,
+    frame_size: float,
+    strength: float = 1.0,
+    min_cutoff: float = DEFAULT_MIN_CUTOFF,
+    beta: float = DEFAULT_BETA,
+) -> np.ndarray:
+    """One-Euro smoothing of every point's x, y; ``strength`` > 1 smooths more, 0 leaves the track as is.
+
+    A point's filter restarts after every frame where the point is missing.
+    """
+    if strength <= 0 or len(track) < 2:
+        return track.copy()
+    smoothed = track.copy()
+    rate = fps if fps > 0 else 30.0
+    for point in range(track.shape[1]):
+        present = track[:, point, 2] > 0
+        for start, end in _runs(present):
+            one_euro = OneEuroFilter(rate, min_cutoff / strength, beta / strength)
+            for t in range(start, end):
+                smoothed[t, point, :2] = one_euro(track[t, point, :2] / frame_size) * frame_size
+    return smoothed
+
+
+def frame_statuses(found: np.ndarray, filled: np.ndarray) -> list[str]:
+    """Per frame: detected (the detector found the person), filled (from neighbours) or missing."""
+    statuses = []
+    for t, was_found in enumerate(found):
+        if was_found:
+            statuses.append(STATUS_DETECTED)
+        elif (filled[t, :, 2] > 0).any():
+            statuses.append(STATUS_FILLED)
+        else:
+            statuses.append(STATUS_MISSING)
+    return statuses
