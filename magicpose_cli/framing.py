@@ -150,9 +150,8 @@ def fit_placement(
     )
 
 
-def side_by_side(images: list[np.ndarray]) -> np.ndarray:
-    """Join HxWx3 pictures left to right at the first one's height (the ``--grid`` layout)."""
-    height = images[0].shape[0]
+def side_by_side(images: list[np.ndarray], height: int) -> np.ndarray:
+    """Join HxWx3 pictures left to right, each resized to ``height`` (the ``--grid`` layout)."""
     resized = []
     for image in images:
         if image.shape[0] != height:

@@ -27,6 +27,7 @@ from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.frame_cache import FrameCache, default_cache_root, hash_arrays, hash_file, hash_folder, run_key
 from magicpose_cli.framing import FitMode, Placement, fit_placement, generation_size, side_by_side
 from magicpose_cli.model_store import ModelLocation, locate_model
+from magicpose_cli.pose.driving import DrivingPoses
 from magicpose_cli.pose.keypoints import FramePose
 
 GUIDANCE_MODES = ("image", "text")
@@ -83,17 +84,6 @@ class RetargetSummary:
         return self.seconds / self.frames if self.frames else 0.0
 
 
-@dataclass
-class DrivingPoses:
-    """The driving motion: one pose per frame (keypoints, or a ready control map), its canvas and timing."""
-
-    poses: list[FramePose | np.ndarray]
-    width: int
-    height: int
-    fps: float
-    audio_source: Path | None
-
-
 def new_progress(console: Console | None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description:<18}"),
@@ -130,25 +120,25 @@ def retarget(
     if model.notice and on_notice is not None:
         on_notice(model.notice)
     with new_progress(console) as progress:
-        driving = read_driving_poses(Path(driving_path), options, progress)
-        if options.align:
-            driving.poses = align_to_reference(driving.poses, reference)
+        driving = read_driving_poses(Path(driving_path), options, cache_root, progress)
+        motion = align_to_reference(driving, reference) if options.align else driving.poses
         canvas_width, canvas_height = generation_size(options.width, options.height)
-        placement = fit_placement(driving.width, driving.height, canvas_width, canvas_height, options.fit)
+        placement = pose_placement(motion, canvas_width, canvas_height, options.fit)
         reference_canvas = place_reference(reference, canvas_width, canvas_height, options.fit)
-        pose_maps = render_pose_maps(driving.poses, placement, options)
+        pose_maps = render_pose_maps(motion, placement, options)
         cache = open_frame_cache(cache_root, model, reference_path, reference_canvas, pose_maps, options)
         generated = generate_missing_frames(model, reference_canvas, pose_maps, cache, options, progress, on_batch_saved)
         frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps, options)
         if options.frames_dir is not None:
             keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))
         fps = options.fps or driving.fps
+        audio_source = Path(driving_path) if options.audio and Path(driving_path).is_file() else None
         encoding = progress.add_task("encoding", total=len(pose_maps))
         encoded = write_video(
             frames,
             output_path,
             fps=fps,
-            audio_source=driving.audio_source if options.audio else None,
+            audio_source=audio_source,
             overwrite=options.overwrite,
             on_frame=lambda: progress.advance(encoding),
         )
@@ -197,24 +187,42 @@ def load_reference_image(path: Path) -> np.ndarray:
         raise MagicPoseError(f"cannot read reference image {path}: {error}") from None
 
 
-def read_driving_poses(path: Path, options: RetargetOptions, progress: Progress) -> DrivingPoses:
-    """Poses of every driving frame: extracted from a video, or read from pose JSON / pose-map folders."""
-    from magicpose_cli.pose.driving import load_driving_poses
+def read_driving_poses(path: Path, options: RetargetOptions, cache_root: Path, progress: Progress) -> DrivingPoses:
+    """One pose per driving frame: extracted from a video (kept under the cache root), or read from
+    a folder of OpenPose JSON or of rendered pose maps."""
+    from magicpose_cli.pose.driving import default_work_dir, load_driving_poses
 
-    driving = load_driving_poses(path, max_frames=options.max_frames, progress=progress)
-    if not driving.poses:
+    if not path.exists():
+        raise MagicPoseError(f"driving input not found: {path}")
+    driving = load_driving_poses(
+        path,
+        max_frames=options.max_frames,
+        work_dir=cache_root / "poses" / default_work_dir(path).name,
+        progress=progress,
+    )
+    if len(driving) == 0:
         raise MagicPoseError(f"driving input has no frames: {path}")
-    audio_source = path if path.is_file() else None
-    return DrivingPoses(list(driving.poses), driving.width, driving.height, driving.fps, audio_source)
+    return driving
 
 
-def align_to_reference(poses: list[FramePose | np.ndarray], reference: np.ndarray) -> list[FramePose | np.ndarray]:
-    """Fit the driving skeleton to the reference person's body (keypoint poses only)."""
-    from magicpose_cli.pose.align import align_poses, detect_reference_pose
+def align_to_reference(driving: DrivingPoses, reference: np.ndarray) -> list[FramePose] | list[np.ndarray]:
+    """The driving skeleton fitted to the reference person's body, on the reference's canvas.
 
-    if not all(isinstance(pose, FramePose) for pose in poses):
-        return poses  # ready-made control maps carry no keypoints to move
-    return align_poses(poses, detect_reference_pose(reference))
+    Rendered pose maps carry no keypoints, so they are used as they are.
+    """
+    if driving.is_pose_maps:
+        return driving.poses
+    from magicpose_cli.pose.align import align_poses
+    from magicpose_cli.pose.detectors import detect_reference_pose
+
+    return align_poses(driving.poses, detect_reference_pose(reference))
+
+
+def pose_placement(motion: list[FramePose] | list[np.ndarray], width: int, height: int, fit: FitMode) -> Placement:
+    """How the poses' canvas (the driving video's, or the reference's once aligned) sits on the generation canvas."""
+    first = motion[0]
+    source_width, source_height = (first.width, first.height) if isinstance(first, FramePose) else first.shape[1::-1]
+    return fit_placement(source_width, source_height, width, height, fit)
 
 
 def place_reference(reference: np.ndarray, width: int, height: int, fit: FitMode) -> np.ndarray:
@@ -223,7 +231,7 @@ def place_reference(reference: np.ndarray, width: int, height: int, fit: FitMode
     return placement.place_image(reference, fill="edge")
 
 
-def render_pose_maps(poses: list[FramePose | np.ndarray], placement: Placement, options: RetargetOptions) -> list[np.ndarray]:
+def render_pose_maps(poses: list[FramePose] | list[np.ndarray], placement: Placement, options: RetargetOptions) -> list[np.ndarray]:
     """One control map per frame at the generation size, drawn from keypoints placed on the canvas."""
     from magicpose_cli.pose.render import render_pose
 
@@ -371,11 +379,14 @@ def pick_dtype(name: str, device):
 def load_pipeline(model: ModelLocation, options: RetargetOptions):
     """The pipeline on the chosen device and dtype, with the chosen scheduler and memory savers."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+    from diffusers.utils import logging as diffusers_logging
 
     from magicpose_cli.models import MagicPosePipeline
 
     device = pick_device(options.device)
-    pipe = MagicPosePipeline.from_pretrained(model.folder, torch_dtype=pick_dtype(options.dtype, device))
+    diffusers_logging.disable_progress_bar()
+    pipe = MagicPosePipeline.from_pretrained(model.folder)
+    pipe.to(dtype=pick_dtype(options.dtype, device))
     scheduler_class = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}
     pipe.scheduler = scheduler_class[options.scheduler].from_config(pipe.scheduler.config)
     if options.vae_slicing:
@@ -402,7 +413,7 @@ def output_frames(
     for index in range(frame_count):
         result = placement.restore(cache.load(index))
         if options.grid:
-            yield side_by_side([reference, placement.restore(pose_maps[index]), result])
+            yield side_by_side([reference, placement.restore(pose_maps[index]), result], height=result.shape[0])
         else:
             yield result
 

@@ -72,5 +72,5 @@ def test_poses_land_where_the_image_pixels_land(mode):
 
 
 def test_side_by_side_joins_at_one_height():
-    grid = side_by_side([np.zeros((40, 30, 3), np.uint8), np.ones((20, 20, 3), np.uint8), np.ones((40, 50, 3), np.uint8)])
-    assert grid.shape == (40, 30 + 40 + 50, 3)
+    pictures = [np.zeros((80, 60, 3), np.uint8), np.ones((20, 20, 3), np.uint8), np.ones((40, 50, 3), np.uint8)]
+    assert side_by_side(pictures, height=40).shape == (40, 30 + 40 + 50, 3)
