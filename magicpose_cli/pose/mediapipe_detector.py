@@ -125,6 +125,7 @@ class MediaPipeDetector:
         self.visibility_threshold = visibility_threshold
         self._holistic = mp.solutions.holistic.Holistic(
             static_image_mode=not tracking,
+            smooth_landmarks=False,  # smoothing is ours (temporal.smooth_track), tunable and lag-aware
             model_complexity=model_complexity,
             refine_face_landmarks=True,
             min_detection_confidence=0.5,
