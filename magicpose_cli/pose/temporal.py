@@ -142,10 +142,11 @@ class OneEuroFilter:
 
 
 # Defaults for coordinates measured in frame sizes (so they hold at any resolution) and time in
-# seconds: at strength 1 a still point's jitter is cut above ~1.5 Hz, and the cutoff rises by
-# 0.6 Hz per (frame size per second) of speed.
-DEFAULT_MIN_CUTOFF = 1.5
-DEFAULT_BETA = 0.6
+# seconds: a still point's jitter is cut above 1 Hz, and the cutoff rises by 30 Hz per (frame
+# size per second) of speed, so a limb crossing the frame in a second is followed without lag.
+# (Tuned on 3 px jitter at 512 px, 30 fps: the error halves at rest and drops by a third at 2-8 px/frame.)
+DEFAULT_MIN_CUTOFF = 1.0
+DEFAULT_BETA = 30.0
 
 
 def smooth_track(
