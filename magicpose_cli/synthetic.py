@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+from rich.progress import Progress
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_path, atomic_write_text
 from magicpose_cli.pose.keypoints import (
     BODY,
     NUM_BODY_POINTS,
@@ -594,6 +596,11 @@ def _draw_face(canvas, identity: Identity, face: np.ndarray, radius: float) -> N
         _polygon(canvas, face[60:68], MOUTH_INSIDE)
 
 
+def sleeve_colour(identity: Identity, side: str) -> RGB:
+    """The colour of the ``side`` ("right"/"left") sleeve: a two-tone shirt's halves continue into them."""
+    return identity.shirt_second if identity.shirt_pattern == "two_tone" and side == "left" else identity.shirt
+
+
 def draw_person(identity: Identity, person_pose: PersonPose, width: int, height: int) -> np.ndarray:
     """Draw ``identity`` in the pose given by ``person_pose`` (as made by :func:`pose_at`).
 
@@ -609,7 +616,7 @@ def draw_person(identity: Identity, person_pose: PersonPose, width: int, height:
     arm_r, leg_r = identity.arm_radius * unit, identity.leg_radius * unit
     radius = identity.head_radius * unit
 
-    # Head frame from the ears: pose_at puts them level with the head centre, 0.08 radii above it.
+    # Head frame from the ears: pose_at puts their midpoint 0.08 head radii above the head centre.
     ear_axis = point["left_ear"] - point["right_ear"]
     right = ear_axis / max(np.linalg.norm(ear_axis), 1e-6)
     up = np.array([right[1], -right[0]])
@@ -623,16 +630,15 @@ def draw_person(identity: Identity, person_pose: PersonPose, width: int, height:
     _draw_hair(canvas, identity, head_centre, right, up, radius, front=False)
 
     # Legs (trousers or shorts over skin) and shoes.
-    legwear = identity.trousers
     for side in ("right", "left"):
         hip, knee, ankle = point[f"{side}_hip"], point[f"{side}_knee"], point[f"{side}_ankle"]
         if identity.legwear == "shorts":
             _capsule(canvas, hip, knee, leg_r * 0.85, identity.skin)
             _capsule(canvas, knee, ankle, leg_r * 0.8, identity.skin)
-            _capsule(canvas, hip, hip + 0.6 * (knee - hip), leg_r * 1.1, legwear)
+            _capsule(canvas, hip, hip + 0.6 * (knee - hip), leg_r * 1.1, identity.trousers)
         else:
-            _capsule(canvas, hip, knee, leg_r, legwear)
-            _capsule(canvas, knee, ankle, leg_r * 0.92, legwear)
+            _capsule(canvas, hip, knee, leg_r, identity.trousers)
+            _capsule(canvas, knee, ankle, leg_r * 0.92, identity.trousers)
     for side in ("right", "left"):
         knee, ankle = point[f"{side}_knee"], point[f"{side}_ankle"]
         shin = ankle - knee
@@ -669,7 +675,7 @@ def draw_person(identity: Identity, person_pose: PersonPose, width: int, height:
             point["right_hip"] - leg_r * torso_across,
         ]
     )
-    _polygon(canvas, seat, legwear)
+    _polygon(canvas, seat, identity.trousers)
 
     # Head: ears, skull + jaw in skin, hair on top, then the features.
     for name in ("right_ear", "left_ear"):
@@ -683,11 +689,12 @@ def draw_person(identity: Identity, person_pose: PersonPose, width: int, height:
         shoulder, elbow, wrist = point[f"{side}_shoulder"], point[f"{side}_elbow"], point[f"{side}_wrist"]
         _capsule(canvas, shoulder, elbow, arm_r, identity.skin)
         _capsule(canvas, elbow, wrist, arm_r * 0.9, identity.skin)
+        sleeve = sleeve_colour(identity, side)
         if identity.sleeves == "long":
-            _capsule(canvas, shoulder, elbow, arm_r * 1.1, identity.shirt)
-            _capsule(canvas, elbow, elbow + 0.8 * (wrist - elbow), arm_r, identity.shirt)
+            _capsule(canvas, shoulder, elbow, arm_r * 1.1, sleeve)
+            _capsule(canvas, elbow, elbow + 0.8 * (wrist - elbow), arm_r, sleeve)
         else:
-            _capsule(canvas, shoulder, shoulder + 0.55 * (elbow - shoulder), arm_r * 1.15, identity.shirt)
+            _capsule(canvas, shoulder, shoulder + 0.55 * (elbow - shoulder), arm_r * 1.15, sleeve)
         hand = (person_pose.right_hand if side == "right" else person_pose.left_hand)[:, :2].astype(np.float64)
         _disc(canvas, wrist, arm_r * 0.85, identity.skin)
         _polygon(canvas, hand[[0, 1, 5, 9, 13, 17]], identity.skin)
@@ -718,9 +725,24 @@ def _video_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), 0, int(index)]))
 
 
-def _save_png(path: Path, frame: np.ndarray) -> None:
-    with atomic_path(path) as temporary:
-        Image.fromarray(frame).save(temporary, format="PNG", compress_level=1)
+def _write_video(folder: Path, identity: Identity, motion: Motion, width: int, height: int, meta: dict, on_frame) -> None:
+    """Write one video folder all at once: it is built beside ``folder`` and renamed into place,
+    so a crash never leaves a half-written video for training to pick up."""
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "frames").mkdir(parents=True)
+    (partial / "poses").mkdir()
+    try:
+        for index, pose in enumerate(motion_poses(identity, motion, width, height)):
+            frame = draw_person(identity, pose.people[0], width, height)
+            Image.fromarray(frame).save(partial / "frames" / f"{index:05d}.png", format="PNG", compress_level=1)
+            (partial / "poses" / f"{index:05d}.json").write_text(json.dumps(pose.to_openpose()))
+            on_frame()
+        (partial / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def write_dataset(
@@ -734,36 +756,31 @@ def write_dataset(
     """Write ``num_videos`` synthetic videos in the frame-folder layout ``magicpose train`` reads.
 
     Each video is ``out_dir/<name>/frames/<index:05d>.png``, ``poses/<index:05d>.json`` (OpenPose
-    JSON) and ``meta.json`` (seed, identity and motion parameters). The same seed writes the same
-    bytes. Returns the video folders.
+    JSON, as FramePose.save writes it) and ``meta.json`` (seed, identity and motion parameters).
+    The same seed writes the same bytes; an existing video folder of the same name is replaced.
+    Returns the video folders.
     """
     if num_videos < 1 or frames_per_video < 1:
         raise MagicPoseError(f"need at least one video and one frame, got {num_videos} videos of {frames_per_video} frames")
     width, height = _as_size(size)
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     folders = [out_dir / f"person_{index:05d}" for index in range(num_videos)]
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        bar.start()
+    with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("drawing synthetic people", total=num_videos * frames_per_video)
-    try:
         for index, folder in enumerate(folders):
             rng = _video_rng(seed, index)
             identity = sample_identity(rng)
             motion = sample_motion(rng, frames_per_video)
-            for frame_index, pose in enumerate(motion_poses(identity, motion, width, height)):
-                _save_png(folder / "frames" / f"{frame_index:05d}.png", draw_person(identity, pose.people[0], width, height))
-                pose.save(folder / "poses" / f"{frame_index:05d}.json")
-                if bar is not None:
-                    bar.advance(task)
-            meta = {"seed": int(seed), "video_index": index, "width": width, "height": height, "identity": identity.to_json(), "motion": motion.to_json()}
-            atomic_write_text(folder / "meta.json", json.dumps(meta))
-    finally:
-        if bar is not None:
-            bar.stop()
+            meta = {
+                "seed": int(seed),
+                "video_index": index,
+                "width": width,
+                "height": height,
+                "identity": identity.to_json(),
+                "motion": motion.to_json(),
+            }
+            _write_video(folder, identity, motion, width, height, meta, lambda: bar.advance(task))
     return folders
 
 
