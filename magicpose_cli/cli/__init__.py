@@ -1,7 +1,9 @@
 """The `magicpose` command line: one module per command, each a thin layer over library code."""
 
 from magicpose_cli.cli.app import app
+from magicpose_cli.cli import convert  # noqa: F401  (registers the command)
 from magicpose_cli.cli import retarget  # noqa: F401  (registers the command)
 from magicpose_cli.cli import extract_pose  # noqa: F401  (registers the command)
+from magicpose_cli.cli import train  # noqa: F401  (registers the command)
 
 __all__ = ["app"]

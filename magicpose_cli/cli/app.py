@@ -8,6 +8,7 @@ from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from magicpose_cli.errors import MagicPoseError
 
@@ -36,7 +37,7 @@ def user_errors(func: F) -> F:
         except (MagicPoseError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
             if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
                 raise
-            console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -24,6 +24,7 @@ from diffusers.loaders.single_file_utils import (
 )
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.files import atomic_directory
 from magicpose_cli.models.configs import sd15_original_config
 from magicpose_cli.models.networks import AppearanceUNet, PromptEmbedding
 
@@ -57,10 +58,12 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        needs_code = next((line for line in str(error).splitlines() if "GLOBAL" in line), None)
+        if needs_code is None:
+            raise MagicPoseError(f"{path} is not a readable checkpoint (not a torch file, or corrupt)") from None
         raise MagicPoseError(
-            f"refusing to load {path}: it is not a plain tensor checkpoint and loading it would execute "
-            f"code it contains ({str(error).splitlines()[0]}). Use a .safetensors file or a checkpoint "
-            "saved as a plain state dict."
+            f"refusing to load {path}: loading it would run code it names ({needs_code.strip()}). "
+            "Use a .safetensors file or a checkpoint saved as a plain state dict of tensors."
         ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise MagicPoseError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]})") from None
@@ -163,23 +166,28 @@ def _text_encoder(state: dict):
     """The CLIP text encoder, sized from its own tensors, and its embedding of the empty prompt."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    weights = convert_ldm_clip_checkpoint(state)
-    token_embedding = weights["text_model.embeddings.token_embedding.weight"]
+    weights = {  # published checkpoints say text_model.*, newer transformers drop that level
+        key.removeprefix("text_model."): value
+        for key, value in convert_ldm_clip_checkpoint(state).items()
+        if not key.endswith("position_ids")
+    }
+    token_embedding = weights["embeddings.token_embedding.weight"]
     hidden = token_embedding.shape[1]
-    layers = len({key.split(".")[3] for key in weights if key.startswith("text_model.encoder.layers.")})
+    layers = len({key.split(".")[2] for key in weights if key.startswith("encoder.layers.")})
     config = CLIPTextConfig(
         vocab_size=token_embedding.shape[0],
         hidden_size=hidden,
-        intermediate_size=weights["text_model.encoder.layers.0.mlp.fc1.weight"].shape[0],
+        intermediate_size=weights["encoder.layers.0.mlp.fc1.weight"].shape[0],
         num_hidden_layers=layers,
         num_attention_heads=max(1, hidden // 64),
-        max_position_embeddings=weights["text_model.embeddings.position_embedding.weight"].shape[0],
+        max_position_embeddings=weights["embeddings.position_embedding.weight"].shape[0],
         hidden_act="quick_gelu",
         bos_token_id=CLIP_START_OF_TEXT,
         eos_token_id=CLIP_END_OF_TEXT,
     )
     model = CLIPTextModel(config)
-    model.load_state_dict(weights, strict=False)
+    level = "text_model." if next(iter(model.state_dict())).startswith("text_model.") else ""
+    model.load_state_dict({level + key: value for key, value in weights.items()})
     model.eval()
     with torch.no_grad():
         ids = torch.tensor([EMPTY_PROMPT_TOKEN_IDS])
@@ -229,7 +237,8 @@ def convert_checkpoint(
         prefix = CONTROLNET_PREFIX if any(key.startswith(CONTROLNET_PREFIX) for key in state) else ""
         key = "pose_control_stage_config"
         controlnet = _build_controlnet(state, prefix, original, key, source)
-        controlnet.save_pretrained(output_dir, safe_serialization=True)
+        with atomic_directory(output_dir) as folder:
+            controlnet.save_pretrained(folder, safe_serialization=True)
         return output_dir
 
     unet = _build_unet(UNet2DConditionModel, state, UNET_PREFIX, original, "unet_config", "main UNet", source)
@@ -261,5 +270,6 @@ def convert_checkpoint(
         empty_prompt=empty_prompt,
         text_encoder=text_encoder,
     )
-    pipeline.save_pretrained(output_dir, safe_serialization=True)
+    with atomic_directory(output_dir) as folder:
+        pipeline.save_pretrained(folder, safe_serialization=True)
     return output_dir
