@@ -86,37 +86,55 @@ def write_video(
     height, width = first.shape[:2]
     if width % 2 or height % 2:
         raise ValueError(f"H.264 yuv420p needs an even frame size, got {width}x{height}")
-    audio_arguments = {}
-    if audio_codec is not None:
-        audio_arguments = {
-            "audio_path": str(audio_source),
-            "audio_codec": "copy" if audio_codec in _MP4_AUDIO_CODECS else "aac",
-        }
     count = 0
     with atomic_path(path) as temporary:
-        writer = imageio_ffmpeg.write_frames(
-            str(temporary),
-            (width, height),
-            fps=fps,
-            codec="libx264",
-            pix_fmt_out="yuv420p",
-            quality=quality,
-            macro_block_size=2,
-            output_params=["-shortest", "-movflags", "+faststart"],
-            **audio_arguments,
-        )
-        writer.send(None)  # start ffmpeg
+        video_only = temporary.with_name(temporary.stem + ".video.mp4") if audio_codec else temporary
         try:
-            for frame in _chain(first, frame_iterator):
-                if frame.shape[:2] != (height, width):
-                    raise ValueError(f"frame {count} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
-                writer.send(np.ascontiguousarray(frame, dtype=np.uint8))
-                count += 1
-                if on_frame is not None:
-                    on_frame()
+            writer = imageio_ffmpeg.write_frames(
+                str(video_only),
+                (width, height),
+                fps=fps,
+                codec="libx264",
+                pix_fmt_out="yuv420p",
+                quality=quality,
+                macro_block_size=2,
+                output_params=["-movflags", "+faststart"],
+            )
+            writer.send(None)  # start ffmpeg
+            try:
+                for frame in _chain(first, frame_iterator):
+                    if frame.shape[:2] != (height, width):
+                        raise ValueError(f"frame {count} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
+                    writer.send(np.ascontiguousarray(frame, dtype=np.uint8))
+                    count += 1
+                    if on_frame is not None:
+                        on_frame()
+            finally:
+                writer.close()
+            if audio_codec:
+                add_audio(video_only, Path(audio_source), audio_codec, count / fps, temporary)
         finally:
-            writer.close()
+            if video_only != temporary:
+                video_only.unlink(missing_ok=True)
     return EncodeResult(path=path, frames=count, fps=fps, audio_codec=audio_codec)
+
+
+def add_audio(video: Path, audio_source: Path, audio_codec: str, seconds: float, output: Path) -> None:
+    """Mux the first audio track of ``audio_source``, cut to ``seconds``, beside the (copied) video stream.
+
+    A second ffmpeg pass over finished files: cutting with -shortest while frames are still
+    being piped in drops the last frames.
+    """
+    command = [
+        ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-i", str(audio_source),
+        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+        "-c:a", "copy" if audio_codec in _MP4_AUDIO_CODECS else "aac",
+        "-t", f"{seconds:.6f}", "-movflags", "+faststart", str(output),
+    ]  # fmt: skip
+    muxing = subprocess.run(command, capture_output=True, text=True)
+    if muxing.returncode != 0:
+        last_line = (muxing.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise MagicPoseError(f"cannot add the audio of {audio_source}: {last_line}")
 
 
 def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:

@@ -26,6 +26,8 @@ DEMO_MODEL_DIR = Path(__file__).parent / "demo_model"
 DEMO_MODEL_NOTICE = (
     "no model configured: using the tiny demo model trained on synthetic people; see README to use real weights"
 )
+REQUIRED_COMPONENTS = ("unet", "reference_unet", "controlnet", "vae", "scheduler")
+TEXT_COMPONENTS = ("empty_prompt", "text_encoder")
 CHECKPOINT_SUFFIXES = (".th", ".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 _WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
@@ -137,11 +139,15 @@ def check_model_folder(folder: Path) -> Path:
         index = json.loads(index_path.read_text())
     except ValueError as error:
         raise MagicPoseError(f"model folder {folder} has a broken model_index.json: {error}") from None
-    missing = []
-    for component, spec in index.items():
-        if component.startswith("_") or not isinstance(spec, list) or spec[0] is None:
-            continue
-        missing.extend(_missing_files(folder / component))
+    present = [
+        component
+        for component, spec in index.items()
+        if not component.startswith("_") and isinstance(spec, list) and spec[0] is not None
+    ]
+    missing = [file for component in present for file in _missing_files(folder / component)]
+    missing += [f"{name}/" for name in REQUIRED_COMPONENTS if name not in present]
+    if not any(name in present for name in TEXT_COMPONENTS):
+        missing.append("a text conditioning (empty_prompt/ or text_encoder/: convert with the SD 1.5 CLIP text encoder)")
     if missing:
         raise MagicPoseError(f"model folder {folder} is incomplete: missing {', '.join(missing)}")
     return folder

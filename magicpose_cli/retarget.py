@@ -385,8 +385,7 @@ def load_pipeline(model: ModelLocation, options: RetargetOptions):
 
     device = pick_device(options.device)
     diffusers_logging.disable_progress_bar()
-    pipe = MagicPosePipeline.from_pretrained(model.folder)
-    pipe.to(dtype=pick_dtype(options.dtype, device))
+    pipe = MagicPosePipeline.from_pretrained(model.folder, dtype=pick_dtype(options.dtype, device))
     scheduler_class = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}
     pipe.scheduler = scheduler_class[options.scheduler].from_config(pipe.scheduler.config)
     if options.vae_slicing:

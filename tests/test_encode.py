@@ -48,6 +48,7 @@ def probe_video(path: Path) -> dict:
         "size": (width, height),
         "fps": meta["fps"],
         "audio_codec": meta.get("audio_codec"),
+        "duration": meta["duration"],
         "frames": frames,
     }
 
@@ -74,13 +75,15 @@ def test_writes_h264_yuv420p_at_the_given_fps(tmp_path):
     assert np.allclose(green_levels, [20 + 20 * i for i in range(9)], atol=4)
 
 
-def test_copies_the_audio_track_of_the_source(tmp_path):
-    source = make_video(tmp_path / "driving.mp4", gradient_frames(12, 64, 48), fps=12, audio=True)
+@pytest.mark.parametrize("count, fps", [(4, 8), (7, 12)])
+def test_copies_the_audio_track_of_the_source_and_keeps_every_frame(tmp_path, count, fps):
+    source = make_video(tmp_path / "driving.mp4", gradient_frames(count, 64, 48), fps=fps, audio=True)
     assert audio_codec_of(source) == "aac"
-    result = write_video(gradient_frames(6, 64, 48), tmp_path / "out.mp4", fps=12, audio_source=source)
+    result = write_video(gradient_frames(count, 64, 48), tmp_path / "out.mp4", fps=fps, audio_source=source)
     info = probe_video(tmp_path / "out.mp4")
     assert result.audio_codec == "aac" and info["audio_codec"] == "aac"
-    assert len(info["frames"]) == 6
+    assert len(info["frames"]) == count and info["fps"] == fps
+    assert info["duration"] == pytest.approx(count / fps, abs=0.05)  # the longer audio is cut to the video
 
 
 def test_a_source_without_audio_gives_a_silent_video(tmp_path):
