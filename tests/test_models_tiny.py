@@ -169,3 +169,16 @@ def test_step_callback_sees_every_step_of_every_batch(pipe):
 
     pipe(**inputs(num_frames=3), frames_per_batch=2, callback_on_step_end=on_step, output_type="latent")
     assert seen == [(b, 2, s) for b in range(2) for s in range(3)]
+
+
+def test_reference_switched_off_at_inference_ignores_the_reference(pipe):
+    reference_calls = count_calls(pipe.reference_unet)
+    settings = inputs(num_frames=2)
+    noise = pipe.prepare_shared_noise(64, 64, torch.Generator().manual_seed(0))
+    off = pipe(**settings, latents=noise, use_reference=False, output_type="latent").images
+    other_reference = {**settings, "reference_image": -settings["reference_image"]}
+    off_other = pipe(**other_reference, latents=noise, use_reference=False, output_type="latent").images
+    on = pipe(**settings, latents=noise, output_type="latent").images
+    assert torch.equal(off, off_other)
+    assert len(reference_calls) == 3  # only the run with the reference on
+    assert (on - off).abs().max() > 1e-3

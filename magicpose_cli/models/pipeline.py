@@ -85,7 +85,9 @@ class MagicPosePipeline(DiffusionPipeline):
         output_type: str = "pil",
         callback_on_step_end: Callable[["MagicPosePipeline", int, int, dict], dict | None] | None = None,
         return_dict: bool = True,
+        use_reference: bool = True,
     ) -> MagicPoseOutput | tuple:
+        """Generate one frame per pose map; ``use_reference=False`` switches appearance attention off (ablation)."""
         if guidance_mode not in GUIDANCE_MODES:
             raise ValueError(f"guidance_mode must be one of {GUIDANCE_MODES}, got {guidance_mode!r}")
         if frames_per_batch < 1:
@@ -94,7 +96,7 @@ class MagicPosePipeline(DiffusionPipeline):
         # 1. Inputs: pose maps, the reference latent, the text.
         pose_maps = self.prepare_pose_maps(pose_maps)
         num_frames, height, width = pose_maps.shape[0], pose_maps.shape[2], pose_maps.shape[3]
-        reference_latents = self.encode_reference(reference_image, height, width)
+        reference_latents = self.encode_reference(reference_image, height, width) if use_reference else None
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(prompt, prompt_embeds, negative_prompt_embeds)
 
         # 2. Initial noise: one shared by all frames, unless per-frame noise is asked for.
@@ -128,7 +130,7 @@ class MagicPosePipeline(DiffusionPipeline):
         self,
         latents: torch.Tensor,
         pose_maps: torch.Tensor,
-        reference_latents: torch.Tensor,
+        reference_latents: torch.Tensor | None,
         prompt_embeds: torch.Tensor,
         negative_prompt_embeds: torch.Tensor,
         num_inference_steps: int,
@@ -159,14 +161,16 @@ class MagicPosePipeline(DiffusionPipeline):
         latents: torch.Tensor,
         timestep,
         pose_maps: torch.Tensor,
-        reference_latents: torch.Tensor,
+        reference_latents: torch.Tensor | None,
         prompt_embeds: torch.Tensor,
         negative_prompt_embeds: torch.Tensor,
         guidance_scale: float,
         guidance_mode: str,
     ) -> torch.Tensor:
         """Classifier-free guided noise prediction for a batch of frames at one timestep."""
-        reference = self.denoiser.reference_features(reference_latents, timestep, prompt_embeds)
+        reference = None
+        if reference_latents is not None:
+            reference = self.denoiser.reference_features(reference_latents, timestep, prompt_embeds)
         conditional = self.denoiser(latents, timestep, prompt_embeds, reference, pose_maps)
         if guidance_scale == 1.0:
             return conditional
@@ -175,7 +179,9 @@ class MagicPosePipeline(DiffusionPipeline):
         elif negative_prompt_embeds is prompt_embeds or torch.equal(negative_prompt_embeds, prompt_embeds):
             return conditional  # both branches are the same computation
         else:
-            negative_reference = self.denoiser.reference_features(reference_latents, timestep, negative_prompt_embeds)
+            negative_reference = None
+            if reference_latents is not None:
+                negative_reference = self.denoiser.reference_features(reference_latents, timestep, negative_prompt_embeds)
             unconditional = self.denoiser(latents, timestep, negative_prompt_embeds, negative_reference, pose_maps)
         return unconditional + guidance_scale * (conditional - unconditional)
 
