@@ -1,0 +1,89 @@
+"""`magicpose train --data DIR --stage appearance|pose --model INIT -o RUN_DIR`: options handed to magicpose_cli.training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.training import TrainConfig, train
+
+_DATA = "Data"
+_OPTIMISATION = "Optimisation"
+_RUN = "Checkpoints, samples and logs"
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    data: Path = typer.Option(
+        ...,
+        help="Training videos: a folder of video files (poses extracted and cached like extract-pose), "
+        "<video>/frames/*.png + <video>/poses/*.json folders, or the original train_set/ + pose_map_train_set/.",
+        rich_help_panel=_DATA,
+    ),
+    stage: str = typer.Option(..., help="appearance (stage 1) or pose (stage 2); see above."),
+    model: Path = typer.Option(
+        ..., help="Model to start from: a MagicPose model folder (stage 2: the stage-1 output), "
+        "or an original checkpoint (SD 1.5 or MagicPose), converted once into RUN_DIR/init_model."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, samples, loss.csv and the final model/."),
+    controlnet_init: Optional[Path] = typer.Option(
+        None, help="OpenPose ControlNet to start the pose ControlNet from: a diffusers folder or control_v11p_sd15_openpose.pth."
+    ),
+    freeze_appearance: bool = typer.Option(False, help="Stage 2: train the pose ControlNet alone, appearance model frozen."),
+    resolution: int = typer.Option(512, help="Square training size in pixels (multiple of 64 for SD 1.5).", rich_help_panel=_DATA),
+    max_frame_gap: Optional[int] = typer.Option(
+        None, help="Reference and target at most this many frames apart (default: any two frames of a video).",
+        rich_help_panel=_DATA,
+    ),
+    num_workers: int = typer.Option(2, help="Data loading processes per GPU.", rich_help_panel=_DATA),
+    batch_size: Optional[int] = typer.Option(
+        None, help="Pairs per GPU and step (default: 32 for appearance, 8 for pose, as the released scripts).",
+        rich_help_panel=_OPTIMISATION,
+    ),
+    max_steps: int = typer.Option(100_000, help="Optimiser steps to train to (counting resumed ones).", rich_help_panel=_OPTIMISATION),
+    learning_rate: float = typer.Option(1e-5, help="AdamW learning rate (the original's 1e-5).", rich_help_panel=_OPTIMISATION),
+    warmup_steps: int = typer.Option(0, help="Linear learning-rate warm-up steps.", rich_help_panel=_OPTIMISATION),
+    gradient_accumulation: int = typer.Option(1, help="Micro-batches per optimiser step.", rich_help_panel=_OPTIMISATION),
+    mixed_precision: str = typer.Option("no", help="no, fp16 or bf16 (the original trains in bf16).", rich_help_panel=_OPTIMISATION),
+    gradient_checkpointing: bool = typer.Option(False, help="Recompute activations in the backward pass (less memory).", rich_help_panel=_OPTIMISATION),
+    max_grad_norm: float = typer.Option(0.5, help="Gradient clipping norm (0: off).", rich_help_panel=_OPTIMISATION),
+    ema: bool = typer.Option(False, help="Keep an exponential moving average of the trained weights; the final model uses it.", rich_help_panel=_OPTIMISATION),
+    ema_decay: float = typer.Option(0.9999, help="EMA decay.", rich_help_panel=_OPTIMISATION),
+    seed: int = typer.Option(42, help="Seed of every random choice (pairs, crops, noise, timesteps).", rich_help_panel=_OPTIMISATION),
+    checkpoint_every: int = typer.Option(1000, help="Save a checkpoint every N steps (and at the end; 0: only at the end).", rich_help_panel=_RUN),
+    resume: bool = typer.Option(False, help="Continue from the newest checkpoint in RUN_DIR, exactly as if never stopped.", rich_help_panel=_RUN),
+    sample_every: int = typer.Option(500, help="Write a reference | pose | generated | target grid every N steps (0: never).", rich_help_panel=_RUN),
+    sample_count: int = typer.Option(4, help="Pairs in each sample grid.", rich_help_panel=_RUN),
+    sample_steps: int = typer.Option(50, help="Denoising steps for the sample grids.", rich_help_panel=_RUN),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Train MagicPose on your own videos, in the paper's two stages.
+
+    \b
+    1. --stage appearance: appearance-control pretraining. The appearance model learns to carry
+       the reference frame's identity into the frozen SD UNet, without pose control; the target is
+       another frame of the same video. Start from an SD 1.5 checkpoint (its UNet also initialises
+       the appearance model) or a MagicPose model.
+    2. --stage pose: appearance-disentangled pose control. The pose ControlNet, started from the
+       OpenPose ControlNet (--controlnet-init), learns together with the stage-1 appearance model
+       (--model RUN1/model); --freeze-appearance trains the ControlNet alone. SD UNet frozen.
+
+    Works under `accelerate launch` for several GPUs or machines. The final model is saved to
+    RUN_DIR/model, which `magicpose retarget --model` loads.
+    """
+    config = TrainConfig(
+        data=data, stage=stage, model=model, output_dir=output, controlnet_init=controlnet_init,
+        resolution=resolution, batch_size=batch_size, max_steps=max_steps, learning_rate=learning_rate,
+        warmup_steps=warmup_steps, gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,
+        max_grad_norm=max_grad_norm, checkpoint_every=checkpoint_every, sample_every=sample_every,
+        sample_count=sample_count, sample_steps=sample_steps, resume=resume, max_frame_gap=max_frame_gap,
+        freeze_appearance=freeze_appearance, seed=seed, ema=ema, ema_decay=ema_decay,
+        gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
+    )  # fmt: skip
+    model_dir = train(config, console=console)
+    console.print(f"[green]model saved:[/] {model_dir}", highlight=False)
+    typer.echo(str(model_dir))

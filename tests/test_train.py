@@ -1,0 +1,232 @@
+"""`magicpose train`: both stages on frame folders the tests make from a real photo, with the tiny model.
+
+What each test runs is a real (tiny) training: real images, the real VAE/UNets/ControlNet, the real
+optimiser and checkpoints. Resolution 32 keeps a step at a fraction of a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from skimage import data as skimage_data
+from typer.testing import CliRunner
+
+from magicpose_cli.cli import app
+from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.models import MagicPosePipeline, tiny_components
+from magicpose_cli.pose.keypoints import FramePose, PersonPose
+from magicpose_cli.pose.render import render_pose
+from magicpose_cli.training import PairDataset, TrainConfig, Trainer, find_training_videos, train
+from magicpose_cli.training.data import ORIGINAL_FRAMES_DIR, ORIGINAL_POSE_MAPS_DIR, PairChoice, square_crop_box
+from magicpose_cli.training.engine import training_loss
+from magicpose_cli.training.loss_log import read_loss_log
+
+FRAME_WIDTH, FRAME_HEIGHT = 64, 80  # portrait, so training crops can move along the height
+COMPONENTS = ("unet", "reference_unet", "controlnet", "vae")
+
+
+def person_pose(frame: int) -> FramePose:
+    """A standing person whose arms swing with ``frame``."""
+    body = np.array(
+        [(32, 15), (32, 25), (24, 25), (20, 35 + 2 * frame), (18, 45 + 2 * frame), (40, 25), (44, 35 - 2 * frame),
+         (46, 45 - 2 * frame), (27, 50), (27, 62), (27, 75), (37, 50), (37, 62), (37, 75), (30, 13), (34, 13),
+         (28, 14), (36, 14)], dtype=np.float32,
+    )  # fmt: skip
+    return FramePose(FRAME_WIDTH, FRAME_HEIGHT, [PersonPose(body=np.concatenate([body, np.ones((18, 1), np.float32)], 1))])
+
+
+def astronaut_frame(video: int, frame: int) -> Image.Image:
+    """A crop of the astronaut photo that drifts from frame to frame, like a moving camera."""
+    top = 40 * video + 8 * frame
+    return Image.fromarray(skimage_data.astronaut()[top : top + 400, 60:380]).resize((FRAME_WIDTH, FRAME_HEIGHT))
+
+
+def make_frame_folders(root: Path, videos: int, frames: int, undetected: dict[int, set[int]] | None = None) -> Path:
+    """The shared frame-folder layout: ``<video>/frames/NNNNN.png`` + ``<video>/poses/NNNNN.json``."""
+    for video in range(videos):
+        (root / f"clip{video}" / "frames").mkdir(parents=True)
+        (root / f"clip{video}" / "poses").mkdir(parents=True)
+        for frame in range(frames):
+            astronaut_frame(video, frame).save(root / f"clip{video}" / "frames" / f"{frame:05d}.png")
+            missing = frame in (undetected or {}).get(video, set())
+            pose = FramePose(FRAME_WIDTH, FRAME_HEIGHT, []) if missing else person_pose(frame)
+            pose.save(root / f"clip{video}" / "poses" / f"{frame:05d}.json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def frames_dir(tmp_path_factory) -> Path:
+    return make_frame_folders(tmp_path_factory.mktemp("frames"), videos=2, frames=5)
+
+
+@pytest.fixture(scope="module")
+def init_model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("init") / "model"
+    MagicPosePipeline(**tiny_components(seed=0)).save_pretrained(folder)
+    return folder
+
+
+def config(data: Path, model: Path, output: Path, **overrides) -> TrainConfig:
+    settings = dict(resolution=32, batch_size=2, max_steps=2, checkpoint_every=0, sample_every=0, num_workers=0,
+                    learning_rate=1e-3, seed=7)  # fmt: skip
+    return TrainConfig(data=data, model=model, output_dir=output, **{"stage": "pose", **settings, **overrides})
+
+
+def weights(model_dir: Path, component: str) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / component / "diffusion_pytorch_model.safetensors"))
+
+
+def changed_components(before: Path, after: Path) -> set[str]:
+    changed = set()
+    for component in COMPONENTS:
+        old, new = weights(before, component), weights(after, component)
+        assert old.keys() == new.keys()
+        if any(not torch.equal(old[key], new[key]) for key in old):
+            changed.add(component)
+    return changed
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def test_frame_folders_skip_undetected_frames_and_report_short_videos(tmp_path):
+    data = make_frame_folders(tmp_path, videos=2, frames=3, undetected={0: {1}, 1: {0, 2}})
+    scan = find_training_videos(data)
+    assert [video.name for video in scan.videos] == ["clip0"]
+    assert scan.videos[0].frame_numbers == (0, 2)
+    assert scan.skipped == [("clip1", "1 usable frame(s), need 2")]
+
+
+def test_original_layout_pairs_frames_with_their_pose_maps(tmp_path):
+    for video in ("a", "b"):
+        (tmp_path / ORIGINAL_FRAMES_DIR / video).mkdir(parents=True)
+        (tmp_path / ORIGINAL_POSE_MAPS_DIR / video).mkdir(parents=True)
+        for frame in range(3):
+            astronaut_frame(0, frame).save(tmp_path / ORIGINAL_FRAMES_DIR / video / f"{frame:04d}.jpg")
+            if not (video == "b" and frame > 0):  # video b has one pose map only
+                Image.new("RGB", (FRAME_WIDTH, FRAME_HEIGHT), (0, 0, 255)).save(tmp_path / ORIGINAL_POSE_MAPS_DIR / video / f"{frame:04d}.jpg")
+    scan = find_training_videos(tmp_path)
+    assert [video.name for video in scan.videos] == ["a"] and [name for name, _ in scan.skipped] == ["b"]
+    sample = PairDataset(scan.videos, 32, seed=0)[0]
+    assert sample["pose_map"][2].mean() > 0.9 and sample["pose_map"][0].mean() < 0.1  # the blue map, in [0, 1]
+
+
+def test_no_training_data_is_a_clear_error(tmp_path):
+    with pytest.raises(MagicPoseError, match="no training data"):
+        find_training_videos(tmp_path)
+
+
+def test_pairs_respect_the_frame_gap_and_are_reproducible(frames_dir):
+    videos = find_training_videos(frames_dir).videos
+    dataset = PairDataset(videos, 32, seed=3, max_frame_gap=1)
+    choices = [dataset.choose(index) for index in range(40)]
+    assert all(abs(choice.reference - choice.target) == 1 for choice in choices)
+    assert {choice.video for choice in choices[:2]} == {0, 1}  # each epoch visits every video once
+    assert choices == [PairDataset(videos, 32, seed=3, max_frame_gap=1).choose(index) for index in range(40)]
+    assert choices != [PairDataset(videos, 32, seed=4, max_frame_gap=1).choose(index) for index in range(40)]
+
+
+def test_training_crops_move_along_the_height_and_keep_pose_aligned(frames_dir):
+    videos = find_training_videos(frames_dir).videos
+    boxes = {square_crop_box(FRAME_WIDTH, FRAME_HEIGHT, np.random.default_rng(seed)) for seed in range(30)}
+    assert {left for left, _, _ in boxes} == {0} and len({top for _, top, _ in boxes}) > 5
+    assert square_crop_box(FRAME_WIDTH, FRAME_HEIGHT, None) == (0, 8, 64)
+    train_set = PairDataset(videos, 64, seed=0, max_frame_gap=1)
+    for index in range(6):  # at full size the target crop is exact, so it must match a window of the frame
+        choice, sample = train_set.choose(index), train_set[index]
+        frame = np.asarray(Image.open(videos[choice.video].frames[choice.target]), dtype=np.float32) / 127.5 - 1
+        target = sample["target"].permute(1, 2, 0).numpy()
+        top = next(top for top in range(17) if np.allclose(frame[top : top + 64], target, atol=1e-5))
+        rendered = render_pose(person_pose(choice.target), FRAME_WIDTH, FRAME_HEIGHT)[top : top + 64] / 255.0
+        assert np.allclose(sample["pose_map"].permute(1, 2, 0).numpy(), rendered, atol=1e-5)
+    evaluation = PairDataset(videos, 64, seed=0, train=False)
+    frame = np.asarray(Image.open(videos[0].frames[0]), dtype=np.float32) / 127.5 - 1
+    centred = evaluation.load(PairChoice(video=0, reference=0, target=1, random_crop=False), 0)["reference"]
+    assert np.allclose(centred.permute(1, 2, 0).numpy(), frame[8:72], atol=1e-5)
+
+
+# --- stages and engine ------------------------------------------------------------------------------
+
+
+def test_appearance_stage_trains_only_the_appearance_model(frames_dir, init_model, tmp_path):
+    trainer = Trainer(config(frames_dir, init_model, tmp_path / "run", stage="appearance"))
+    model_dir = trainer.run()
+    assert changed_components(init_model, model_dir) == {"reference_unet"}
+    for component in ("unet", "controlnet", "vae"):  # the in-memory frozen parts too, not only the saved ones
+        saved = weights(init_model, component)
+        assert all(torch.equal(value, saved[key]) for key, value in trainer.pipeline.components[component].state_dict().items())
+    losses = read_loss_log(tmp_path / "run")
+    assert [row["step"] for row in losses] == [1, 2] and all(math.isfinite(row["loss"]) for row in losses)
+
+
+def test_pose_stage_with_frozen_appearance_trains_only_the_controlnet(frames_dir, init_model, tmp_path):
+    model_dir = train(config(frames_dir, init_model, tmp_path / "run", freeze_appearance=True))
+    assert changed_components(init_model, model_dir) == {"controlnet"}
+
+
+def test_freezing_appearance_in_the_appearance_stage_is_refused(frames_dir, init_model, tmp_path):
+    with pytest.raises(MagicPoseError, match="nothing to train"):
+        train(config(frames_dir, init_model, tmp_path / "run", stage="appearance", freeze_appearance=True))
+
+
+def test_resume_after_two_steps_equals_four_straight_steps(frames_dir, init_model, tmp_path):
+    straight = train(config(frames_dir, init_model, tmp_path / "straight", max_steps=4))
+    assert changed_components(init_model, straight) == {"controlnet", "reference_unet"}  # stage 2 trains both
+
+    train(config(frames_dir, init_model, tmp_path / "resumed", max_steps=2))
+    with pytest.raises(MagicPoseError, match="--resume"):
+        train(config(frames_dir, init_model, tmp_path / "resumed", max_steps=4))
+    resumed = train(config(frames_dir, init_model, tmp_path / "resumed", max_steps=4, resume=True))
+
+    for component in ("controlnet", "reference_unet"):
+        expected, actual = weights(straight, component), weights(resumed, component)
+        assert all(torch.allclose(expected[key], actual[key], atol=1e-6, rtol=0) for key in expected), component
+    assert read_loss_log(tmp_path / "straight") == read_loss_log(tmp_path / "resumed")
+
+
+def test_loss_falls_when_overfitting_a_few_pairs(frames_dir, init_model, tmp_path):
+    trainer = Trainer(config(frames_dir, init_model, tmp_path / "run", batch_size=4, max_steps=10, max_frame_gap=1))
+    fixed_batch = torch.utils.data.default_collate([trainer.dataset[index] for index in range(4)])
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return np.mean([
+                training_loss(trainer.loss_module, trainer.pipeline.vae, fixed_batch, trainer.prompt_embeds,
+                              torch.Generator().manual_seed(seed), trainer.num_train_timesteps, uses_pose=True).item()
+                for seed in range(4)
+            ])  # fmt: skip
+
+    before = fixed_loss()
+    trainer.run()
+    assert fixed_loss() < 0.95 * before
+
+
+def test_cli_trains_samples_and_saves_a_model_that_generates(frames_dir, init_model, tmp_path):
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "--data", str(frames_dir), "--stage", "pose", "--model", str(init_model), "-o", str(run_dir),
+        "--resolution", "64", "--batch-size", "1", "--max-steps", "1", "--sample-every", "1", "--sample-count", "2",
+        "--sample-steps", "2", "--num-workers", "0", "--ema",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert str(run_dir / "model") in result.output
+    grid = Image.open(run_dir / "samples" / "step-000001.png")
+    assert grid.size == (4 * 64, 2 * 64)  # reference | pose | generated | target, one row per pair
+    pipeline = MagicPosePipeline.from_pretrained(run_dir / "model")
+    sample = PairDataset(find_training_videos(frames_dir).videos, 64, seed=0, train=False)[0]
+    frame = pipeline(
+        reference_image=sample["reference"][None], pose_maps=sample["pose_map"][None], num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0), output_type="np",
+    ).images  # fmt: skip
+    assert frame.shape == (1, 64, 64, 3) and np.isfinite(frame).all() and frame.std() > 0
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, init_model):
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--stage", "dance", "--model", str(init_model), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "unknown stage 'dance'" in result.output
