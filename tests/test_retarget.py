@@ -160,8 +160,9 @@ def test_real_video_with_audio_is_extracted_aligned_and_keeps_its_sound(tiny_mod
 def test_an_interrupted_run_resumes_to_the_same_bytes(tiny_model_dir, reference_png, json_folder, tmp_path):
     def options(cache: str, **extra) -> RetargetOptions:
         return RetargetOptions(
-            model=tiny_model_dir, width=64, steps=2, batch_size=2, align=False, cache_root=tmp_path / cache, **extra
-        )
+            model=tiny_model_dir, width=64, steps=2, batch_size=2, max_frames=3, align=False,
+            cache_root=tmp_path / cache, **extra,
+        )  # fmt: skip
 
     whole = retarget(reference_png, json_folder, tmp_path / "whole.mp4", options("whole"))
 
@@ -175,14 +176,14 @@ def test_an_interrupted_run_resumes_to_the_same_bytes(tiny_model_dir, reference_
     assert [path.name for path in partial] == ["00000.png", "00001.png"]
 
     resumed = retarget(reference_png, json_folder, tmp_path / "resumed.mp4", options("resumed"))
-    assert (resumed.generated, resumed.cache_hits, whole.generated) == (3, 2, 5)
+    assert (resumed.generated, resumed.cache_hits, whole.generated) == (1, 2, 3)
     whole_frames = sorted((tmp_path / "whole" / "frames").glob("*/*.png"))
     resumed_frames = sorted((tmp_path / "resumed" / "frames").glob("*/*.png"))
-    assert len(whole_frames) == len(resumed_frames) == 5
+    assert len(whole_frames) == len(resumed_frames) == 3
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(whole_frames, resumed_frames))
 
     forced = retarget(reference_png, json_folder, tmp_path / "forced.mp4", options("resumed", force=True))
-    assert (forced.generated, forced.cache_hits) == (5, 0)
+    assert (forced.generated, forced.cache_hits) == (3, 0)
 
 
 @pytest.fixture
@@ -257,3 +258,16 @@ def test_failures_are_one_clear_line(case, expected, failure_inputs, tmp_path):
 def test_debug_shows_the_underlying_exception(failure_inputs, tmp_path):
     result = run_cli(failure_inputs["garbage"], failure_inputs["poses"], "-o", tmp_path / "o.mp4", "--debug")
     assert result.exit_code != 0 and isinstance(result.exception, MagicPoseError)
+
+
+@pytest.mark.parametrize("scheduler", ["dpm", "unipc"])
+def test_fast_schedulers_run_and_differ_from_ddim(scheduler, tiny_model_dir, reference_png, json_folder, tmp_path):
+    def first_frame(name: str) -> np.ndarray:
+        options = RetargetOptions(
+            model=tiny_model_dir, width=64, steps=3, max_frames=1, align=False, scheduler=name,
+            cache_root=tmp_path / "cache", frames_dir=tmp_path / name,
+        )  # fmt: skip
+        retarget(reference_png, json_folder, tmp_path / f"{name}.mp4", options)
+        return np.asarray(Image.open(tmp_path / name / "00000.png")).astype(float)
+
+    assert np.abs(first_frame(scheduler) - first_frame("ddim")).mean() > 0.5
