@@ -191,7 +191,7 @@ def test_resume_after_two_steps_equals_four_straight_steps(frames_dir, init_mode
 
 
 def test_loss_falls_when_overfitting_a_few_pairs(frames_dir, init_model, tmp_path):
-    trainer = Trainer(config(frames_dir, init_model, tmp_path / "run", batch_size=4, max_steps=10, max_frame_gap=1))
+    trainer = Trainer(config(frames_dir, init_model, tmp_path / "run", max_steps=8, learning_rate=2e-3, max_frame_gap=1))
     fixed_batch = torch.utils.data.default_collate([trainer.dataset[index] for index in range(4)])
 
     def fixed_loss() -> float:

@@ -24,7 +24,7 @@ class LossLog:
         lines = [",".join(COLUMNS)] + [",".join(row[column] for column in COLUMNS) for row in kept]
         atomic_write_text(self.path, "\n".join(lines) + "\n")
         self._handle = open(self.path, "a", newline="")
-        self._writer = csv.writer(self._handle)
+        self._writer = csv.writer(self._handle, lineterminator="\n")
         self._tensorboard = self._open_tensorboard(Path(run_dir) / TENSORBOARD_DIR)
 
     @staticmethod
