@@ -1,0 +1,35 @@
+"""`magicpose demo [-o OUT.mp4]`: the bundled demo model on unseen synthetic people, via magicpose_cli.demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.demo import DEMO_PAIR_SEED, run_demo
+
+
+@app.command("demo")
+@user_errors
+def demo_command(
+    output: Path = typer.Option(Path("magicpose_demo.mp4"), "--output", "-o", help="The mp4 to write (replaced if it exists)."),
+    frames: int = typer.Option(24, help="Frames of driving motion."),
+    steps: int = typer.Option(25, help="Denoising steps."),
+    guidance: float = typer.Option(2.0, help="Classifier-free guidance scale."),
+    seed: int = typer.Option(DEMO_PAIR_SEED, help="Which pair of synthetic people to draw."),
+    inputs_dir: Optional[Path] = typer.Option(None, help="Keep the reference PNG and the driving OpenPose JSON here."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, help="Cache root for generated frames (default $MAGICPOSE_CACHE or ~/.cache/magicpose)."
+    ),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
+) -> None:
+    """Animate an unseen synthetic person with another's motion using the tiny bundled demo model.
+
+    Writes reference | pose | result side by side. The demo model only knows synthetic people
+    (see magicpose_cli/demo_model/MODEL_CARD.md); use `magicpose retarget --model` for real weights.
+    """
+    console.print("using the tiny demo model trained on synthetic people (64x64)", highlight=False)
+    summary = run_demo(output, frames, steps, guidance, seed, inputs_dir, cache_dir, console=console)
+    console.print(f"[green]demo video:[/] {summary.output} ({summary.frames} frames, {summary.seconds:.1f} s)", highlight=False)

@@ -1,0 +1,243 @@
+"""Reproduce the bundled demo model: a CPU-sized MagicPose trained from nothing on synthetic people.
+
+There is no pretrained Stable Diffusion in this world, so the script first makes one:
+
+1. draws a data set of synthetic people (``magicpose_cli.synthetic.write_dataset``);
+2. trains a tiny VAE as an autoencoder on its frames (L1 + MSE + a small KL term) and sets its
+   latent scaling factor so that latents have unit variance, as SD's 0.18215 does;
+3. trains the base UNet as a plain unconditional denoiser of those latents (the "SD" of this world);
+4. builds the MagicPose starting model from it (appearance model = a copy of the base UNet, as the
+   original stage 1 starts; pose ControlNet = the base UNet's encoder with zero output convolutions);
+5. runs ``magicpose train --stage appearance`` and then ``--stage pose`` exactly as a user would;
+6. for the evaluation's ablation, also runs ``--stage pose`` straight from the starting model;
+7. copies the stage-2 model into ``magicpose_cli/demo_model/``.
+
+Every step count is an option, so a longer run is one command line away. Evaluate afterwards with
+``benchmarks/eval_demo.py``. Usage::
+
+    python scripts/train_demo_model.py --work-dir /tmp/demo_run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import ControlNetModel, DDPMScheduler
+from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
+
+from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, tiny_components
+from magicpose_cli.synthetic import write_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_MODEL_DIR = REPO_ROOT / "magicpose_cli" / "demo_model"
+# The demo architecture: latents at 1/4 of a 64x64 image (16x16x4), a two-level UNet.
+UNET_CHANNELS = (32, 64)
+CROSS_ATTENTION_DIM = 32
+VAE_CHANNELS = (16, 32, 32)
+CONTROLNET_CONDITIONING_CHANNELS = (16, 32, 64)  # two stride-2 steps: pose maps down to the latent size
+
+console = Console()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", type=Path, required=True, help="Data, intermediate models and training runs.")
+    parser.add_argument("--output", type=Path, default=DEMO_MODEL_DIR, help="Where the final model folder goes.")
+    parser.add_argument("--size", type=int, default=64, help="Image size (multiple of 64).")
+    parser.add_argument("--videos", type=int, default=160, help="Synthetic training videos (people).")
+    parser.add_argument("--frames", type=int, default=12, help="Frames per training video.")
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--vae-batch", type=int, default=16)
+    parser.add_argument("--base-steps", type=int, default=1000)
+    parser.add_argument("--base-batch", type=int, default=16)
+    parser.add_argument("--appearance-steps", type=int, default=500)
+    parser.add_argument("--pose-steps", type=int, default=500)
+    parser.add_argument("--stage-batch", type=int, default=8)
+    parser.add_argument("--stage-lr", type=float, default=2e-4)
+    parser.add_argument("--skip-ablation", action="store_true", help="Do not train the pose-stage-only model.")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (here and in `magicpose train`).")
+    return parser.parse_args()
+
+
+def load_frames(data_dir: Path) -> torch.Tensor:
+    """All training frames as an Nx3xHxW tensor in [-1, 1]."""
+    paths = sorted(data_dir.glob("*/frames/*.png"))
+    frames = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def batches(count: int, batch_size: int, steps: int, seed: int):
+    """Random index batches, one per step."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        yield torch.randint(0, count, (batch_size,), generator=generator)
+
+
+def train_vae(vae, frames: torch.Tensor, steps: int, batch_size: int, seed: int) -> list[float]:
+    """Autoencoder training: L1 + MSE reconstruction and a small KL pull towards N(0, 1)."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    generator = torch.Generator().manual_seed(seed + 1)
+    vae.train()
+    losses = []
+    with Progress(console=console) as progress:
+        task = progress.add_task("VAE", total=steps)
+        for indices in batches(len(frames), batch_size, steps, seed):
+            images = frames[indices]
+            posterior = vae.encode(images).latent_dist
+            reconstruction = vae.decode(posterior.sample(generator)).sample
+            loss = F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 1e-6 * posterior.kl().mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            losses.append(loss.item())
+            progress.update(task, advance=1, description=f"VAE {loss.item():.4f}")
+    vae.eval()
+    return losses
+
+
+@torch.no_grad()
+def encode_all(vae, frames: torch.Tensor) -> torch.Tensor:
+    """Posterior means of all frames, unscaled."""
+    return torch.cat([vae.encode(frames[start : start + 64]).latent_dist.mode() for start in range(0, len(frames), 64)])
+
+
+def train_base_unet(unet, latents: torch.Tensor, prompt_embeds: torch.Tensor, scheduler_config, steps: int, batch_size: int, seed: int) -> list[float]:
+    """The base model: a plain denoiser of the (scaled) latents, with the empty prompt and nothing else."""
+    noise_schedule = DDPMScheduler.from_config(scheduler_config)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=5e-4, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=5e-5)
+    generator = torch.Generator().manual_seed(seed + 2)
+    unet.train()
+    losses = []
+    with Progress(console=console) as progress:
+        task = progress.add_task("base UNet", total=steps)
+        for indices in batches(len(latents), batch_size, steps, seed + 3):
+            clean = latents[indices]
+            noise = torch.randn(clean.shape, generator=generator)
+            timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(clean),), generator=generator)
+            prediction = unet(noise_schedule.add_noise(clean, noise, timesteps), timesteps, prompt_embeds.expand(len(clean), -1, -1)).sample
+            loss = F.mse_loss(prediction, noise)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            losses.append(loss.item())
+            progress.update(task, advance=1, description=f"base UNet {loss.item():.4f}")
+    unet.eval()
+    return losses
+
+
+def starting_model(parts: dict) -> MagicPosePipeline:
+    """MagicPose before its two stages: appearance model and pose ControlNet both grown from the base UNet."""
+    unet = parts["unet"]
+    reference_unet = AppearanceUNet(**unet.config)
+    reference_unet.load_state_dict(unet.state_dict(), strict=False)  # all but the output head it lacks
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONTROLNET_CONDITIONING_CHANNELS)
+    return MagicPosePipeline(**{**parts, "reference_unet": reference_unet, "controlnet": controlnet})
+
+
+def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace) -> Path:
+    """One stage through the real command line, as a user would run it."""
+    if (run_dir / "model" / "model_index.json").is_file():
+        console.print(f"{stage}: reusing {run_dir / 'model'}")
+        return run_dir / "model"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    command = [
+        sys.executable, "-m", "magicpose_cli", "train",
+        "--data", str(data), "--stage", stage, "--model", str(model), "-o", str(run_dir),
+        "--resolution", str(args.size), "--batch-size", str(args.stage_batch), "--max-steps", str(steps),
+        "--learning-rate", str(args.stage_lr), "--num-workers", "0", "--checkpoint-every", "0",
+        "--sample-every", "0", "--seed", str(args.seed),
+    ]  # fmt: skip
+    console.print(" ".join(command[1:]), highlight=False)
+    threads = str(args.threads)
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    return run_dir / "model"
+
+
+def ship(model_dir: Path, output: Path) -> None:
+    """Copy the trained folder into place whole (a half-copied model never sits at ``output``)."""
+    partial = output.with_name(f".{output.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(model_dir, partial)
+    card = output / "MODEL_CARD.md"
+    if card.is_file():
+        shutil.copy2(card, partial / "MODEL_CARD.md")
+    shutil.rmtree(output, ignore_errors=True)
+    partial.rename(output)
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    report: dict = {"args": {key: str(value) for key, value in vars(args).items()}, "timings_s": timings}
+
+    started = time.perf_counter()
+    data = work / "data"
+    if not (data / f"person_{args.videos - 1:05d}" / "meta.json").is_file():
+        write_dataset(data, args.videos, args.frames, size=args.size, seed=args.data_seed)
+    timings["data"] = time.perf_counter() - started
+
+    init_dir = work / "init_model"
+    if not (init_dir / "model_index.json").is_file():
+        parts = tiny_components(args.seed, UNET_CHANNELS, CROSS_ATTENTION_DIM, VAE_CHANNELS)
+        frames = load_frames(data)
+        started = time.perf_counter()
+        vae_losses = train_vae(parts["vae"], frames, args.vae_steps, args.vae_batch, args.seed)
+        latents = encode_all(parts["vae"], frames)
+        scaling_factor = float(1.0 / latents.std())
+        parts["vae"].register_to_config(scaling_factor=scaling_factor)
+        timings["vae"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        with torch.no_grad():
+            prompt_embeds = parts["empty_prompt"]()
+        base_losses = train_base_unet(
+            parts["unet"], latents * scaling_factor, prompt_embeds, parts["scheduler"].config,
+            args.base_steps, args.base_batch, args.seed,
+        )  # fmt: skip
+        timings["base_unet"] = time.perf_counter() - started
+        starting_model(parts).save_pretrained(init_dir, safe_serialization=True)
+        report["vae"] = {"scaling_factor": scaling_factor, "final_loss": float(np.mean(vae_losses[-50:]))}
+        report["base_unet"] = {"final_loss": float(np.mean(base_losses[-50:]))}
+
+    started = time.perf_counter()
+    appearance_model = magicpose_train(data, "appearance", init_dir, work / "stage1_appearance", args.appearance_steps, args)
+    timings["stage1_appearance"] = time.perf_counter() - started
+    started = time.perf_counter()
+    final_model = magicpose_train(data, "pose", appearance_model, work / "stage2_pose", args.pose_steps, args)
+    timings["stage2_pose"] = time.perf_counter() - started
+    if not args.skip_ablation:
+        started = time.perf_counter()
+        magicpose_train(data, "pose", init_dir, work / "ablation_pose_only", args.pose_steps, args)
+        timings["ablation_pose_only"] = time.perf_counter() - started
+
+    ship(final_model, args.output)
+    previous = json.loads((work / "report.json").read_text()) if (work / "report.json").is_file() else {}
+    (work / "report.json").write_text(json.dumps({**previous, **report, "timings_s": {**previous.get("timings_s", {}), **timings}}, indent=2))
+    console.print(f"[green]demo model written:[/] {args.output}  (timings: {json.dumps({k: round(v) for k, v in timings.items()})})")
+
+
+if __name__ == "__main__":
+    main()

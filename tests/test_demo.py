@@ -1,0 +1,100 @@
+"""The bundled demo model, `magicpose demo`, and the evaluation metrics."""
+
+from __future__ import annotations
+
+import math
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from magicpose_cli.cli import app
+from magicpose_cli.demo import DEMO_SIZE
+from magicpose_cli.evaluation import EvaluationSettings, flicker, generate_for_pair, l1, psnr, score_video, ssim
+from magicpose_cli.model_store import DEMO_MODEL_DIR, locate_model
+from magicpose_cli.models import MagicPosePipeline
+from magicpose_cli.synthetic import sample_pair
+
+
+@pytest.fixture(scope="module")
+def demo_pipeline() -> MagicPosePipeline:
+    torch.set_num_threads(1)
+    pipeline = MagicPosePipeline.from_pretrained(DEMO_MODEL_DIR)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def test_shipped_weights_are_small_safetensors():
+    weights = list(DEMO_MODEL_DIR.glob("*/*.safetensors"))
+    assert {path.parent.name for path in weights} >= {"unet", "reference_unet", "controlnet", "vae"}
+    assert not list(DEMO_MODEL_DIR.glob("**/*.bin")) and not list(DEMO_MODEL_DIR.glob("**/*.pt*"))
+    assert sum(path.stat().st_size for path in DEMO_MODEL_DIR.glob("**/*") if path.is_file()) < 20 * 2**20
+    assert (DEMO_MODEL_DIR / "MODEL_CARD.md").is_file()
+
+
+def test_shipped_weights_generate_frames_of_the_model_size(demo_pipeline):
+    pair = sample_pair(1234, DEMO_SIZE, num_frames=2)
+    frames = generate_for_pair(demo_pipeline, pair, EvaluationSettings(size=DEMO_SIZE, num_frames=2, steps=3))
+    assert frames.shape == (2, DEMO_SIZE, DEMO_SIZE, 3)
+    assert np.isfinite(frames).all() and frames.min() >= 0.0 and frames.max() <= 1.0
+    assert frames.std() > 0.05  # an image with content, not a flat colour
+    assert not np.allclose(frames[0], frames[1])  # the two poses give two different frames
+
+
+def test_retarget_without_a_configured_model_uses_the_demo_model(tmp_path, monkeypatch):
+    monkeypatch.delenv("MAGICPOSE_MODEL", raising=False)
+    monkeypatch.setenv("MAGICPOSE_CONFIG", str(tmp_path / "absent.toml"))
+    location = locate_model(None, tmp_path)
+    assert location.source == "demo model" and location.folder == DEMO_MODEL_DIR
+    assert "demo model" in location.notice and "\n" not in location.notice
+
+
+def test_demo_command_writes_a_grid_video_of_unseen_people(tmp_path):
+    output, inputs = tmp_path / "demo.mp4", tmp_path / "inputs"
+    result = CliRunner().invoke(
+        app,
+        ["demo", "-o", str(output), "--frames", "3", "--steps", "2", "--inputs-dir", str(inputs), "--cache-dir", str(tmp_path / "cache")],
+    )
+    assert result.exit_code == 0, result.output
+    assert str(output) in result.output.replace("\n", "")
+    frames = np.stack(list(iio.imiter(output)))
+    assert frames.shape == (3, DEMO_SIZE, 3 * DEMO_SIZE, 3)  # reference | pose | result
+    reference = np.asarray(Image.open(inputs / "reference.png").convert("RGB"), dtype=np.float64)
+    assert np.abs(frames[0, :, :DEMO_SIZE].astype(np.float64) - reference).mean() < 12  # the grid's left panel, through H.264
+    assert sorted(path.name for path in (inputs / "driving_poses").iterdir()) == ["00000.json", "00001.json", "00002.json"]
+
+
+def test_demo_command_refuses_zero_frames(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "-o", str(tmp_path / "x.mp4"), "--frames", "0"])
+    assert result.exit_code == 1
+    assert "--frames must be at least 1" in result.output
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_psnr_l1_and_ssim_on_known_images():
+    target = np.zeros((16, 16, 3))
+    brighter = np.full((16, 16, 3), 0.1)
+    assert psnr(brighter, target) == pytest.approx(20.0)  # MSE 0.01 over a unit range
+    assert l1(brighter, target) == pytest.approx(0.1)
+    assert math.isinf(psnr(target, target))
+    as_uint8 = np.full((16, 16, 3), 51, dtype=np.uint8)  # 51/255 = 0.2
+    assert l1(as_uint8, target) == pytest.approx(0.2)
+    photo = np.asarray(Image.fromarray(np.uint8(np.random.default_rng(0).integers(0, 256, (32, 32, 3)))), dtype=np.float64) / 255
+    assert ssim(photo, photo) == pytest.approx(1.0)
+    assert ssim(1.0 - photo, photo) < 0.0  # inverted structure correlates negatively
+
+
+def test_flicker_and_video_scores():
+    still = np.zeros((3, 8, 8, 3))
+    jumpy = np.stack([np.zeros((8, 8, 3)), np.full((8, 8, 3), 0.2), np.full((8, 8, 3), 0.2)])
+    assert flicker(still) == 0.0
+    assert flicker(jumpy) == pytest.approx(0.1)  # changes of 0.2 and 0, averaged
+    assert flicker(jumpy[:1]) == 0.0
+    scores = score_video(jumpy, still)
+    assert scores.flicker_excess == pytest.approx(0.1)
+    assert scores.l1 == pytest.approx((0.0 + 0.2 + 0.2) / 3)
+    with pytest.raises(ValueError, match="ground truth"):
+        score_video(jumpy[:2], still)
