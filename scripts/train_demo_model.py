@@ -36,6 +36,7 @@ from diffusers import ControlNetModel, DDPMScheduler
 from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
+from safetensors.torch import load_file, save_file
 
 from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, tiny_components
 from magicpose_cli.synthetic import write_dataset
@@ -154,11 +155,8 @@ def starting_model(parts: dict) -> MagicPosePipeline:
     return MagicPosePipeline(**{**parts, "reference_unet": reference_unet, "controlnet": controlnet})
 
 
-def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace) -> Path:
+def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace) -> None:
     """One stage through the real command line, as a user would run it."""
-    if (run_dir / "model" / "model_index.json").is_file():
-        console.print(f"{stage}: reusing {run_dir / 'model'}")
-        return run_dir / "model"
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [
         sys.executable, "-m", "magicpose_cli", "train",
@@ -170,14 +168,15 @@ def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: i
     console.print(" ".join(command[1:]), highlight=False)
     threads = str(args.threads)
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
-    return run_dir / "model"
 
 
 def ship(model_dir: Path, output: Path) -> None:
-    """Copy the trained folder into place whole (a half-copied model never sits at ``output``)."""
+    """Copy the trained folder into place whole, weights stored as float16 (half the size; they load as float32)."""
     partial = output.with_name(f".{output.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(model_dir, partial)
+    for weights in partial.glob("*/*.safetensors"):
+        save_file({name: tensor.half() for name, tensor in load_file(weights).items()}, weights, metadata={"format": "pt"})
     card = output / "MODEL_CARD.md"
     if card.is_file():
         shutil.copy2(card, partial / "MODEL_CARD.md")
@@ -193,11 +192,11 @@ def main() -> None:
     timings: dict[str, float] = {}
     report: dict = {"args": {key: str(value) for key, value in vars(args).items()}, "timings_s": timings}
 
-    started = time.perf_counter()
     data = work / "data"
     if not (data / f"person_{args.videos - 1:05d}" / "meta.json").is_file():
+        started = time.perf_counter()
         write_dataset(data, args.videos, args.frames, size=args.size, seed=args.data_seed)
-    timings["data"] = time.perf_counter() - started
+        timings["data"] = time.perf_counter() - started
 
     init_dir = work / "init_model"
     if not (init_dir / "model_index.json").is_file():
@@ -222,16 +221,18 @@ def main() -> None:
         report["vae"] = {"scaling_factor": scaling_factor, "final_loss": float(np.mean(vae_losses[-50:]))}
         report["base_unet"] = {"final_loss": float(np.mean(base_losses[-50:]))}
 
-    started = time.perf_counter()
-    appearance_model = magicpose_train(data, "appearance", init_dir, work / "stage1_appearance", args.appearance_steps, args)
-    timings["stage1_appearance"] = time.perf_counter() - started
-    started = time.perf_counter()
-    final_model = magicpose_train(data, "pose", appearance_model, work / "stage2_pose", args.pose_steps, args)
-    timings["stage2_pose"] = time.perf_counter() - started
+    runs = [("stage1_appearance", "appearance", init_dir, args.appearance_steps)]
+    runs.append(("stage2_pose", "pose", work / "stage1_appearance" / "model", args.pose_steps))
     if not args.skip_ablation:
+        runs.append(("ablation_pose_only", "pose", init_dir, args.pose_steps))
+    for name, stage, start_model, steps in runs:
+        if (work / name / "model" / "model_index.json").is_file():
+            console.print(f"{name}: reusing {work / name / 'model'}")
+            continue
         started = time.perf_counter()
-        magicpose_train(data, "pose", init_dir, work / "ablation_pose_only", args.pose_steps, args)
-        timings["ablation_pose_only"] = time.perf_counter() - started
+        magicpose_train(data, stage, start_model, work / name, steps, args)
+        timings[name] = time.perf_counter() - started
+    final_model = work / "stage2_pose" / "model"
 
     ship(final_model, args.output)
     previous = json.loads((work / "report.json").read_text()) if (work / "report.json").is_file() else {}
