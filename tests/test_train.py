@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import imageio
 import numpy as np
 import pytest
 import torch
@@ -117,6 +118,21 @@ def test_original_layout_pairs_frames_with_their_pose_maps(tmp_path):
     assert sample["pose_map"][2].mean() > 0.9 and sample["pose_map"][0].mean() < 0.1  # the blue map, in [0, 1]
 
 
+def test_video_files_get_their_poses_from_extract_pose(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAGICPOSE_CACHE_DIR", str(tmp_path / "cache"))
+    photo = skimage_data.astronaut()
+    frames = [np.asarray(Image.fromarray(photo[8 * k : 8 * k + 480, 40:424]).resize((192, 240))) for k in range(4)]
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    imageio.mimwrite(videos / "astronaut.mp4", frames, fps=10, codec="libx264", macro_block_size=16)
+    imageio.mimwrite(videos / "grey.mp4", [np.full((240, 192, 3), 128, np.uint8)] * 3, fps=10, codec="libx264", macro_block_size=16)
+    scan = find_training_videos(videos)
+    assert [(video.name, video.frames) for video in scan.videos] == [("astronaut.mp4", (0, 1, 2, 3))]
+    assert [name for name, _ in scan.skipped] == ["grey.mp4"]
+    sample = PairDataset(scan.videos, 64, seed=0)[0]
+    assert sample["target"].shape == (3, 64, 64) and sample["pose_map"].max() > 0.5  # a drawn skeleton
+
+
 def test_no_training_data_is_a_clear_error(tmp_path):
     with pytest.raises(MagicPoseError, match="no training data"):
         find_training_videos(tmp_path)
@@ -188,6 +204,14 @@ def test_resume_after_two_steps_equals_four_straight_steps(frames_dir, init_mode
         expected, actual = weights(straight, component), weights(resumed, component)
         assert all(torch.allclose(expected[key], actual[key], atol=1e-6, rtol=0) for key in expected), component
     assert read_loss_log(tmp_path / "straight") == read_loss_log(tmp_path / "resumed")
+
+
+def test_gradient_checkpointing_changes_memory_not_results(frames_dir, init_model, tmp_path):
+    plain = train(config(frames_dir, init_model, tmp_path / "plain", max_steps=1))
+    checkpointed = train(config(frames_dir, init_model, tmp_path / "checkpointed", max_steps=1, gradient_checkpointing=True))
+    for component in ("controlnet", "reference_unet"):
+        expected, actual = weights(plain, component), weights(checkpointed, component)
+        assert all(torch.allclose(expected[key], actual[key], atol=1e-6, rtol=0) for key in expected), component
 
 
 def test_loss_falls_when_overfitting_a_few_pairs(frames_dir, init_model, tmp_path):

@@ -128,7 +128,7 @@ def _scan_video_files(data_dir: Path, min_frames: int, report: Callable[[str], N
             if status == STATUS_DETECTED and person_found(pose)
         ]
         indices = [index for index, _ in usable]
-        _finish(scan, video_file.stem, video_file, indices, [pose for _, pose in usable], indices, min_frames)
+        _finish(scan, video_file.name, video_file, indices, [pose for _, pose in usable], indices, min_frames)
     return scan
 
 
