@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Iterator
 
 
+def default_cache_root() -> Path:
+    """Where caches live (frames, poses, converted models): ``$MAGICPOSE_CACHE``, else ``~/.cache/magicpose``."""
+    configured = os.environ.get("MAGICPOSE_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "magicpose"
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -21,12 +20,6 @@ from magicpose_cli.files import atomic_path, atomic_write_text
 
 CACHE_FORMAT_VERSION = 1
 _CHUNK = 1 << 20
-
-
-def default_cache_root() -> Path:
-    """``$MAGICPOSE_CACHE``, else ``~/.cache/magicpose``."""
-    configured = os.environ.get("MAGICPOSE_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "magicpose"
 
 
 def hash_bytes(data: bytes) -> str:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
-from magicpose_cli.frame_cache import FrameCache, default_cache_root, hash_folder, run_key
-from magicpose_cli.model_store import DEMO_MODEL_DIR, check_model_folder, locate_model
+from magicpose_cli.files import default_cache_root
+from magicpose_cli.frame_cache import FrameCache, hash_folder, run_key
+from magicpose_cli.model_store import check_model_folder, locate_model
 
 FIXTURE_CHECKPOINT = Path(__file__).parent / "fixtures" / "original_tiny" / "model_state-tiny.th"
 FIXTURE_CONFIG = FIXTURE_CHECKPOINT.with_name("model_config.yaml")
@@ -61,8 +62,14 @@ def test_environment_then_config_file(tiny_model_folder, tmp_path, monkeypatch, 
         locate_model(None, tmp_path)
 
 
-@pytest.mark.skipif(DEMO_MODEL_DIR.is_dir(), reason="the demo model is bundled, so a model is always found")
-def test_no_model_anywhere_says_what_to_download(tmp_path, no_configured_model):
+def test_without_a_configured_model_the_bundled_demo_model_is_used_and_announced(tmp_path, no_configured_model):
+    location = locate_model(None, tmp_path)
+    assert location.source == "demo model" and "demo model" in location.notice
+    assert (location.folder / "model_index.json").is_file()
+
+
+def test_no_model_anywhere_says_what_to_download(tmp_path, no_configured_model, monkeypatch):
+    monkeypatch.setattr("magicpose_cli.model_store.DEMO_MODEL_DIR", tmp_path / "not_installed")
     with pytest.raises(MissingWeightsError, match="model_state-.*magicpose convert"):
         locate_model(None, tmp_path)
 

@@ -36,3 +36,8 @@ def convert_command(
     with console.status(f"converting {checkpoint.name}"):
         folder = convert_checkpoint(checkpoint, output, config, controlnet)
     console.print(f"[green]wrote[/] {folder}")
+    if (folder / "model_index.json").is_file() and not (folder / "empty_prompt").is_dir():
+        console.print(
+            "[yellow]note:[/] the checkpoint has no CLIP text encoder (cond_stage_model.*), so the folder stores no "
+            "empty-prompt embedding; `retarget` needs one. Published MagicPose checkpoints include it."
+        )

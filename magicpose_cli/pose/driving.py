@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,11 +12,11 @@ import numpy as np
 from rich.progress import Progress
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.files import default_cache_root
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
 from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.video import DEFAULT_FOLDER_FPS, FrameSelection, list_images, read_image
 
-CACHE_ENV = "MAGICPOSE_CACHE_DIR"
 # An image with at least this fraction of near-black pixels is taken for a rendered pose map.
 POSE_MAP_BLACK_FRACTION = 0.6
 
@@ -47,8 +46,8 @@ def looks_like_pose_map(image: np.ndarray) -> bool:
 
 
 def default_work_dir(input_path: Path) -> Path:
-    """Where extractions for retarget are kept: $MAGICPOSE_CACHE_DIR or ~/.cache/magicpose, per input file."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "magicpose") / "poses"
+    """Where extractions for retarget are kept: under the cache root (``$MAGICPOSE_CACHE``), per input file."""
+    root = default_cache_root() / "poses"
     stat = input_path.stat()
     tag = hashlib.sha256(f"{input_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     return root / f"{input_path.stem}-{tag}"
@@ -95,7 +94,7 @@ def load_driving_poses(
     """Driving poses from a video file, a folder of photos, of rendered pose maps, or of OpenPose JSON.
 
     Videos and photo folders are extracted with ``settings`` (cached in ``work_dir``, by default
-    under $MAGICPOSE_CACHE_DIR); ``max_frames`` is a shortcut for ``selection``'s. Alignment to a
+    under $MAGICPOSE_CACHE); ``max_frames`` is a shortcut for ``selection``'s. Alignment to a
     reference is left to the caller (align_poses) unless ``settings.align_to`` is set.
     """
     path = Path(path)
