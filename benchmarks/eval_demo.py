@@ -2,7 +2,9 @@
 
 Variants: the demo model; the same trained without the appearance stage (stage 2 only, from the
 starting model; ``scripts/train_demo_model.py`` trains it into WORK/ablation_pose_only/model);
-reference attention switched off at inference; per-frame instead of shared initial noise.
+reference attention switched off at inference; per-frame instead of shared initial noise. For scale,
+two rows without generation: the reference frame repeated (what copying the input scores) and the
+ground truth through the VAE and back (the best a generation in this latent space can score).
 
     python benchmarks/eval_demo.py --work-dir /tmp/demo_run [--pairs 8] [--steps 25] [--guidance 2]
 """
@@ -19,7 +21,15 @@ import torch
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
-from magicpose_cli.evaluation import EVALUATION_SEEDS, EvaluationSettings, evaluate, generate_for_pair, markdown_table
+from magicpose_cli.evaluation import (
+    EVALUATION_SEEDS,
+    EvaluationSettings,
+    evaluate,
+    evaluate_frames,
+    generate_for_pair,
+    markdown_table,
+    vae_round_trip,
+)
 from magicpose_cli.model_store import DEMO_MODEL_DIR
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.synthetic import sample_pair
@@ -65,6 +75,12 @@ def main() -> None:
         "without appearance stage (stage 2 only)": evaluate(ablation, seeds, settings),
         "reference attention off at inference": evaluate(demo, seeds, settings, use_reference=False),
         "per-frame initial noise": evaluate(demo, seeds, settings, per_frame_noise=True),
+        "reference frame repeated (no model)": evaluate_frames(
+            lambda pair: np.stack([pair.reference_frame] * settings.num_frames), seeds, settings
+        ),
+        "VAE round trip of the ground truth (ceiling)": evaluate_frames(
+            lambda pair: vae_round_trip(demo, np.stack(pair.target_frames)), seeds, settings
+        ),
     }
     seconds = time.perf_counter() - started
     table = markdown_table(results)

@@ -9,13 +9,14 @@ more its frames change from one to the next than the ground truth's do (flicker)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from magicpose_cli.pose.render import render_pose
-from magicpose_cli.synthetic import sample_pair
+from magicpose_cli.synthetic import SyntheticPair, sample_pair
 
 EVALUATION_SEEDS = tuple(range(9000, 9008))  # held-out pairs: sample_pair people never appear in write_dataset data
 
@@ -104,13 +105,27 @@ def generate_for_pair(pipeline, pair, settings: EvaluationSettings, use_referenc
     return np.asarray(output.images)
 
 
-def evaluate(pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), **variant) -> VideoScores:
-    """Mean scores of ``pipeline`` over the held-out pairs; ``variant`` is passed to :func:`generate_for_pair`."""
+def vae_round_trip(pipeline, frames: np.ndarray) -> np.ndarray:
+    """``frames`` (N x H x W x 3 uint8) encoded and decoded by the model's VAE: the best any generation can score."""
+    images = torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with torch.no_grad():
+        latents = pipeline.vae.encode(images).latent_dist.mode()
+        decoded = pipeline.vae.decode(latents).sample
+    return ((decoded.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+
+
+def evaluate_frames(make_frames: Callable[[SyntheticPair], np.ndarray], seeds, settings: EvaluationSettings) -> VideoScores:
+    """Mean scores over the held-out pairs of the frames ``make_frames(pair)`` returns."""
     scores = []
     for seed in seeds:
         pair = sample_pair(seed, settings.size, settings.num_frames)
-        scores.append(score_video(generate_for_pair(pipeline, pair, settings, **variant), np.stack(pair.target_frames)))
+        scores.append(score_video(make_frames(pair), np.stack(pair.target_frames)))
     return VideoScores(**{key: float(np.mean([getattr(s, key) for s in scores])) for key in VideoScores.__dataclass_fields__})
+
+
+def evaluate(pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), **variant) -> VideoScores:
+    """Mean scores of ``pipeline`` over the held-out pairs; ``variant`` is passed to :func:`generate_for_pair`."""
+    return evaluate_frames(lambda pair: generate_for_pair(pipeline, pair, settings, **variant), seeds, settings)
 
 
 def markdown_table(results: dict[str, VideoScores]) -> str:
