@@ -186,6 +186,14 @@ def test_pose_stage_with_frozen_appearance_trains_only_the_controlnet(frames_dir
     assert changed_components(init_model, model_dir) == {"controlnet"}
 
 
+def test_controlnet_init_replaces_the_pose_controlnet(frames_dir, init_model, tmp_path):
+    openpose = tmp_path / "openpose_controlnet"
+    tiny_components(seed=1)["controlnet"].save_pretrained(openpose)
+    model_dir = train(config(frames_dir, init_model, tmp_path / "run", stage="appearance", max_steps=1, controlnet_init=openpose))
+    expected, saved = load_file(str(openpose / "diffusion_pytorch_model.safetensors")), weights(model_dir, "controlnet")
+    assert all(torch.equal(expected[key], saved[key]) for key in expected)  # stage 1 carries it, untrained
+
+
 def test_freezing_appearance_in_the_appearance_stage_is_refused(frames_dir, init_model, tmp_path):
     with pytest.raises(MagicPoseError, match="nothing to train"):
         train(config(frames_dir, init_model, tmp_path / "run", stage="appearance", freeze_appearance=True))

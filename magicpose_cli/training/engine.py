@@ -9,7 +9,6 @@ uninterrupted run would have done.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_write_text
+from magicpose_cli.files import atomic_directory, atomic_write_text
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.training.checkpoints import checkpoint_dir, latest_checkpoint, load_checkpoint, save_checkpoint
 from magicpose_cli.training.data import DatasetScan, PairDataset, StepBatchSampler, evaluation_pairs, find_training_videos
@@ -337,11 +336,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.restore(self.parameters)
         target = self.run_dir / MODEL_DIR
-        partial = self.run_dir / f".{MODEL_DIR}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        final.save_pretrained(partial, safe_serialization=True)
-        shutil.rmtree(target, ignore_errors=True)
-        partial.rename(target)
+        with atomic_directory(target) as staging:
+            final.save_pretrained(staging, safe_serialization=True)
         return target
 
     def run(self) -> Path:
