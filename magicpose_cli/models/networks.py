@@ -74,12 +74,12 @@ class MagicPoseDenoiser:
                 conditioning_scale=pose_scale,
                 return_dict=False,
             )
-        with self.reference_attention.attending(reference_features):
-            return self.unet(
-                latents,
-                timestep,
-                encoder_hidden_states,
-                down_block_additional_residuals=down_residuals,
-                mid_block_additional_residual=mid_residual,
-                return_dict=False,
-            )[0]
+        return self.unet(
+            latents,
+            timestep,
+            encoder_hidden_states,
+            cross_attention_kwargs={"reference_features": reference_features} if reference_features else None,
+            down_block_additional_residuals=down_residuals,
+            mid_block_additional_residual=mid_residual,
+            return_dict=False,
+        )[0]

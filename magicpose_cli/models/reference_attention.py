@@ -5,13 +5,14 @@ blocks we record the input of the self-attention (the ``norm1`` output). The mat
 self-attention of the main UNet (same block name) then uses its own tokens as queries and
 ``[own tokens, reference tokens]`` as keys and values, so every frame can copy appearance from
 the reference wherever it needs it. Everything is done by swapping diffusers attention
-processors; no UNet code is forked.
+processors; no UNet code is forked. The features reach the main UNet's processors as
+``cross_attention_kwargs={"reference_features": ...}``, so they travel with the call (and with
+gradient checkpointing's recomputation) instead of living in shared state.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -47,31 +48,28 @@ class RecordSelfAttentionInput:
         return self.plain(attn, hidden_states, *args, **kwargs)
 
 
-class AttendToReference:
-    """Main-UNet processor: self-attention over its own tokens plus the reference tokens.
+class IgnoreReference(AttnProcessor2_0):
+    """Main-UNet processor for the other attentions: plain, and quiet about ``reference_features``."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, reference_features=None):
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+class AttendToReference(IgnoreReference):
+    """Main-UNet self-attention processor: attention over its own tokens plus the reference tokens.
 
     The reference keys and values are projected once per call and broadcast over the frames,
-    so a batch of frames shares one reference computation. Without active reference features
-    this is exactly diffusers' plain self-attention.
+    so a batch of frames shares one reference computation. Without reference features this is
+    exactly diffusers' plain self-attention.
     """
 
-    def __init__(self, bridge: "ReferenceAttention", name: str):
-        self.bridge, self.name = bridge, name
-        self.plain = AttnProcessor2_0()
+    def __init__(self, name: str):
+        self.name = name
 
-    def __call__(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        *args,
-        **kwargs,
-    ) -> torch.Tensor:
-        features = self.bridge.active
-        if features is None or encoder_hidden_states is not None or attention_mask is not None:
-            return self.plain(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
-        reference = features[self.name].to(hidden_states.dtype)
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, reference_features=None):
+        if reference_features is None or encoder_hidden_states is not None or attention_mask is not None:
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        reference = reference_features[self.name].to(hidden_states.dtype)
         batch, tokens, _ = hidden_states.shape
         if reference.shape[0] not in (1, batch):
             raise ValueError(f"reference features for {reference.shape[0]} images cannot serve {batch} frames")
@@ -88,7 +86,7 @@ class AttendToReference:
 
 
 class ReferenceAttention:
-    """Installs the processors on both UNets and carries reference features between them."""
+    """Installs the processors on both UNets; ``encode`` turns a reference latent into features."""
 
     def __init__(self, unet: UNet2DConditionModel, reference_unet: UNet2DConditionModel):
         self.names = self_attention_names(unet)
@@ -98,14 +96,16 @@ class ReferenceAttention:
         self.reference_unet = reference_unet
         self.last_name = self.names[-1]
         self.recorded: ReferenceFeatures = {}
-        self.active: ReferenceFeatures | None = None
-        unet.set_attn_processor(self._processors(unet, AttendToReference))
-        reference_unet.set_attn_processor(self._processors(reference_unet, RecordSelfAttentionInput))
+        unet.set_attn_processor(self._processors(unet, AttendToReference, IgnoreReference))
+        reference_unet.set_attn_processor(
+            self._processors(reference_unet, lambda name: RecordSelfAttentionInput(self, name), AttnProcessor2_0)
+        )
 
-    def _processors(self, unet: UNet2DConditionModel, special: type) -> dict:
-        attn1 = {f"{name}.processor" for name in self.names}
+    def _processors(self, unet: UNet2DConditionModel, self_attention: Callable[[str], object], other: type) -> dict:
+        """A processor per attention: ``self_attention(block name)`` for matched ``attn1``, else ``other()``."""
+        names = set(self.names)
         return {
-            key: special(self, key.removesuffix(".processor")) if key in attn1 else AttnProcessor2_0()
+            key: self_attention(key.removesuffix(".processor")) if key.removesuffix(".processor") in names else other()
             for key in unet.attn_processors
         }
 
@@ -118,12 +118,3 @@ class ReferenceAttention:
             pass
         features, self.recorded = self.recorded, {}
         return features
-
-    @contextmanager
-    def attending(self, features: ReferenceFeatures | None) -> Iterator[None]:
-        """Within this block the main UNet attends to ``features`` (None: plain SD UNet)."""
-        previous, self.active = self.active, features
-        try:
-            yield
-        finally:
-            self.active = previous

@@ -228,7 +228,6 @@ class Trainer:
         optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=0.0)
         self.lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps)
         self.ema = EMAModel(self.parameters, decay=config.ema_decay) if config.ema else None
-        self.denoising_loss = loss_module  # unwrapped, for reference_kept_active()
         self.loss_module, self.optimizer = self.accelerator.prepare(loss_module, optimizer)
 
     def _training_state(self) -> dict:
@@ -279,11 +278,7 @@ class Trainer:
             micro_step = self.step * self.config.gradient_accumulation + accumulated
             generator = step_generator(self.config.seed, micro_step, self.accelerator.process_index)
             batch = next(batches)
-            with (
-                self.accelerator.accumulate(self.loss_module),
-                self.accelerator.autocast(),
-                self.denoising_loss.reference_kept_active(),
-            ):
+            with self.accelerator.accumulate(self.loss_module), self.accelerator.autocast():
                 loss = training_loss(
                     self.loss_module, self.pipeline.vae, batch, self.prompt_embeds, generator,
                     self.num_train_timesteps, self.stage.uses_pose,

@@ -13,9 +13,7 @@ timestep, as at inference (``--wonoise`` in the released scripts).
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -93,21 +91,6 @@ class DenoisingLoss(nn.Module):
         self.denoiser = denoiser
         self.unet, self.reference_unet, self.controlnet = denoiser.unet, denoiser.reference_unet, denoiser.controlnet
         self.noise_schedule = DDPMScheduler.from_config(scheduler_config)
-        self._kept_features: ExitStack | None = None
-
-    @contextmanager
-    def reference_kept_active(self) -> Iterator[None]:
-        """Keep the reference features of ``forward`` active until this block ends, around the backward pass.
-
-        Gradient checkpointing recomputes UNet blocks during backward; their reference attention
-        must then see the same features as in the forward pass, or the recomputation differs.
-        """
-        with ExitStack() as stack:
-            self._kept_features = stack
-            try:
-                yield
-            finally:
-                self._kept_features = None
 
     def forward(
         self,
@@ -121,8 +104,6 @@ class DenoisingLoss(nn.Module):
         noisy_latents = self.noise_schedule.add_noise(latents, noise, timesteps)
         prompt_embeds = prompt_embeds.expand(latents.shape[0], -1, -1)
         features = self.denoiser.reference_features(reference_latents, timesteps, prompt_embeds)
-        if self._kept_features is not None:
-            self._kept_features.enter_context(self.denoiser.reference_attention.attending(features))
         prediction = self.denoiser(noisy_latents, timesteps, prompt_embeds, reference_features=features, pose_maps=pose_maps)
         if self.noise_schedule.config.prediction_type == "v_prediction":
             target = self.noise_schedule.get_velocity(latents, noise, timesteps)
