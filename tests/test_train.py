@@ -119,7 +119,7 @@ def test_original_layout_pairs_frames_with_their_pose_maps(tmp_path):
 
 
 def test_video_files_get_their_poses_from_extract_pose(tmp_path, monkeypatch):
-    monkeypatch.setenv("MAGICPOSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MAGICPOSE_CACHE", str(tmp_path / "cache"))
     photo = skimage_data.astronaut()
     frames = [np.asarray(Image.fromarray(photo[8 * k : 8 * k + 480, 40:424]).resize((192, 240))) for k in range(4)]
     videos = tmp_path / "videos"
