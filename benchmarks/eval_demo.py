@@ -6,7 +6,7 @@ reference attention switched off at inference; per-frame instead of shared initi
 two rows without generation: the reference frame repeated (what copying the input scores) and the
 ground truth through the VAE and back (the best a generation in this latent space can score).
 
-    python benchmarks/eval_demo.py --work-dir /tmp/demo_run [--pairs 8] [--steps 25] [--guidance 2]
+    python benchmarks/eval_demo.py --work-dir /tmp/demo_run [--pairs 8] [--steps 25] [--guidance 3]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=len(EVALUATION_SEEDS))
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

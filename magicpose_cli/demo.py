@@ -53,7 +53,7 @@ def run_demo(
     output: Path,
     num_frames: int = 24,
     steps: int = 25,
-    guidance: float = 2.0,
+    guidance: float = 3.0,
     seed: int = DEMO_PAIR_SEED,
     inputs_dir: Path | None = None,
     cache_root: Path | None = None,

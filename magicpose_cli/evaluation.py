@@ -82,7 +82,7 @@ class EvaluationSettings:
     size: int = 64
     num_frames: int = 8
     steps: int = 25
-    guidance: float = 2.0
+    guidance: float = 3.0
     seed: int = 0
 
 

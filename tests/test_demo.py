@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
 from magicpose_cli.demo import DEMO_SIZE
-from magicpose_cli.evaluation import EvaluationSettings, flicker, generate_for_pair, l1, psnr, score_video, ssim
+from magicpose_cli.evaluation import EvaluationSettings, flicker, generate_for_pair, l1, psnr, score_video, ssim, vae_round_trip
 from magicpose_cli.model_store import DEMO_MODEL_DIR, locate_model
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.synthetic import sample_pair
@@ -42,6 +42,16 @@ def test_shipped_weights_generate_frames_of_the_model_size(demo_pipeline):
     assert np.isfinite(frames).all() and frames.min() >= 0.0 and frames.max() <= 1.0
     assert frames.std() > 0.05  # an image with content, not a flat colour
     assert not np.allclose(frames[0], frames[1])  # the two poses give two different frames
+
+
+def test_shipped_model_wears_the_reference_and_its_vae_reconstructs(demo_pipeline):
+    pair = sample_pair(4321, DEMO_SIZE, num_frames=2)
+    target = np.stack(pair.target_frames)
+    settings = EvaluationSettings(size=DEMO_SIZE, num_frames=2, steps=10)
+    with_reference = score_video(generate_for_pair(demo_pipeline, pair, settings), target)
+    without_reference = score_video(generate_for_pair(demo_pipeline, pair, settings, use_reference=False), target)
+    assert with_reference.l1 < 0.8 * without_reference.l1
+    assert score_video(vae_round_trip(demo_pipeline, target), target).psnr > 15.0  # an untrained VAE scores about 12 dB
 
 
 def test_retarget_without_a_configured_model_uses_the_demo_model(tmp_path, monkeypatch):

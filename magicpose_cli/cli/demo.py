@@ -17,7 +17,7 @@ def demo_command(
     output: Path = typer.Option(Path("magicpose_demo.mp4"), "--output", "-o", help="The mp4 to write (replaced if it exists)."),
     frames: int = typer.Option(24, help="Frames of driving motion."),
     steps: int = typer.Option(25, help="Denoising steps."),
-    guidance: float = typer.Option(2.0, help="Classifier-free guidance scale."),
+    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
     seed: int = typer.Option(DEMO_PAIR_SEED, help="Which pair of synthetic people to draw."),
     inputs_dir: Optional[Path] = typer.Option(None, help="Keep the reference PNG and the driving OpenPose JSON here."),
     cache_dir: Optional[Path] = typer.Option(
