@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--noise-seeds", type=int, default=4, help="Initial-noise seeds to average the model rows over.")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -68,13 +69,14 @@ def main() -> None:
 
     settings = EvaluationSettings(size=64, num_frames=args.frames, steps=args.steps, guidance=args.guidance)
     seeds = EVALUATION_SEEDS[: args.pairs] if args.pairs <= len(EVALUATION_SEEDS) else range(9000, 9000 + args.pairs)
+    noise_seeds = tuple(range(args.noise_seeds))
     demo, ablation = load(args.model), load(args.work_dir / "ablation_pose_only" / "model")
     started = time.perf_counter()
     results = {
-        "demo model": evaluate(demo, seeds, settings),
-        "without appearance stage (stage 2 only)": evaluate(ablation, seeds, settings),
-        "reference attention off at inference": evaluate(demo, seeds, settings, use_reference=False),
-        "per-frame initial noise": evaluate(demo, seeds, settings, per_frame_noise=True),
+        "demo model": evaluate(demo, seeds, settings, noise_seeds=noise_seeds),
+        "without appearance stage (stage 2 only)": evaluate(ablation, seeds, settings, noise_seeds=noise_seeds),
+        "reference attention off at inference": evaluate(demo, seeds, settings, use_reference=False, noise_seeds=noise_seeds),
+        "per-frame initial noise": evaluate(demo, seeds, settings, per_frame_noise=True, noise_seeds=noise_seeds),
         "reference frame repeated (no model)": evaluate_frames(
             lambda pair: np.stack([pair.reference_frame] * settings.num_frames), seeds, settings
         ),
@@ -85,10 +87,10 @@ def main() -> None:
     seconds = time.perf_counter() - started
     table = markdown_table(results)
     print(table)
-    print(f"{len(seeds)} held-out pairs x {settings.num_frames} frames, {settings.steps} DDIM steps, guidance {settings.guidance}; {seconds:.0f} s")
+    print(f"{len(seeds)} held-out pairs x {settings.num_frames} frames x {len(noise_seeds)} noise seeds, {settings.steps} DDIM steps, guidance {settings.guidance}; {seconds:.0f} s")
     (args.work_dir / "evaluation.md").write_text(table + "\n")
     (args.work_dir / "evaluation.json").write_text(
-        json.dumps({"settings": settings.__dict__, "pairs": len(seeds), "seconds": seconds,
+        json.dumps({"settings": settings.__dict__, "pairs": len(seeds), "noise_seeds": len(noise_seeds), "seconds": seconds,
                     "results": {name: scores.as_dict() for name, scores in results.items()}}, indent=2)  # fmt: skip
     )
     save_example(demo, settings, args.work_dir / "example.png")

@@ -8,7 +8,7 @@ more its frames change from one to the next than the ground truth's do (flicker)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -120,12 +120,25 @@ def evaluate_frames(make_frames: Callable[[SyntheticPair], np.ndarray], seeds, s
     for seed in seeds:
         pair = sample_pair(seed, settings.size, settings.num_frames)
         scores.append(score_video(make_frames(pair), np.stack(pair.target_frames)))
+    return mean_scores(scores)
+
+
+def mean_scores(scores: list[VideoScores]) -> VideoScores:
     return VideoScores(**{key: float(np.mean([getattr(s, key) for s in scores])) for key in VideoScores.__dataclass_fields__})
 
 
-def evaluate(pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), **variant) -> VideoScores:
-    """Mean scores of ``pipeline`` over the held-out pairs; ``variant`` is passed to :func:`generate_for_pair`."""
-    return evaluate_frames(lambda pair: generate_for_pair(pipeline, pair, settings, **variant), seeds, settings)
+def evaluate(
+    pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), noise_seeds=(0,), **variant
+) -> VideoScores:
+    """Mean scores of ``pipeline`` over the held-out pairs and initial-noise seeds; ``variant`` goes to :func:`generate_for_pair`.
+
+    With shared noise all frames of a pair come from one draw, so several noise seeds are needed
+    for a mean that does not hinge on a lucky draw.
+    """
+    return mean_scores([
+        evaluate_frames(lambda pair: generate_for_pair(pipeline, pair, replace(settings, seed=noise_seed), **variant), seeds, settings)
+        for noise_seed in noise_seeds
+    ])  # fmt: skip
 
 
 def markdown_table(results: dict[str, VideoScores]) -> str:
