@@ -16,6 +16,13 @@ def default_cache_root() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "magicpose"
 
 
+def _usual_permissions(path: Path, mode: int) -> None:
+    """tempfile makes private (0600/0700) files; the final file gets what a plain open() would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
@@ -28,6 +35,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
     os.close(handle)
     temporary_path = Path(temporary)
+    _usual_permissions(temporary_path, 0o666)
     try:
         yield temporary_path
         os.replace(temporary_path, path)
@@ -51,6 +59,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    _usual_permissions(temporary, 0o777)
     try:
         yield temporary
         if path.exists():

@@ -131,3 +131,4 @@ def test_clip_text_encoder_is_kept_and_gives_the_stored_empty_prompt(tmp_path, o
     explicit = pipe(torch.zeros(1, 3, 128, 128), torch.zeros(1, 3, 128, 128), num_inference_steps=1, output_type="latent",
                     latents=torch.ones(1, 4, 16, 16), prompt_embeds=expected).images  # fmt: skip
     assert torch.allclose(default, explicit, atol=1e-5)
+
