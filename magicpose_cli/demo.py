@@ -57,6 +57,7 @@ def run_demo(
     seed: int = DEMO_PAIR_SEED,
     inputs_dir: Path | None = None,
     cache_root: Path | None = None,
+    overwrite: bool = False,
     console: Console | None = None,
     on_notice: Callable[[str], None] | None = None,
 ) -> RetargetSummary:
@@ -76,7 +77,7 @@ def run_demo(
         guidance=guidance,
         fps=DEMO_FPS,
         grid=True,
-        overwrite=True,
+        overwrite=overwrite,
         cache_root=cache_root,
     )
     with tempfile.TemporaryDirectory(prefix="magicpose-demo-") as temporary:

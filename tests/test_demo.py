@@ -84,6 +84,14 @@ def test_demo_command_refuses_zero_frames(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_demo_command_does_not_overwrite_without_flag(tmp_path):
+    existing = tmp_path / "mine.mp4"
+    existing.write_bytes(b"my own video")
+    result = CliRunner().invoke(app, ["demo", "-o", str(existing), "--frames", "1", "--steps", "1"])
+    assert result.exit_code == 1 and "--overwrite" in result.output
+    assert existing.read_bytes() == b"my own video"
+
+
 def test_psnr_l1_and_ssim_on_known_images():
     target = np.zeros((16, 16, 3))
     brighter = np.full((16, 16, 3), 0.1)

@@ -14,7 +14,7 @@ from magicpose_cli.demo import DEMO_PAIR_SEED, run_demo
 @app.command("demo")
 @user_errors
 def demo_command(
-    output: Path = typer.Option(Path("magicpose_demo.mp4"), "--output", "-o", help="The mp4 to write (replaced if it exists)."),
+    output: Path = typer.Option(Path("magicpose_demo.mp4"), "--output", "-o", help="The mp4 to write."),
     frames: int = typer.Option(24, help="Frames of driving motion."),
     steps: int = typer.Option(25, help="Denoising steps."),
     guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
@@ -23,6 +23,7 @@ def demo_command(
     cache_dir: Optional[Path] = typer.Option(
         None, help="Cache root for generated frames (default $MAGICPOSE_CACHE or ~/.cache/magicpose)."
     ),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it exists."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Animate an unseen synthetic person with another's motion using the tiny bundled demo model.
@@ -31,5 +32,5 @@ def demo_command(
     (see magicpose_cli/demo_model/MODEL_CARD.md); use `magicpose retarget --model` for real weights.
     """
     console.print("using the tiny demo model trained on synthetic people (64x64)", highlight=False)
-    summary = run_demo(output, frames, steps, guidance, seed, inputs_dir, cache_dir, console=console)
+    summary = run_demo(output, frames, steps, guidance, seed, inputs_dir, cache_dir, overwrite, console=console)
     console.print(f"[green]demo video:[/] {summary.output} ({summary.frames} frames, {summary.seconds:.1f} s)", highlight=False)
