@@ -16,22 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from magicpose_cli.files import atomic_path, atomic_write_text
+from magicpose_cli.files import atomic_path, atomic_write_text, hash_file
 
 CACHE_FORMAT_VERSION = 1
-_CHUNK = 1 << 20
 
 
 def hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def hash_arrays(arrays: list[np.ndarray]) -> str:

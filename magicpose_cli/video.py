@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.files import hash_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # A folder of images has no frame rate of its own; this is the one the original TikTok data uses.
@@ -101,9 +102,7 @@ class FrameSource:
         digest = hashlib.sha256()
         for file in self._images or [self.path]:
             digest.update(file.name.encode() if self._images else b"")
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+            hash_file(file, digest)
         return digest.hexdigest()
 
 

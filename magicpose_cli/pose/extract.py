@@ -17,7 +17,6 @@ from an uninterrupted run's by the tracker's jitter.)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -28,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_path, atomic_write_text
+from magicpose_cli.files import atomic_path, atomic_write_text, hash_file
 from magicpose_cli.pose.align import align_poses
 from magicpose_cli.pose.detectors import detect_reference_pose, make_detector
 from magicpose_cli.pose.keypoints import FramePose
@@ -82,14 +81,6 @@ class ExtractionResult:
         return self.statuses.count(STATUS_FILLED)
 
 
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _frame_name(index: int, suffix: str) -> str:
     return f"{index:05d}{suffix}"
 
@@ -132,7 +123,7 @@ def extract_poses(
     fps = selection.output_fps(source.fps)
     content_hash = source.content_hash()
     if settings.align_to and not settings.align_to_hash:
-        settings = PoseSettings(**{**asdict(settings), "align_to_hash": file_hash(Path(settings.align_to))})
+        settings = PoseSettings(**{**asdict(settings), "align_to_hash": hash_file(Path(settings.align_to))})
     output_key = {
         "content_hash": content_hash,
         "indices": indices,
