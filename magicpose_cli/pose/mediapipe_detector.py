@@ -7,6 +7,12 @@ MediaPipe's, and 70 face points (the 68-point iBUG layout + the two pupils).
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 
 from magicpose_cli.pose.keypoints import NUM_FACE_POINTS, FramePose, PersonPose
@@ -72,6 +78,24 @@ def _inside(points: np.ndarray, width: int, height: int) -> np.ndarray:
     return (points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height)
 
 
+# mediapipe 0.10.14 calls a protobuf API that newer protobuf deprecates, on every image.
+warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: TensorFlow Lite and absl write there from C++, past Python."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def body_from_mediapipe(pose: np.ndarray, width: int, height: int, threshold: float) -> np.ndarray:
     """33 MediaPipe pose rows -> 18 OpenPose body rows; unseen or off-frame points get confidence 0."""
     body = np.zeros((18, 3), dtype=np.float32)
@@ -123,14 +147,18 @@ class MediaPipeDetector:
         import mediapipe as mp
 
         self.visibility_threshold = visibility_threshold
-        self._holistic = mp.solutions.holistic.Holistic(
-            static_image_mode=not tracking,
-            smooth_landmarks=False,  # smoothing is ours (temporal.smooth_track), tunable and lag-aware
-            model_complexity=model_complexity,
-            refine_face_landmarks=True,
-            min_detection_confidence=0.5,
-            min_tracking_confidence=0.5,
-        )
+        # MediaPipe's native libraries log a screenful from their own threads while the graph
+        # starts; it starts on the first image, so a blank one goes through while stderr is quiet.
+        with _native_stderr_silenced():
+            self._holistic = mp.solutions.holistic.Holistic(
+                static_image_mode=not tracking,
+                smooth_landmarks=False,  # smoothing is ours (temporal.smooth_track), tunable and lag-aware
+                model_complexity=model_complexity,
+                refine_face_landmarks=True,
+                min_detection_confidence=0.5,
+                min_tracking_confidence=0.5,
+            )
+            self._holistic.process(np.zeros((64, 64, 3), dtype=np.uint8))
 
     def close(self) -> None:
         self._holistic.close()
@@ -143,7 +171,8 @@ class MediaPipeDetector:
 
     def detect(self, image: np.ndarray) -> FramePose:
         height, width = image.shape[:2]
-        result = self._holistic.process(np.ascontiguousarray(image[..., :3], dtype=np.uint8))
+        pixels = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+        result = self._holistic.process(pixels)
         if result.pose_landmarks is None:
             return FramePose(width, height, [])
         person = PersonPose()
