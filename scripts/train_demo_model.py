@@ -65,7 +65,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--base-steps", type=int, default=1000)
     parser.add_argument("--base-batch", type=int, default=16)
-    parser.add_argument("--appearance-steps", type=int, default=3000)
+    parser.add_argument("--appearance-steps", type=int, default=6000)
     parser.add_argument("--pose-steps", type=int, default=2000)
     parser.add_argument("--stage-batch", type=int, default=8)
     parser.add_argument("--stage-lr", type=float, default=2e-4)
