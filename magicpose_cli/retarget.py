@@ -255,7 +255,8 @@ def open_frame_cache(
     options: RetargetOptions,
 ) -> FrameCache:
     """The cache folder of this exact run (``--force`` empties it first)."""
-    device, dtype = pick_device(options.device), pick_dtype(options.dtype, pick_device(options.device))
+    device = pick_device(options.device)
+    dtype = pick_dtype(options.dtype, device)
     settings = {
         "size": list(reference_canvas.shape[:2]),
         "fit": FitMode(options.fit).value,

@@ -127,7 +127,8 @@ def _build_unet(cls, state: dict, prefix: str, original: dict, network_key: str,
     return model
 
 
-def _build_controlnet(state: dict, prefix: str, original: dict, network_key: str, source: Path) -> ControlNetModel:
+def _build_controlnet(state: dict, prefix: str, original: dict, source: Path) -> ControlNetModel:
+    network_key = "pose_control_stage_config"
     unet_config = _unet_config(original, network_key)
     hint_channels = original["model"]["params"].get(network_key, {}).get("params", {}).get("hint_channels", 3)
     keep = ("in_channels", "down_block_types", "block_out_channels", "layers_per_block", "cross_attention_dim")
@@ -136,6 +137,12 @@ def _build_controlnet(state: dict, prefix: str, original: dict, network_key: str
     converted = convert_controlnet_checkpoint(_with_prefix(state, prefix), unet_config)
     _load_exactly(model, converted, "pose ControlNet", source)
     return model
+
+
+def _published_controlnet(state: dict, original: dict, source: Path) -> ControlNetModel:
+    """A ControlNet published on its own: keys under ``control_model.``, or bare."""
+    prefix = CONTROLNET_PREFIX if any(key.startswith(CONTROLNET_PREFIX) for key in state) else ""
+    return _build_controlnet(state, prefix, original, source)
 
 
 def _build_vae(state: dict, original: dict, source: Path) -> AutoencoderKL:
@@ -234,9 +241,7 @@ def convert_checkpoint(
     kind = checkpoint_kind(state)
 
     if kind == "controlnet":
-        prefix = CONTROLNET_PREFIX if any(key.startswith(CONTROLNET_PREFIX) for key in state) else ""
-        key = "pose_control_stage_config"
-        controlnet = _build_controlnet(state, prefix, original, key, source)
+        controlnet = _published_controlnet(state, original, source)
         with atomic_directory(output_dir) as folder:
             controlnet.save_pretrained(folder, safe_serialization=True)
         return output_dir
@@ -246,14 +251,13 @@ def convert_checkpoint(
         reference_unet = _build_unet(
             AppearanceUNet, state, APPEARANCE_PREFIX, original, "appearance_control_stage_config", "appearance model", source
         )
-        controlnet = _build_controlnet(state, POSE_PREFIX, original, "pose_control_stage_config", source)
+        controlnet = _build_controlnet(state, POSE_PREFIX, original, source)
     else:
         reference_unet = AppearanceUNet(**unet.config)
         reference_unet.load_state_dict(unet.state_dict(), strict=False)
         if controlnet_path is not None:
             controlnet_state = load_original_state_dict(controlnet_path)
-            prefix = CONTROLNET_PREFIX if any(key.startswith(CONTROLNET_PREFIX) for key in controlnet_state) else ""
-            controlnet = _build_controlnet(controlnet_state, prefix, original, "pose_control_stage_config", Path(controlnet_path))
+            controlnet = _published_controlnet(controlnet_state, original, Path(controlnet_path))
         else:
             controlnet = ControlNetModel.from_unet(unet)
 

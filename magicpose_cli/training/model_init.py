@@ -7,7 +7,7 @@ from pathlib import Path
 from diffusers import ControlNetModel
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_directory, default_cache_root
+from magicpose_cli.files import default_cache_root
 from magicpose_cli.model_store import prepare_model_path
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.models.conversion import convert_checkpoint
@@ -24,8 +24,7 @@ def load_controlnet(path: str | Path, work_dir: Path) -> ControlNetModel:
     if path.is_file():
         converted = work_dir / CONVERTED_CONTROLNET_DIR
         if not (converted / "config.json").is_file():
-            with atomic_directory(converted) as staging:
-                convert_checkpoint(path, staging)
+            convert_checkpoint(path, converted)  # writes the folder atomically
         path = converted
     if not (path / "config.json").is_file():
         raise MagicPoseError(f"{path} is not a diffusers ControlNet folder (no config.json)")
