@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-
-
-def hash_file(path: Path, digest=None) -> str:
-    """SHA-256 of a file's bytes, read in blocks; with ``digest``, the bytes are added to it instead."""
-    own = digest is None
-    digest = hashlib.sha256() if own else digest
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_cache_root() -> Path:

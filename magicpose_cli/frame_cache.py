@@ -8,7 +8,6 @@ so a stale frame is never reused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,55 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from magicpose_cli.files import atomic_path, atomic_write_text, hash_file
+from magicpose_cli.files import atomic_path, atomic_write_text
+from magicpose_cli.hashing import hash_bytes
 
 CACHE_FORMAT_VERSION = 1
-
-
-def hash_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def hash_arrays(arrays: list[np.ndarray]) -> str:
-    """A hash of the arrays' shapes, dtypes and bytes, in order."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.shape}{array.dtype}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def hash_folder(folder: Path, cache_root: Path | None = None) -> str:
-    """A content hash of every file under ``folder`` (relative names and bytes).
-
-    Hashing a multi-gigabyte model on every run is slow, so each file's hash is remembered under
-    ``cache_root`` by its absolute path, size and modification time.
-    """
-    folder = Path(folder).resolve()
-    memo_path = (cache_root / "file_hashes.json") if cache_root is not None else None
-    memo: dict[str, str] = {}
-    if memo_path is not None and memo_path.is_file():
-        try:
-            memo = json.loads(memo_path.read_text())
-        except (OSError, ValueError):
-            memo = {}
-    digest = hashlib.sha256()
-    changed = False
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        stat = path.stat()
-        memo_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-        file_hash = memo.get(memo_key)
-        if file_hash is None:
-            file_hash = memo[memo_key] = hash_file(path)
-            changed = True
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_hash}\n".encode())
-    if memo_path is not None and changed:
-        try:
-            atomic_write_text(memo_path, json.dumps(memo))
-        except OSError:
-            pass  # the memo only saves time; a read-only cache still hashes correctly
-    return digest.hexdigest()
 
 
 def run_key(**parts: object) -> str:

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
-from magicpose_cli.files import hash_file
-from magicpose_cli.frame_cache import hash_bytes
 from magicpose_cli.files import atomic_write_text
+from magicpose_cli.hashing import hash_bytes, hash_file
 
 DEMO_MODEL_DIR = Path(__file__).parent / "demo_model"
 DEMO_MODEL_NOTICE = (

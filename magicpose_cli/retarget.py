@@ -24,8 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from magicpose_cli.encode import check_output_path, write_video
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import default_cache_root, hash_file
-from magicpose_cli.frame_cache import FrameCache, hash_arrays, hash_folder, run_key
+from magicpose_cli.files import default_cache_root
+from magicpose_cli.frame_cache import FrameCache, run_key
+from magicpose_cli.hashing import hash_arrays, hash_file, hash_folder
 from magicpose_cli.framing import FitMode, Placement, fit_placement, generation_size, side_by_side
 from magicpose_cli.model_store import ModelLocation, locate_model
 from magicpose_cli.pose.driving import DrivingPoses

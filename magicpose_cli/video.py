@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import hash_file
+from magicpose_cli.hashing import hash_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # A folder of images has no frame rate of its own; this is the one the original TikTok data uses.

@@ -11,7 +11,8 @@ import pytest
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
 from magicpose_cli.files import default_cache_root
-from magicpose_cli.frame_cache import FrameCache, hash_folder, run_key
+from magicpose_cli.frame_cache import FrameCache, run_key
+from magicpose_cli.hashing import hash_folder
 from magicpose_cli.model_store import check_model_folder, locate_model
 
 FIXTURE_CHECKPOINT = Path(__file__).parent / "fixtures" / "original_tiny" / "model_state-tiny.th"

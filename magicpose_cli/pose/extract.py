@@ -27,7 +27,8 @@ import numpy as np
 from PIL import Image
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_path, atomic_write_text, hash_file
+from magicpose_cli.files import atomic_path, atomic_write_text
+from magicpose_cli.hashing import hash_file
 from magicpose_cli.pose.align import align_poses
 from magicpose_cli.pose.detectors import detect_reference_pose, make_detector
 from magicpose_cli.pose.keypoints import FramePose
