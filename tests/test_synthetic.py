@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from magicpose_cli import synthetic
+from magicpose_cli.synthetic import drawing
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.keypoints import BODY, FramePose
 
@@ -206,7 +207,7 @@ def test_expressions_change_the_drawn_face():
     for pupil in (68, 69):
         assert _pixel(neutral_frame, neutral_pose.face[pupil, :2]).max() < 60
     # The nose bridge is skin (or its shading) on both.
-    shade = synthetic._shade(identity.skin, 0.78)
+    shade = drawing.shade(identity.skin, 0.78)
     for pose, frame in drawn.values():
         for index in (28, 29):
             assert _distance_to_blend(_pixel(frame, pose.face[index, :2]), identity.skin, shade) < 25
