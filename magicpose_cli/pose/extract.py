@@ -142,17 +142,44 @@ def extract_poses(
     raw_dir = _prepare_raw_cache(
         output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}, force
     )
-    raw_poses, detected_now, reused = [], 0, 0
+    raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress)
+    poses, statuses = postprocess(raw_poses, fps, settings, source.path)
+    for position, frame_pose in enumerate(poses):
+        frame_pose.save(output_dir / _frame_name(position, ".json"))
+        if write_maps:
+            save_png(output_dir / _frame_name(position, ".png"), render_pose(frame_pose, face=settings.face, hands=settings.hands))
+    _remove_stale_outputs(output_dir, len(poses))
+    manifest = _manifest(source, fps, selection, output_key, poses, statuses)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+    reused = len(indices) - detected_now
+    return ExtractionResult(
+        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started
+    )
+
+
+def _detect_raw_poses(
+    source: FrameSource,
+    indices: list[int],
+    raw_dir: Path,
+    detector_name: str,
+    annotator_dir: str | Path | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[list[FramePose], int]:
+    """The raw detection of every selected frame, and how many were detected now.
+
+    Frames an earlier run detected are read from ``raw_dir``; each new one is saved there the moment
+    it is found, so an interrupted run loses at most one frame.
+    """
+    raw_poses, detected_now = [], 0
     detector = None
     try:
         for done, index in enumerate(indices, start=1):
             raw_path = raw_dir / _frame_name(index, ".json")
             if raw_path.is_file():
                 raw_poses.append(FramePose.load(raw_path))
-                reused += 1
             else:
                 if detector is None:
-                    detector = make_detector(settings.detector, annotator_dir, tracking=True)
+                    detector = make_detector(detector_name, annotator_dir, tracking=True)
                 frame_pose = detector.detect(source.frame(index))
                 frame_pose.save(raw_path)
                 raw_poses.append(frame_pose)
@@ -162,35 +189,31 @@ def extract_poses(
     finally:
         if detector is not None:
             detector.close()
+    return raw_poses, detected_now
 
-    poses, statuses = postprocess(raw_poses, fps, settings, source.path)
-    for position, frame_pose in enumerate(poses):
-        frame_pose.save(output_dir / _frame_name(position, ".json"))
-        if write_maps:
-            save_png(output_dir / _frame_name(position, ".png"), render_pose(frame_pose, face=settings.face, hands=settings.hands))
-    _remove_stale_outputs(output_dir, len(poses))
-    manifest = {
+
+def _manifest(
+    source: FrameSource, fps: float, selection: FrameSelection, output_key: dict, poses: list[FramePose], statuses: list[str]
+) -> dict:
+    """What ``manifest.json`` says about a finished extraction (``output_key`` decides whether a rerun can reuse it)."""
+    return {
         "source": str(source.path),
-        "content_hash": content_hash,
+        "content_hash": output_key["content_hash"],
         "fps": fps,
         "source_fps": source.fps,
         "source_frame_count": source.frame_count,
         "frame_count": len(poses),
         "width": poses[0].width,
         "height": poses[0].height,
-        "detector": settings.detector,
-        "settings": asdict(settings),
+        "detector": output_key["settings"]["detector"],
+        "settings": output_key["settings"],
         "selection": asdict(selection),
         "output_key": output_key,
         "frames": [
             {"index": position, "source_index": index, "status": status}
-            for position, (index, status) in enumerate(zip(indices, statuses))
+            for position, (index, status) in enumerate(zip(output_key["indices"], statuses))
         ],
     }
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
-    return ExtractionResult(
-        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started
-    )
 
 
 def postprocess(raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path) -> tuple[list[FramePose], list[str]]:
