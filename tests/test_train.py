@@ -7,6 +7,7 @@ optimiser and checkpoints. Resolution 32 keeps a step at a fraction of a second 
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import imageio
@@ -20,13 +21,17 @@ from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.models import MagicPosePipeline, tiny_components
+from magicpose_cli.models import MagicPosePipeline, PromptEmbedding, tiny_components
+from magicpose_cli.models.conversion import load_original_state_dict
 from magicpose_cli.pose.keypoints import FramePose, PersonPose
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.training import PairDataset, TrainConfig, Trainer, find_training_videos, train
+from magicpose_cli.training.checkpoints import latest_checkpoint, prune_checkpoints
 from magicpose_cli.training.data import ORIGINAL_FRAMES_DIR, ORIGINAL_POSE_MAPS_DIR, PairChoice, square_crop_box
 from magicpose_cli.training.engine import training_loss
 from magicpose_cli.training.loss_log import read_loss_log
+
+from conftest import FIXTURE_DIR
 
 FRAME_WIDTH, FRAME_HEIGHT = 64, 80  # portrait, so training crops can move along the height
 COMPONENTS = ("unet", "reference_unet", "controlnet", "vae")
@@ -262,3 +267,49 @@ def test_cli_trains_samples_and_saves_a_model_that_generates(frames_dir, init_mo
 def test_cli_reports_bad_input_in_one_line(tmp_path, init_model):
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--stage", "dance", "--model", str(init_model), "-o", str(tmp_path / "r")])
     assert result.exit_code == 1 and "unknown stage 'dance'" in result.output
+
+
+def test_only_the_newest_checkpoints_are_kept_and_resume_still_works(frames_dir, init_model, tmp_path):
+    run_dir = tmp_path / "run"
+    arguments = ["train", "--data", str(frames_dir), "--stage", "pose", "--model", str(init_model), "-o", str(run_dir),
+                 "--resolution", "32", "--batch-size", "1", "--sample-every", "0", "--num-workers", "0",
+                 "--checkpoint-every", "1", "--checkpoints-total-limit", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, [*arguments, "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
+    result = CliRunner().invoke(app, [*arguments, "--max-steps", "4", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "resumed from" in result.output and "step 3" in result.output
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000003", "step-000004"]
+    assert prune_checkpoints(run_dir, 0) == []  # 0 keeps them all
+    assert [p.name for p in prune_checkpoints(run_dir, 1)] == ["step-000003"]
+    assert latest_checkpoint(run_dir).name == "step-000004"
+
+
+def _original_controlnet_file(path: Path, scale: float) -> Path:
+    """The fixture's pose ControlNet as a separately published file (``control_model.*`` keys), its yaml beside it."""
+    state = load_original_state_dict(FIXTURE_DIR / "model_state-tiny.th")
+    prefix = "pose_control_model."
+    torch.save({"control_model." + k.removeprefix(prefix): v * scale for k, v in state.items() if k.startswith(prefix)}, path)
+    path.with_suffix(".yaml").write_text((FIXTURE_DIR / "model_config.yaml").read_text())
+    return path
+
+
+def test_a_changed_controlnet_init_file_is_converted_again(frames_dir, converted_tiny_dir, tmp_path):
+    base = MagicPosePipeline.from_pretrained(converted_tiny_dir)
+    init = tmp_path / "init"
+    MagicPosePipeline(**{**base.components, "empty_prompt": PromptEmbedding(77, base.unet.config.cross_attention_dim)}).save_pretrained(init)
+    controlnet_file, run_dir = tmp_path / "control_openpose.pth", tmp_path / "run"
+    for scale in (1.0, 0.5):  # the same file name, other weights: the run must start from the new ones
+        _original_controlnet_file(controlnet_file, scale)
+        result = CliRunner().invoke(app, [
+            "train", "--data", str(frames_dir), "--stage", "appearance", "--model", str(init), "-o", str(run_dir),
+            "--controlnet-init", str(controlnet_file), "--resolution", "32", "--batch-size", "1", "--max-steps", "1",
+            "--sample-every", "0", "--num-workers", "0",
+        ])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        saved = weights(run_dir / "model", "controlnet")  # stage 1 carries the ControlNet untrained
+        expected = base.controlnet.state_dict()
+        assert all(torch.allclose(saved[key], expected[key] * scale) for key in expected), scale
+        assert len(list((run_dir / "init_controlnet").iterdir())) == 1  # the stale conversion is gone
+        shutil.rmtree(run_dir / "checkpoints")

@@ -13,9 +13,23 @@ from magicpose_cli.training import TrainConfig, train
 _DATA = "Data"
 _OPTIMISATION = "Optimisation"
 _RUN = "Checkpoints, samples and logs"
+TRAIN_HELP = """Train MagicPose on your own videos, in the paper's two stages.
+
+\b
+1. --stage appearance: appearance-control pretraining. The appearance model learns to carry
+   the reference frame's identity into the frozen SD UNet, without pose control; the target is
+   another frame of the same video. Start from an SD 1.5 checkpoint (its UNet also initialises
+   the appearance model) or a MagicPose model.
+2. --stage pose: appearance-disentangled pose control. The pose ControlNet, started from the
+   OpenPose ControlNet (--controlnet-init), learns together with the stage-1 appearance model
+   (--model RUN1/model); --freeze-appearance trains the ControlNet alone. SD UNet frozen.
+
+Works under `accelerate launch` for several GPUs or machines. The final model is saved to
+RUN_DIR/model, which `magicpose retarget --model` loads.
+"""
 
 
-@app.command("train")
+@app.command("train", help=TRAIN_HELP)
 @user_errors
 def train_command(
     data: Path = typer.Option(
@@ -55,31 +69,21 @@ def train_command(
     ema_decay: float = typer.Option(0.9999, help="EMA decay.", rich_help_panel=_OPTIMISATION),
     seed: int = typer.Option(42, help="Seed of every random choice (pairs, crops, noise, timesteps).", rich_help_panel=_OPTIMISATION),
     checkpoint_every: int = typer.Option(1000, help="Save a checkpoint every N steps (and at the end; 0: only at the end).", rich_help_panel=_RUN),
+    checkpoints_total_limit: int = typer.Option(
+        3, help="Keep only the newest N checkpoints, deleting older ones once a new one is written (0: keep all).", rich_help_panel=_RUN
+    ),
     resume: bool = typer.Option(False, help="Continue from the newest checkpoint in RUN_DIR, exactly as if never stopped.", rich_help_panel=_RUN),
     sample_every: int = typer.Option(500, help="Write a reference | pose | generated | target grid every N steps (0: never).", rich_help_panel=_RUN),
     sample_count: int = typer.Option(4, help="Pairs in each sample grid.", rich_help_panel=_RUN),
     sample_steps: int = typer.Option(50, help="Denoising steps for the sample grids.", rich_help_panel=_RUN),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Train MagicPose on your own videos, in the paper's two stages.
-
-    \b
-    1. --stage appearance: appearance-control pretraining. The appearance model learns to carry
-       the reference frame's identity into the frozen SD UNet, without pose control; the target is
-       another frame of the same video. Start from an SD 1.5 checkpoint (its UNet also initialises
-       the appearance model) or a MagicPose model.
-    2. --stage pose: appearance-disentangled pose control. The pose ControlNet, started from the
-       OpenPose ControlNet (--controlnet-init), learns together with the stage-1 appearance model
-       (--model RUN1/model); --freeze-appearance trains the ControlNet alone. SD UNet frozen.
-
-    Works under `accelerate launch` for several GPUs or machines. The final model is saved to
-    RUN_DIR/model, which `magicpose retarget --model` loads.
-    """
     config = TrainConfig(
         data=data, stage=stage, model=model, output_dir=output, controlnet_init=controlnet_init,
         resolution=resolution, batch_size=batch_size, max_steps=max_steps, learning_rate=learning_rate,
         warmup_steps=warmup_steps, gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,
-        max_grad_norm=max_grad_norm, checkpoint_every=checkpoint_every, sample_every=sample_every,
+        max_grad_norm=max_grad_norm, checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit,
+        sample_every=sample_every,
         sample_count=sample_count, sample_steps=sample_steps, resume=resume, max_frame_gap=max_frame_gap,
         freeze_appearance=freeze_appearance, seed=seed, ema=ema, ema_decay=ema_decay,
         gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,

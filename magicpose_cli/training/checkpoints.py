@@ -28,11 +28,31 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINTS_DIR / f"step-{step:06d}"
 
 
+def completed_checkpoints(run_dir: Path) -> list[Path]:
+    """The completed checkpoints in ``run_dir``, oldest step first."""
+    folder = Path(run_dir) / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return []
+    steps = {int(p.name.removeprefix("step-")): p for p in folder.glob("step-*") if p.name.removeprefix("step-").isdigit()}
+    return [steps[step] for step in sorted(steps) if steps[step].is_dir() and (steps[step] / TRAINING_STATE_FILE).is_file()]
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The completed checkpoint with the highest step in ``run_dir``, if any."""
-    folder = Path(run_dir) / CHECKPOINTS_DIR
-    found = sorted(p for p in folder.glob("step-*") if p.is_dir() and (p / TRAINING_STATE_FILE).is_file()) if folder.is_dir() else []
+    found = completed_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` completed checkpoints (``keep`` 0: keep all); returns those deleted.
+
+    Called after a new checkpoint is completely written, so a resumable one always remains.
+    """
+    found = completed_checkpoints(run_dir)
+    doomed = found[:-keep] if keep > 0 else []
+    for folder in doomed:
+        shutil.rmtree(folder)
+    return doomed
 
 
 def rng_state() -> dict:

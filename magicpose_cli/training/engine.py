@@ -23,7 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_directory, atomic_write_text
 from magicpose_cli.models import MagicPosePipeline
-from magicpose_cli.training.checkpoints import checkpoint_dir, latest_checkpoint, load_checkpoint, save_checkpoint
+from magicpose_cli.training.checkpoints import (
+    checkpoint_dir,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from magicpose_cli.training.data import DatasetScan, PairDataset, StepBatchSampler, evaluation_pairs, find_training_videos
 from magicpose_cli.training.loss_log import LossLog
 from magicpose_cli.training.model_init import load_initial_pipeline
@@ -56,6 +62,7 @@ class TrainConfig:
     mixed_precision: str = "no"
     max_grad_norm: float = 0.5
     checkpoint_every: int = 1000
+    checkpoints_total_limit: int = 3  # 0: keep every checkpoint
     sample_every: int = 500
     sample_count: int = 4
     sample_steps: int = 50
@@ -85,7 +92,8 @@ def check_config(config: TrainConfig) -> Stage:
         if value < 1:
             raise MagicPoseError(f"{option} must be at least 1, got {value}")
     for option, value in {"--checkpoint-every": config.checkpoint_every, "--sample-every": config.sample_every,
-                          "--warmup-steps": config.warmup_steps, "--num-workers": config.num_workers}.items():  # fmt: skip
+                          "--warmup-steps": config.warmup_steps, "--num-workers": config.num_workers,
+                          "--checkpoints-total-limit": config.checkpoints_total_limit}.items():  # fmt: skip
         if value < 0:
             raise MagicPoseError(f"{option} must not be negative, got {value}")
     if config.learning_rate <= 0:
@@ -304,6 +312,8 @@ class Trainer:
             self.is_main,
             self.accelerator.wait_for_everyone,
         )
+        if self.is_main:
+            prune_checkpoints(self.run_dir, self.config.checkpoints_total_limit)
 
     def _samples(self) -> Path:
         pairs = evaluation_pairs(self.scan.videos, self.config.sample_count, self.config.max_frame_gap)
