@@ -17,7 +17,9 @@ from PIL import Image
 from rich.console import Console
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_path
+from magicpose_cli.cache import check_cache_root
+from magicpose_cli.encode import check_output_path
+from magicpose_cli.files import atomic_directory, atomic_path
 from magicpose_cli.model_store import DEMO_MODEL_DIR
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, retarget
 from magicpose_cli.synthetic import sample_pair
@@ -33,19 +35,33 @@ class DemoInputs:
     driving: Path  # folder of OpenPose JSON files: B's motion on A's proportions
 
 
+DEMO_INPUT_NAMES = ("reference.png", "driving_poses")
+
+
+def check_inputs_dir(folder: Path, overwrite: bool) -> None:
+    """Fail before any work when ``folder`` cannot take the demo inputs, or holds earlier ones without ``overwrite``."""
+    if folder.exists() and not folder.is_dir():
+        raise MagicPoseError(f"--inputs-dir {folder} is a file, not a folder")
+    earlier = [name for name in DEMO_INPUT_NAMES if (folder / name).exists()]
+    if earlier and not overwrite:
+        raise MagicPoseError(f"--inputs-dir {folder} already holds {' and '.join(earlier)}; pass --overwrite to replace them")
+
+
 def write_demo_inputs(folder: Path, seed: int = DEMO_PAIR_SEED, num_frames: int = 24) -> DemoInputs:
-    """Draw an unseen reference person and a driving motion into ``folder``."""
+    """Draw an unseen reference person and a driving motion into ``folder``.
+
+    Each is written whole under its final name (the pose folder replaces any earlier one), so a
+    folder never mixes the poses of two runs.
+    """
     if num_frames < 1:
         raise MagicPoseError(f"--frames must be at least 1, got {num_frames}")
     pair = sample_pair(seed, DEMO_SIZE, num_frames)
-    folder.mkdir(parents=True, exist_ok=True)
-    reference = folder / "reference.png"
+    reference, driving = (folder / name for name in DEMO_INPUT_NAMES)
+    with atomic_directory(driving) as staging:
+        for index, pose in enumerate(pair.target_poses):
+            pose.save(staging / f"{index:05d}.json")
     with atomic_path(reference) as temporary:
         Image.fromarray(pair.reference_frame).save(temporary, format="PNG")
-    driving = folder / "driving_poses"
-    driving.mkdir(exist_ok=True)
-    for index, pose in enumerate(pair.target_poses):
-        pose.save(driving / f"{index:05d}.json")
     return DemoInputs(reference, driving)
 
 
@@ -63,10 +79,16 @@ def run_demo(
 ) -> RetargetSummary:
     """Retarget an unseen synthetic person onto another's motion with the demo model; write ``output`` as a grid video.
 
-    The inputs go to ``inputs_dir`` when given (kept), else to a temporary folder.
+    The inputs go to ``inputs_dir`` when given (kept; earlier ones are replaced only with
+    ``overwrite``), else to a temporary folder.
     """
     if not (DEMO_MODEL_DIR / "model_index.json").is_file():
         raise MagicPoseError(f"the demo model is missing from {DEMO_MODEL_DIR}; reinstall magicpose-cli")
+    check_output_path(Path(output), overwrite)
+    if inputs_dir is not None:
+        check_inputs_dir(Path(inputs_dir), overwrite)
+    if cache_root is not None:
+        cache_root = check_cache_root(cache_root)
     options = RetargetOptions(
         model=DEMO_MODEL_DIR,
         width=DEMO_SIZE,

@@ -9,6 +9,7 @@ so a stale frame is never reused.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -34,6 +35,8 @@ class FrameCache:
         self.folder = Path(root) / "frames" / key
         self.key = key
         self.description = description or {}
+        if self.folder.is_dir():
+            os.utime(self.folder)  # marks the run as used: `magicpose cache --max-size` deletes least recently used first
 
     def path(self, index: int) -> Path:
         return self.folder / f"{index:05d}.png"

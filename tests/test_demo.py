@@ -92,6 +92,45 @@ def test_demo_command_does_not_overwrite_without_flag(tmp_path):
     assert existing.read_bytes() == b"my own video"
 
 
+def test_demo_inputs_dir_never_mixes_runs_and_is_replaced_only_with_overwrite(tmp_path):
+    inputs, cache = tmp_path / "inputs", tmp_path / "cache"
+
+    def demo(output: str, frames: int, *extra: str):
+        arguments = ["demo", "-o", str(tmp_path / output), "--frames", str(frames), "--steps", "1"]
+        return CliRunner().invoke(app, [*arguments, "--inputs-dir", str(inputs), "--cache-dir", str(cache), *extra])
+
+    assert demo("first.mp4", 2).exit_code == 0
+    refused = demo("second.mp4", 1)
+    assert refused.exit_code == 1 and "--overwrite" in refused.output and len(refused.output.strip().splitlines()) == 1
+    assert sorted(path.name for path in (inputs / "driving_poses").iterdir()) == ["00000.json", "00001.json"]
+    assert not (tmp_path / "second.mp4").exists()
+    replaced = demo("second.mp4", 1, "--overwrite", "--seed", "7")
+    assert replaced.exit_code == 0, replaced.output
+    assert sorted(path.name for path in (inputs / "driving_poses").iterdir()) == ["00000.json"]
+    assert sorted(path.name for path in inputs.iterdir()) == ["driving_poses", "reference.png"]
+    reference = np.asarray(Image.open(inputs / "reference.png").convert("RGB"))
+    np.testing.assert_array_equal(reference, sample_pair(7, DEMO_SIZE, num_frames=1).reference_frame)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("-o", "folder", "is a folder"),
+        ("--inputs-dir", "file.txt", "is a file, not a folder"),
+        ("--cache-dir", "file.txt", "is a file, not a folder"),
+    ],
+)
+def test_demo_paths_of_the_wrong_kind_are_one_line_and_leave_nothing(tmp_path, option, value, message):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("mine")
+    arguments = {"-o": str(tmp_path / "demo.mp4"), option: str(tmp_path / value)}
+    result = CliRunner().invoke(app, ["demo", "--frames", "1", "--steps", "1", *(x for pair in arguments.items() for x in pair)])
+    assert result.exit_code == 1 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file.txt", "folder"]
+    assert list((tmp_path / "folder").iterdir()) == [] and (tmp_path / "file.txt").read_text() == "mine"
+
+
 def test_psnr_l1_and_ssim_on_known_images():
     target = np.zeros((16, 16, 3))
     brighter = np.full((16, 16, 3), 0.1)

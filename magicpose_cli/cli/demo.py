@@ -19,11 +19,11 @@ def demo_command(
     steps: int = typer.Option(25, help="Denoising steps."),
     guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
     seed: int = typer.Option(DEMO_PAIR_SEED, help="Which pair of synthetic people to draw."),
-    inputs_dir: Optional[Path] = typer.Option(None, help="Keep the reference PNG and the driving OpenPose JSON here."),
+    inputs_dir: Optional[Path] = typer.Option(None, help="Keep the reference PNG and the driving OpenPose JSON here (earlier ones are replaced only with --overwrite)."),
     cache_dir: Optional[Path] = typer.Option(
         None, help="Cache root for generated frames (default $MAGICPOSE_CACHE or ~/.cache/magicpose)."
     ),
-    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it exists."),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT and earlier inputs in --inputs-dir if they exist."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Animate an unseen synthetic person with another's motion using the tiny bundled demo model.
@@ -31,6 +31,9 @@ def demo_command(
     Writes reference | pose | result side by side. The demo model only knows synthetic people
     (see magicpose_cli/demo_model/MODEL_CARD.md); use `magicpose retarget --model` for real weights.
     """
-    console.print("using the tiny demo model trained on synthetic people (64x64)", highlight=False)
     summary = run_demo(output, frames, steps, guidance, seed, inputs_dir, cache_dir, overwrite, console=console)
-    console.print(f"[green]demo video:[/] {summary.output} ({summary.frames} frames, {summary.seconds:.1f} s)", highlight=False)
+    console.print(
+        f"[green]demo video:[/] {summary.output} ({summary.frames} frames, {summary.seconds:.1f} s; "
+        "made by the tiny demo model trained on synthetic people, 64x64)",
+        highlight=False,
+    )
