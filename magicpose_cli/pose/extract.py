@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +29,7 @@ from PIL import Image
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_path, atomic_write_text, hash_file
 from magicpose_cli.pose.align import align_poses
-from magicpose_cli.pose.detectors import detect_reference_pose, make_detector
+from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose, make_detector, resolve_detector
 from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.pose.temporal import (
@@ -51,7 +51,7 @@ CACHE_DIR_NAME = ".cache"
 class PoseSettings:
     """Everything besides the input that decides the output files."""
 
-    detector: str = "mediapipe"
+    detector: str = DetectorName.AUTO.value
     face: bool = True
     hands: bool = True
     smooth: bool = True
@@ -115,6 +115,7 @@ def extract_poses(
     and the next run resumes from the frames already detected.
     """
     started = time.perf_counter()
+    settings = replace(settings, detector=resolve_detector(settings.detector, annotator_dir).value)
     source = FrameSource(input_path)
     output_dir = Path(output_dir)
     indices = selection.indices(source.frame_count, source.fps)

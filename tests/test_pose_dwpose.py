@@ -1,0 +1,215 @@
+"""DWPose through ONNX Runtime, end to end, on tiny ONNX graphs with the published models' signatures.
+
+The test writes its own ``yolox_l.onnx`` (images 1x3x640x640 -> output 1x8400x85) and
+``dw-ll_ucoco_384.onnx`` (input 1x3x384x288 -> simcc_x 1x133x576, simcc_y 1x133x768) with the
+``onnx`` package: a detector that always reports the same boxes, and pose models whose answer is
+either fixed or follows a bright spot in their input. The expected keypoints are worked out by
+hand below from the letterbox, the crop and the SimCC conventions.
+"""
+
+import json
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper, save
+from typer.testing import CliRunner
+
+from magicpose_cli.cli import app
+from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.pose.detectors import DetectorName, make_detector, resolve_detector
+from magicpose_cli.pose.dwpose_onnx import DETECTOR_FILE, POSE_FILE, letterbox
+from magicpose_cli.pose.keypoints import BODY
+
+ANCHORS, POSE_POINTS = 8400, 133
+POSE_HEIGHT, POSE_WIDTH = 384, 288
+STRIDE32_START = 80 * 80 + 40 * 40  # anchors of strides 8 and 16 come first
+
+
+def _save_graph(path, nodes, inputs, outputs, initializers=()):
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs, list(initializers))
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+
+
+def _constant_model(path, input_name, input_shape, outputs: dict[str, np.ndarray]):
+    """A graph whose outputs are fixed arrays (plus 0 x the input's mean, so the input is used)."""
+    nodes = [
+        helper.make_node("ReduceMean", [input_name], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+    ]
+    initializers = [numpy_helper.from_array(np.float32(0.0), "zero")]
+    for name, array in outputs.items():
+        initializers.append(numpy_helper.from_array(array.astype(np.float32), f"{name}_value"))
+        nodes.append(helper.make_node("Add", [f"{name}_value", "nothing"], [name]))
+    _save_graph(
+        path,
+        nodes,
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, list(input_shape))],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(array.shape)) for name, array in outputs.items()],
+        initializers,
+    )
+
+
+def _spot_pose_model(path):
+    """SimCC vectors that peak where the input's first channel is brightest: every keypoint is the spot."""
+    duplicate_x = np.repeat(np.eye(POSE_WIDTH, dtype=np.float32), 2, axis=1)  # pixel j -> bins 2j, 2j+1
+    duplicate_y = np.repeat(np.eye(POSE_HEIGHT, dtype=np.float32), 2, axis=1)
+    nodes = [
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["red"]),
+        helper.make_node("ReduceMax", ["red"], ["columns"], axes=[2], keepdims=1),  # 1x1x1x288
+        helper.make_node("ReduceMax", ["red"], ["rows"], axes=[3], keepdims=0),  # 1x1x384
+        helper.make_node("Reshape", ["columns", "row_shape"], ["columns_flat"]),
+        helper.make_node("MatMul", ["columns_flat", "duplicate_x"], ["x_bins"]),
+        helper.make_node("MatMul", ["rows", "duplicate_y"], ["y_bins"]),
+        helper.make_node("Expand", ["x_bins", "shape_x"], ["simcc_x"]),
+        helper.make_node("Expand", ["y_bins", "shape_y"], ["simcc_y"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "starts"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "ends"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+        numpy_helper.from_array(np.array([1, 1, POSE_WIDTH], dtype=np.int64), "row_shape"),
+        numpy_helper.from_array(duplicate_x, "duplicate_x"),
+        numpy_helper.from_array(duplicate_y, "duplicate_y"),
+        numpy_helper.from_array(np.array([1, POSE_POINTS, 2 * POSE_WIDTH], dtype=np.int64), "shape_x"),
+        numpy_helper.from_array(np.array([1, POSE_POINTS, 2 * POSE_HEIGHT], dtype=np.int64), "shape_y"),
+    ]
+    _save_graph(
+        path,
+        nodes,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, POSE_HEIGHT, POSE_WIDTH])],
+        [
+            helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, POSE_POINTS, 2 * POSE_WIDTH]),
+            helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, POSE_POINTS, 2 * POSE_HEIGHT]),
+        ],
+        initializers,
+    )
+
+
+def _detections() -> np.ndarray:
+    """Raw YOLOX rows: one person at stride-32 cell (row 5, column 7), centred in its cell, 4 x 8 cells
+    big -> centre (240, 176), size 128 x 256 in the 640x640 input; a weaker overlapping person that
+    NMS must drop; a confident non-person (class 3) elsewhere."""
+    raw = np.zeros((1, ANCHORS, 85), dtype=np.float32)
+    person = STRIDE32_START + 5 * 20 + 7
+    raw[0, person, :5] = (0.5, 0.5, np.log(4.0), np.log(8.0), 0.9)
+    raw[0, person, 5] = 0.8
+    raw[0, person + 1, :5] = (0.0, 0.5, np.log(4.0), np.log(8.0), 0.6)  # 24 px to the right, IoU ~0.68
+    raw[0, person + 1, 5] = 0.8
+    car = STRIDE32_START + 15 * 20 + 15
+    raw[0, car, :6] = (0.5, 0.5, np.log(2.0), np.log(2.0), 0.95, 0.0)
+    raw[0, car, 5 + 3] = 0.9
+    return raw
+
+
+def _fixed_simcc() -> tuple[np.ndarray, np.ndarray]:
+    """Keypoint k peaks at x = 10 + k, y = 20 + k model pixels (SimCC bins 2x that), score 0.9;
+    keypoint 3 (COCO left ear) scores 0.1, under the 0.3 cut-off."""
+    simcc_x = np.zeros((1, POSE_POINTS, 2 * POSE_WIDTH), dtype=np.float32)
+    simcc_y = np.zeros((1, POSE_POINTS, 2 * POSE_HEIGHT), dtype=np.float32)
+    for k in range(POSE_POINTS):
+        peak = 0.1 if k == 3 else 0.9
+        simcc_x[0, k, 2 * (10 + k)] = peak
+        simcc_y[0, k, 2 * (20 + k)] = peak
+    return simcc_x, simcc_y
+
+
+@pytest.fixture
+def fixed_weights(tmp_path):
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    _constant_model(folder / DETECTOR_FILE, "images", (1, 3, 640, 640), {"output": _detections()})
+    simcc_x, simcc_y = _fixed_simcc()
+    _constant_model(folder / POSE_FILE, "input", (1, 3, POSE_HEIGHT, POSE_WIDTH), {"simcc_x": simcc_x, "simcc_y": simcc_y})
+    return folder
+
+
+@pytest.fixture
+def spot_weights(tmp_path):
+    folder = tmp_path / "spot_annotators"
+    folder.mkdir()
+    _constant_model(folder / DETECTOR_FILE, "images", (1, 3, 640, 640), {"output": _detections()})
+    _spot_pose_model(folder / POSE_FILE)
+    return folder
+
+
+def test_letterbox_scales_to_fit_at_the_top_left_on_grey():
+    image = np.full((100, 200, 3), 7, dtype=np.uint8)
+    padded, ratio = letterbox(image, (640, 640))
+    assert ratio == 3.2 and padded.shape == (640, 640, 3)
+    assert (padded[:320] == 7).all() and (padded[320:] == 114).all()
+
+
+def test_fixed_models_give_hand_computed_openpose_keypoints(fixed_weights):
+    # A 1280x960 image is letterboxed at ratio 0.5, so the person box is (176..304, 48..304) / 0.5
+    # = x 352..608, y 96..608: centre (480, 352), 256 x 512. Padded by 1.25: 320 x 640; at the
+    # model's 3:4 aspect: 480 x 640. Model pixel (u, v) -> image ((u - 144) / 0.6 + 480, (v - 192) / 0.6 + 352).
+    detector = make_detector("dwpose", fixed_weights)
+    frame_pose = detector.detect(np.zeros((960, 1280, 3), dtype=np.uint8))
+    assert (frame_pose.width, frame_pose.height) == (1280, 960) and len(frame_pose.people) == 1  # NMS, class filter
+    person = frame_pose.people[0]
+
+    def expected(k):
+        return np.array([(10 + k - 144) / 0.6 + 480, (20 + k - 192) / 0.6 + 352], dtype=np.float32)
+
+    assert np.allclose(person.body[BODY["nose"], :2], (256.6667, 65.3333), atol=1e-3)  # COCO 0
+    coco_of = {"right_shoulder": 6, "left_shoulder": 5, "right_wrist": 10, "left_wrist": 9, "right_hip": 12,
+               "left_hip": 11, "right_ankle": 16, "left_ankle": 15, "right_eye": 2, "left_eye": 1, "right_ear": 4}  # fmt: skip
+    for name, coco_index in coco_of.items():
+        assert np.allclose(person.body[BODY[name]], (*expected(coco_index), 0.9), atol=1e-3), name
+    assert (person.body[BODY["left_ear"]] == 0).all()  # scored 0.1: missing
+    assert np.allclose(person.body[BODY["neck"], :2], (expected(5) + expected(6)) / 2, atol=1e-3)
+    assert np.allclose(person.face[0, :2], expected(23), atol=1e-3)  # WholeBody face starts at 23
+    assert np.allclose(person.face[67, :2], expected(90), atol=1e-3)
+    assert np.allclose(person.face[68, :2], np.mean([expected(23 + i) for i in range(36, 42)], axis=0), atol=1e-3)
+    assert np.allclose(person.left_hand[0, :2], expected(91), atol=1e-3)
+    assert np.allclose(person.right_hand[20, :2], expected(132), atol=1e-3)
+
+
+def test_spot_model_finds_the_spot_where_it_is(spot_weights):
+    # With the spot model every keypoint is where the image is brightest, so after the crop and its
+    # inverse the keypoints land on the spot, to within one model pixel (1 / 0.6 image pixels).
+    image = np.zeros((960, 1280, 3), dtype=np.uint8)
+    image[300:304, 500:504] = (255, 0, 0)  # red: the pose model reads its first channel, RGB
+    person = make_detector("dwpose", spot_weights).detect(image).people[0]
+    assert np.abs(person.body[BODY["nose"], :2] - (501.5, 301.5)).max() <= 1 / 0.6 + 0.5
+
+
+def test_extract_pose_with_dwpose_writes_the_same_outputs_and_resumes(tmp_path, spot_weights):
+    frames = []
+    for t in range(4):  # the spot moves 16 px right per frame in a 256x192 video
+        frame = np.zeros((192, 256, 3), dtype=np.uint8)
+        frame[80:96, 60 + 16 * t : 76 + 16 * t] = 255
+        frames.append(frame)
+    video = tmp_path / "spot.mp4"
+    imageio.mimwrite(video, frames, fps=10, codec="libx264", quality=9, macro_block_size=16)
+    out = tmp_path / "poses"
+    arguments = ["extract-pose", str(video), "-o", str(out), "--detector", "dwpose",
+                 "--annotator-dir", str(spot_weights), "--no-smooth"]  # fmt: skip
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["detector"] == "dwpose" and manifest["frame_count"] == 4
+    noses = []
+    for index in range(4):
+        data = json.loads((out / f"{index:05d}.json").read_text())
+        assert (data["canvas_width"], data["canvas_height"]) == (256, 192)
+        noses.append(data["people"][0]["pose_keypoints_2d"][:2])
+        assert (out / f"{index:05d}.png").is_file()
+    assert np.allclose(np.diff(np.array(noses)[:, 0]), 16, atol=2.5)
+    again = CliRunner().invoke(app, arguments)
+    assert again.exit_code == 0 and "all from cache" in again.output
+
+
+def test_missing_dwpose_weights_name_the_files(tmp_path):
+    (tmp_path / DETECTOR_FILE).write_bytes(b"")
+    with pytest.raises(MagicPoseError, match=f"missing in {tmp_path}: {POSE_FILE}.*huggingface.co/yzd-v/DWPose"):
+        make_detector("dwpose", tmp_path)
+
+
+def test_auto_picks_an_installed_detector(tmp_path, monkeypatch):
+    monkeypatch.delenv("MAGICPOSE_ANNOTATOR_DIR", raising=False)
+    assert resolve_detector("auto") is DetectorName.MEDIAPIPE  # installed here
+    assert resolve_detector("dwpose") is DetectorName.DWPOSE
+    with pytest.raises(MagicPoseError, match="unknown detector 'posenet'"):
+        resolve_detector("posenet")
