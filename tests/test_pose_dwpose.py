@@ -8,6 +8,9 @@ hand below from the letterbox, the crop and the SimCC conventions.
 """
 
 import json
+import sys
+
+import huggingface_hub.constants
 
 import imageio.v2 as imageio
 import numpy as np
@@ -207,9 +210,20 @@ def test_missing_dwpose_weights_name_the_files(tmp_path):
         make_detector("dwpose", tmp_path)
 
 
-def test_auto_picks_an_installed_detector(tmp_path, monkeypatch):
+def test_auto_picks_an_installed_detector(tmp_path, monkeypatch, fixed_weights):
     monkeypatch.delenv("MAGICPOSE_ANNOTATOR_DIR", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
     assert resolve_detector("auto") is DetectorName.MEDIAPIPE  # installed here
     assert resolve_detector("dwpose") is DetectorName.DWPOSE
     with pytest.raises(MagicPoseError, match="unknown detector 'posenet'"):
         resolve_detector("posenet")
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # how Python sees a package that is not installed
+    assert resolve_detector("auto", fixed_weights) is DetectorName.DWPOSE
+    with pytest.raises(MagicPoseError, match="no pose detector available: pip install mediapipe.*yolox_l.onnx"):
+        resolve_detector("auto")
+    video = tmp_path / "still.mp4"
+    imageio.mimwrite(video, [np.zeros((64, 64, 3), dtype=np.uint8)] * 2, fps=5, macro_block_size=16)
+    result = CliRunner().invoke(app, ["extract-pose", str(video), "-o", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "no pose detector available" in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output
