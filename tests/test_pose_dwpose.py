@@ -1,139 +1,36 @@
 """DWPose through ONNX Runtime, end to end, on tiny ONNX graphs with the published models' signatures.
 
-The test writes its own ``yolox_l.onnx`` (images 1x3x640x640 -> output 1x8400x85) and
-``dw-ll_ucoco_384.onnx`` (input 1x3x384x288 -> simcc_x 1x133x576, simcc_y 1x133x768) with the
-``onnx`` package: a detector that always reports the same boxes, and pose models whose answer is
-either fixed or follows a bright spot in their input. The expected keypoints are worked out by
-hand below from the letterbox, the crop and the SimCC conventions.
+The tests write their own ``yolox_l.onnx`` and ``dw-ll_ucoco_384.onnx`` (magicpose_cli.pose.dwpose_tiny,
+built with the ``onnx`` package): a detector that always reports the same boxes, and pose models
+whose answer is either fixed or follows a bright spot in their input. The expected keypoints are
+worked out by hand below from the letterbox, the crop and the SimCC conventions.
 """
 
 import json
 import sys
 
 import huggingface_hub.constants
-
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper, save
 from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.detectors import DetectorName, make_detector, resolve_detector
 from magicpose_cli.pose.dwpose_onnx import DETECTOR_FILE, POSE_FILE, letterbox
+from magicpose_cli.pose.dwpose_tiny import write_tiny_dwpose
 from magicpose_cli.pose.keypoints import BODY
-
-ANCHORS, POSE_POINTS = 8400, 133
-POSE_HEIGHT, POSE_WIDTH = 384, 288
-STRIDE32_START = 80 * 80 + 40 * 40  # anchors of strides 8 and 16 come first
-
-
-def _save_graph(path, nodes, inputs, outputs, initializers=()):
-    graph = helper.make_graph(nodes, path.stem, inputs, outputs, list(initializers))
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
-
-
-def _constant_model(path, input_name, input_shape, outputs: dict[str, np.ndarray]):
-    """A graph whose outputs are fixed arrays (plus 0 x the input's mean, so the input is used)."""
-    nodes = [
-        helper.make_node("ReduceMean", [input_name], ["mean"], keepdims=0),
-        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-    ]
-    initializers = [numpy_helper.from_array(np.float32(0.0), "zero")]
-    for name, array in outputs.items():
-        initializers.append(numpy_helper.from_array(array.astype(np.float32), f"{name}_value"))
-        nodes.append(helper.make_node("Add", [f"{name}_value", "nothing"], [name]))
-    _save_graph(
-        path,
-        nodes,
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, list(input_shape))],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(array.shape)) for name, array in outputs.items()],
-        initializers,
-    )
-
-
-def _spot_pose_model(path):
-    """SimCC vectors that peak where the input's first channel is brightest: every keypoint is the spot."""
-    duplicate_x = np.repeat(np.eye(POSE_WIDTH, dtype=np.float32), 2, axis=1)  # pixel j -> bins 2j, 2j+1
-    duplicate_y = np.repeat(np.eye(POSE_HEIGHT, dtype=np.float32), 2, axis=1)
-    nodes = [
-        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["red"]),
-        helper.make_node("ReduceMax", ["red"], ["columns"], axes=[2], keepdims=1),  # 1x1x1x288
-        helper.make_node("ReduceMax", ["red"], ["rows"], axes=[3], keepdims=0),  # 1x1x384
-        helper.make_node("Reshape", ["columns", "row_shape"], ["columns_flat"]),
-        helper.make_node("MatMul", ["columns_flat", "duplicate_x"], ["x_bins"]),
-        helper.make_node("MatMul", ["rows", "duplicate_y"], ["y_bins"]),
-        helper.make_node("Expand", ["x_bins", "shape_x"], ["simcc_x"]),
-        helper.make_node("Expand", ["y_bins", "shape_y"], ["simcc_y"]),
-    ]
-    initializers = [
-        numpy_helper.from_array(np.array([0], dtype=np.int64), "starts"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "ends"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
-        numpy_helper.from_array(np.array([1, 1, POSE_WIDTH], dtype=np.int64), "row_shape"),
-        numpy_helper.from_array(duplicate_x, "duplicate_x"),
-        numpy_helper.from_array(duplicate_y, "duplicate_y"),
-        numpy_helper.from_array(np.array([1, POSE_POINTS, 2 * POSE_WIDTH], dtype=np.int64), "shape_x"),
-        numpy_helper.from_array(np.array([1, POSE_POINTS, 2 * POSE_HEIGHT], dtype=np.int64), "shape_y"),
-    ]
-    _save_graph(
-        path,
-        nodes,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, POSE_HEIGHT, POSE_WIDTH])],
-        [
-            helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, POSE_POINTS, 2 * POSE_WIDTH]),
-            helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, POSE_POINTS, 2 * POSE_HEIGHT]),
-        ],
-        initializers,
-    )
-
-
-def _detections() -> np.ndarray:
-    """Raw YOLOX rows: one person at stride-32 cell (row 5, column 7), centred in its cell, 4 x 8 cells
-    big -> centre (240, 176), size 128 x 256 in the 640x640 input; a weaker overlapping person that
-    NMS must drop; a confident non-person (class 3) elsewhere."""
-    raw = np.zeros((1, ANCHORS, 85), dtype=np.float32)
-    person = STRIDE32_START + 5 * 20 + 7
-    raw[0, person, :5] = (0.5, 0.5, np.log(4.0), np.log(8.0), 0.9)
-    raw[0, person, 5] = 0.8
-    raw[0, person + 1, :5] = (0.0, 0.5, np.log(4.0), np.log(8.0), 0.6)  # 24 px to the right, IoU ~0.68
-    raw[0, person + 1, 5] = 0.8
-    car = STRIDE32_START + 15 * 20 + 15
-    raw[0, car, :6] = (0.5, 0.5, np.log(2.0), np.log(2.0), 0.95, 0.0)
-    raw[0, car, 5 + 3] = 0.9
-    return raw
-
-
-def _fixed_simcc() -> tuple[np.ndarray, np.ndarray]:
-    """Keypoint k peaks at x = 10 + k, y = 20 + k model pixels (SimCC bins 2x that), score 0.9;
-    keypoint 3 (COCO left ear) scores 0.1, under the 0.3 cut-off."""
-    simcc_x = np.zeros((1, POSE_POINTS, 2 * POSE_WIDTH), dtype=np.float32)
-    simcc_y = np.zeros((1, POSE_POINTS, 2 * POSE_HEIGHT), dtype=np.float32)
-    for k in range(POSE_POINTS):
-        peak = 0.1 if k == 3 else 0.9
-        simcc_x[0, k, 2 * (10 + k)] = peak
-        simcc_y[0, k, 2 * (20 + k)] = peak
-    return simcc_x, simcc_y
 
 
 @pytest.fixture
 def fixed_weights(tmp_path):
-    folder = tmp_path / "annotators"
-    folder.mkdir()
-    _constant_model(folder / DETECTOR_FILE, "images", (1, 3, 640, 640), {"output": _detections()})
-    simcc_x, simcc_y = _fixed_simcc()
-    _constant_model(folder / POSE_FILE, "input", (1, 3, POSE_HEIGHT, POSE_WIDTH), {"simcc_x": simcc_x, "simcc_y": simcc_y})
-    return folder
+    return write_tiny_dwpose(tmp_path / "annotators", "fixed")
 
 
 @pytest.fixture
 def spot_weights(tmp_path):
-    folder = tmp_path / "spot_annotators"
-    folder.mkdir()
-    _constant_model(folder / DETECTOR_FILE, "images", (1, 3, 640, 640), {"output": _detections()})
-    _spot_pose_model(folder / POSE_FILE)
-    return folder
+    return write_tiny_dwpose(tmp_path / "spot_annotators", "spot")
 
 
 def test_letterbox_scales_to_fit_at_the_top_left_on_grey():
@@ -144,6 +41,7 @@ def test_letterbox_scales_to_fit_at_the_top_left_on_grey():
 
 
 def test_fixed_models_give_hand_computed_openpose_keypoints(fixed_weights):
+    # tiny_detections: one person centred at (240, 176), 128 x 256, in the 640x640 detector input.
     # A 1280x960 image is letterboxed at ratio 0.5, so the person box is (176..304, 48..304) / 0.5
     # = x 352..608, y 96..608: centre (480, 352), 256 x 512. Padded by 1.25: 320 x 640; at the
     # model's 3:4 aspect: 480 x 640. Model pixel (u, v) -> image ((u - 144) / 0.6 + 480, (v - 192) / 0.6 + 352).
