@@ -125,3 +125,36 @@ def test_auto_picks_an_installed_detector(tmp_path, monkeypatch, fixed_weights):
     assert result.exit_code != 0 and "no pose detector available" in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.output
+
+
+def test_align_to_detects_the_reference_with_the_same_weights(tmp_path, fixed_weights, monkeypatch):
+    monkeypatch.delenv("MAGICPOSE_ANNOTATOR_DIR", raising=False)
+    video = tmp_path / "two.mp4"
+    imageio.mimwrite(video, [np.zeros((240, 320, 3), dtype=np.uint8)] * 2, fps=5, macro_block_size=16)
+    reference = tmp_path / "reference.png"
+    imageio.imwrite(reference, np.zeros((480, 640, 3), dtype=np.uint8))
+    out = tmp_path / "aligned"
+    arguments = ["extract-pose", str(video), "-o", str(out), "--detector", "dwpose",
+                 "--annotator-dir", str(fixed_weights), "--align-to", str(reference)]  # fmt: skip
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["settings"]["align_to"] == str(reference)
+
+
+def test_pose_folders_need_no_detector(tmp_path, fixed_weights, monkeypatch):
+    video = tmp_path / "two.mp4"
+    imageio.mimwrite(video, [np.zeros((240, 320, 3), dtype=np.uint8)] * 2, fps=5, macro_block_size=16)
+    out = tmp_path / "poses"
+    arguments = ["extract-pose", str(video), "-o", str(out), "--detector", "dwpose", "--annotator-dir", str(fixed_weights)]
+    assert CliRunner().invoke(app, arguments).exit_code == 0
+    for missing in ("mediapipe", "onnxruntime", "controlnet_aux"):
+        monkeypatch.setitem(sys.modules, missing, None)  # not installed
+    from magicpose_cli.pose.driving import load_driving_poses
+
+    json_folder = load_driving_poses(out)
+    assert len(json_folder) == 2 and json_folder.poses[0].people
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for png in sorted(out.glob("*.png")):
+        (maps / png.name).write_bytes(png.read_bytes())
+    assert len(load_driving_poses(maps)) == 2

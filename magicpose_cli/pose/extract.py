@@ -163,7 +163,7 @@ def extract_poses(
         if detector is not None:
             detector.close()
 
-    poses, statuses = postprocess(raw_poses, fps, settings, source.path)
+    poses, statuses = postprocess(raw_poses, fps, settings, source.path, annotator_dir)
     for position, frame_pose in enumerate(poses):
         frame_pose.save(output_dir / _frame_name(position, ".json"))
         if write_maps:
@@ -193,7 +193,9 @@ def extract_poses(
     )
 
 
-def postprocess(raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path) -> tuple[list[FramePose], list[str]]:
+def postprocess(
+    raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path, annotator_dir: str | Path | None = None
+) -> tuple[list[FramePose], list[str]]:
     """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to the reference."""
     track, found = poses_to_track(raw_poses)
     if not found.any():
@@ -212,7 +214,7 @@ def postprocess(raw_poses: list[FramePose], fps: float, settings: PoseSettings, 
                 person.left_hand[:] = 0.0
                 person.right_hand[:] = 0.0
     if settings.align_to:
-        poses = align_poses(poses, detect_reference_pose(settings.align_to, settings.detector))
+        poses = align_poses(poses, detect_reference_pose(settings.align_to, settings.detector, annotator_dir))
     return poses, statuses
 
 
