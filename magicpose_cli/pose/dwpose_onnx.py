@@ -82,7 +82,7 @@ def decode_yolox(raw: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     return decoded
 
 
-def person_boxes(decoded: np.ndarray, ratio: float) -> np.ndarray:
+def boxes_from_detections(decoded: np.ndarray, ratio: float) -> np.ndarray:
     """Decoded YOLOX rows -> ``(N, 4)`` person boxes x0, y0, x1, y1 in image pixels, after NMS."""
     scores = decoded[:, 4] * decoded[:, 5 + PERSON_CLASS]
     keep = scores > DETECTION_SCORE_THRESHOLD
@@ -176,8 +176,8 @@ class DWPoseOnnxDetector:
         """Person boxes (x0, y0, x1, y1) in pixels of the RGB ``image``."""
         padded, ratio = letterbox(np.ascontiguousarray(image[..., 2::-1]), self._detector_size)
         batch = padded.transpose(2, 0, 1)[None].astype(np.float32)
-        (raw,) = self._detector.run(None, {self._detector.get_inputs()[0].name: batch})[:1]
-        return person_boxes(decode_yolox(raw[0], self._detector_size), ratio)
+        raw = self._detector.run(None, {self._detector.get_inputs()[0].name: batch})[0]
+        return boxes_from_detections(decode_yolox(raw[0], self._detector_size), ratio)
 
     def keypoints(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         """133 whole-body rows (x, y in image pixels, score) of the person in ``box``."""
