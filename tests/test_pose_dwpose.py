@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from magicpose_cli.cli import app
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.detectors import DetectorName, make_detector, resolve_detector
-from magicpose_cli.pose.dwpose_onnx import DETECTOR_FILE, POSE_FILE, letterbox
+from magicpose_cli.pose.dwpose_onnx import YOLOX_FILE, DWPOSE_FILE, letterbox
 from magicpose_cli.pose.dwpose_tiny import write_tiny_dwpose
 from magicpose_cli.pose.keypoints import BODY
 
@@ -103,8 +103,8 @@ def test_extract_pose_with_dwpose_writes_the_same_outputs_and_resumes(tmp_path, 
 
 
 def test_missing_dwpose_weights_name_the_files(tmp_path):
-    (tmp_path / DETECTOR_FILE).write_bytes(b"")
-    with pytest.raises(MagicPoseError, match=f"missing in {tmp_path}: {POSE_FILE}.*huggingface.co/yzd-v/DWPose"):
+    (tmp_path / YOLOX_FILE).write_bytes(b"")
+    with pytest.raises(MagicPoseError, match=f"missing in {tmp_path}: {DWPOSE_FILE}.*huggingface.co/yzd-v/DWPose"):
         make_detector("dwpose", tmp_path)
 
 

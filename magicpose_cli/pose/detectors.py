@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
-from magicpose_cli.pose.dwpose_onnx import DETECTOR_FILE, POSE_FILE, DWPoseOnnxDetector
+from magicpose_cli.pose.dwpose_onnx import YOLOX_FILE, DWPOSE_FILE, DWPoseOnnxDetector
 from magicpose_cli.pose.keypoints import NUM_FACE_POINTS, FramePose, PersonPose
 
 
@@ -41,7 +41,7 @@ ANNOTATOR_FILES = {
         "facenet.pth": "https://huggingface.co/lllyasviel/Annotators/resolve/main/facenet.pth",
     },
     DetectorName.DWPOSE: {
-        name: f"https://huggingface.co/{DWPOSE_HUB_ID}/resolve/main/{name}" for name in (DETECTOR_FILE, POSE_FILE)
+        name: f"https://huggingface.co/{DWPOSE_HUB_ID}/resolve/main/{name}" for name in (YOLOX_FILE, DWPOSE_FILE)
     },
 }
 
@@ -143,7 +143,7 @@ def resolve_detector(name: DetectorName | str, annotator_dir: str | Path | None 
         pass
     raise MissingWeightsError(
         "no pose detector available: pip install mediapipe==0.10.14 (Python 3.10-3.12), or put "
-        f"{DETECTOR_FILE} and {POSE_FILE} (https://huggingface.co/{DWPOSE_HUB_ID}) in a folder and pass "
+        f"{YOLOX_FILE} and {DWPOSE_FILE} (https://huggingface.co/{DWPOSE_HUB_ID}) in a folder and pass "
         f"--annotator-dir FOLDER or set {ANNOTATOR_DIR_ENV}; OpenPose JSON and pose-map folders need no detector"
     )
 
@@ -159,7 +159,7 @@ def make_detector(
         return MediaPipeDetector(tracking=tracking)
     if detector is DetectorName.DWPOSE:
         files = dwpose_files(resolve_annotator_dir(annotator_dir))
-        return DWPoseOnnxDetector(files[DETECTOR_FILE], files[POSE_FILE])
+        return DWPoseOnnxDetector(files[YOLOX_FILE], files[DWPOSE_FILE])
     return OpenPoseDetector(required_annotator_files(detector, resolve_annotator_dir(annotator_dir)))
 
 

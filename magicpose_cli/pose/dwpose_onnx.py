@@ -27,8 +27,8 @@ import numpy as np
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.keypoints import BODY, NUM_FACE_POINTS, FramePose, PersonPose
 
-DETECTOR_FILE = "yolox_l.onnx"
-POSE_FILE = "dw-ll_ucoco_384.onnx"
+YOLOX_FILE = "yolox_l.onnx"
+DWPOSE_FILE = "dw-ll_ucoco_384.onnx"
 
 LETTERBOX_FILL = 114
 YOLOX_STRIDES = (8, 16, 32)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from magicpose_cli.pose.dwpose_onnx import DETECTOR_FILE, POSE_FILE
+from magicpose_cli.pose.dwpose_onnx import YOLOX_FILE, DWPOSE_FILE
 
 ANCHORS, POSE_POINTS = 8400, 133
 POSE_HEIGHT, POSE_WIDTH = 384, 288
@@ -120,10 +120,10 @@ def write_tiny_dwpose(folder: Path, pose_model: str = "fixed") -> Path:
     """Write the tiny ``yolox_l.onnx`` and ``dw-ll_ucoco_384.onnx`` into ``folder``; ``pose_model`` is
     "fixed" (tiny_simcc) or "spot" (keypoints on the input's brightest red spot)."""
     folder.mkdir(parents=True, exist_ok=True)
-    _constant_model(folder / DETECTOR_FILE, "images", (1, 3, 640, 640), {"output": tiny_detections()})
+    _constant_model(folder / YOLOX_FILE, "images", (1, 3, 640, 640), {"output": tiny_detections()})
     if pose_model == "spot":
-        _spot_pose_model(folder / POSE_FILE)
+        _spot_pose_model(folder / DWPOSE_FILE)
     else:
         simcc_x, simcc_y = tiny_simcc()
-        _constant_model(folder / POSE_FILE, "input", (1, 3, POSE_HEIGHT, POSE_WIDTH), {"simcc_x": simcc_x, "simcc_y": simcc_y})
+        _constant_model(folder / DWPOSE_FILE, "input", (1, 3, POSE_HEIGHT, POSE_WIDTH), {"simcc_x": simcc_x, "simcc_y": simcc_y})
     return folder
