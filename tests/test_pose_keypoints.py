@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from magicpose_cli.pose.keypoints import BODY, FramePose, load_openpose_frames
+from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.pose.keypoints import BODY, FramePose, load_openpose_frames, parse_pose_size
 
 
 def _body_25() -> np.ndarray:
@@ -94,3 +95,10 @@ def test_no_keypoints_and_no_canvas_asks_for_pose_size(tmp_path):
     with pytest.raises(ValueError, match="--pose-size"):
         load_openpose_frames(paths)
     assert load_openpose_frames(paths, (64, 32))[0][0].people == []
+
+
+def test_pose_size_reads_width_x_height():
+    assert parse_pose_size("1080x1920") == (1080, 1920) and parse_pose_size(" 640 X 480 ") == (640, 480)
+    for bad in ("1080", "x1920", "0x10", "-5x10", "axb", "10x10x10"):
+        with pytest.raises(MagicPoseError, match="--pose-size must be WIDTHxHEIGHT"):
+            parse_pose_size(bad)

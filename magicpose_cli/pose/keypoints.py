@@ -170,6 +170,16 @@ def _extent_canvas(frames: Sequence[dict]) -> tuple[int, int]:
     return max(1, math.ceil(high[0] + low[0])), max(1, math.ceil(high[1] + low[1]))
 
 
+def parse_pose_size(text: str) -> tuple[int, int]:
+    """``--pose-size WxH`` -> (width, height), or MagicPoseError saying what is expected."""
+    from magicpose_cli.errors import MagicPoseError
+
+    width, separator, height = text.lower().partition("x")
+    if not (separator and width.strip().isdigit() and height.strip().isdigit()) or min(int(width), int(height)) < 1:
+        raise MagicPoseError(f"--pose-size must be WIDTHxHEIGHT in pixels, like 1080x1920; got {text!r}")
+    return int(width), int(height)
+
+
 def load_openpose_frames(
     paths: Sequence[str | Path], pose_size: tuple[int, int] | None = None
 ) -> tuple[list[FramePose], str]:
