@@ -1,6 +1,18 @@
-"""Pose extraction speed on CPU: frames per second of `extract_poses` on a video made from a real photo.
+"""Pose extraction on CPU: speed of each detector path, and how close MediaPipe lands to OpenPose.
 
-    .venv/bin/python benchmarks/bench_extract.py [--frames 30] [--size 512] [--detector mediapipe]
+    .venv/bin/python benchmarks/bench_extract.py [--frames 30] [--size 512]
+        [--annotator-dir DIR]          # time DWPose on the real ONNX files instead of tiny graphs
+        [--openpose-pairs DIR]         # NAME.png/.jpg + NAME.json (OpenPose JSON of that image)
+
+Speed: frames per second of `extract_poses` (detect, fill, smooth, render, write) on a video made
+from a real photo, for MediaPipe and for DWPose through ONNX Runtime. Without real DWPose weights
+the DWPose path runs on the tiny graphs of `magicpose_cli.pose.dwpose_tiny`, which times our pre-
+and post-processing, not the networks.
+
+Conventions: for every image of ``--openpose-pairs`` MediaPipe's person (as `extract-pose` gives
+it) is compared with the OpenPose person nearest to it, at 512 px on the long side: the median
+over limbs of the mean distance of the limb's two ends, and the median distance of the face
+points when both have a face.
 """
 
 from __future__ import annotations
@@ -14,7 +26,13 @@ import imageio.v2 as imageio
 import numpy as np
 from skimage import data, transform
 
+from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
+from magicpose_cli.pose.keypoints import load_openpose_frames
+from magicpose_cli.pose.render import BODY_LIMBS
+from magicpose_cli.video import read_image
+
+COMPARISON_SIZE = 512
 
 
 def make_video(path: Path, frames: int, size: int) -> Path:
@@ -30,25 +48,60 @@ def make_video(path: Path, frames: int, size: int) -> Path:
     return path
 
 
+def time_detector(video: Path, work: Path, detector: str, annotator_dir: Path | None) -> str:
+    settings = PoseSettings(detector=detector)
+    started = time.perf_counter()
+    result = extract_poses(video, work / detector, settings=settings, annotator_dir=annotator_dir, force=True)
+    seconds = time.perf_counter() - started
+    return f"{detector}: {len(result.poses) / seconds:.1f} frames/s end to end, {result.detected} frames with a person"
+
+
+def limb_distances(body: np.ndarray, reference: np.ndarray) -> list[float]:
+    both = (body[:, 2] > 0) & (reference[:, 2] > 0)
+    joint = np.linalg.norm(body[:, :2] - reference[:, :2], axis=1)
+    return [(joint[a] + joint[b]) / 2 for a, b in BODY_LIMBS if both[a] and both[b]]
+
+
+def compare_with_openpose(pairs: Path) -> None:
+    for json_path in sorted(pairs.glob("*.json")):
+        image_path = next((p for p in json_path.parent.glob(json_path.stem + ".*") if p.suffix != ".json"), None)
+        if image_path is None:
+            continue
+        image = read_image(image_path)
+        scale = COMPARISON_SIZE / max(image.shape[:2])
+        (frame_pose,), _ = load_openpose_frames([json_path], (image.shape[1], image.shape[0]))
+        ours = detect_reference_pose(image, DetectorName.MEDIAPIPE).people[0]
+        openpose = min(frame_pose.people, key=lambda person: np.median(limb_distances(ours.body, person.body) or [1e9]))
+        limbs = np.median(limb_distances(ours.body, openpose.body)) * scale
+        line = f"{image_path.name}: median limb distance {limbs:.2f} px at {COMPARISON_SIZE}"
+        both = (ours.face[:, 2] > 0) & (openpose.face[:, 2] > 0)
+        if both.any():
+            face = np.median(np.linalg.norm(ours.face[both, :2] - openpose.face[both, :2], axis=1)) * scale
+            line += f", median face point distance {face:.2f} px"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--size", type=int, default=512, help="frame height in pixels")
-    parser.add_argument("--detector", default="mediapipe")
+    parser.add_argument("--annotator-dir", type=Path, help="folder with yolox_l.onnx and dw-ll_ucoco_384.onnx")
+    parser.add_argument("--openpose-pairs", type=Path, help="folder of images with their OpenPose JSON")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as work:
-        video = make_video(Path(work) / "bench.mp4", args.frames, args.size)
-        started = time.perf_counter()
-        result = extract_poses(video, Path(work) / "poses", settings=PoseSettings(detector=args.detector), force=True)
-        seconds = time.perf_counter() - started
-        cached_started = time.perf_counter()
-        extract_poses(video, Path(work) / "poses", settings=PoseSettings(detector=args.detector))
-        cached_seconds = time.perf_counter() - cached_started
-    print(
-        f"{args.detector}: {len(result.poses)} frames of {args.size + args.size // 4}x{args.size} in {seconds:.2f} s "
-        f"= {len(result.poses) / seconds:.1f} frames/s end to end (detect, fill, smooth, render, write); "
-        f"{result.detected} detected; cached rerun {cached_seconds:.2f} s"
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        video = make_video(work / "bench.mp4", args.frames, args.size)
+        print(f"{args.frames} frames of {args.size + args.size // 4}x{args.size}")
+        print(time_detector(video, work, DetectorName.MEDIAPIPE.value, None))
+        annotator_dir = args.annotator_dir
+        if annotator_dir is None:
+            from magicpose_cli.pose.dwpose_tiny import write_tiny_dwpose
+
+            annotator_dir = write_tiny_dwpose(work / "tiny_dwpose")
+            print("dwpose on tiny graphs (pre/post-processing and ONNX Runtime overhead only):")
+        print(time_detector(video, work, DetectorName.DWPOSE.value, annotator_dir))
+    if args.openpose_pairs:
+        compare_with_openpose(args.openpose_pairs)
 
 
 if __name__ == "__main__":

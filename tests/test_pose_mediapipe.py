@@ -79,5 +79,5 @@ def test_annotator_detectors_name_the_missing_weights(tmp_path, monkeypatch):
     (tmp_path / "body_pose_model.pth").write_bytes(b"")
     with pytest.raises(MagicPoseError, match=f"missing in {tmp_path}: hand_pose_model.pth"):
         make_detector("openpose", tmp_path)
-    with pytest.raises(MagicPoseError, match="dw-ll_ucoco_384.pth"):
+    with pytest.raises(MagicPoseError, match="dw-ll_ucoco_384.onnx"):
         make_detector("dwpose", tmp_path)

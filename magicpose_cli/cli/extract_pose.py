@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from magicpose_cli.cli.app import app, console, user_errors
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.pose.detectors import ANNOTATOR_DIR_ENV, DETECTOR_NAMES
+from magicpose_cli.pose.detectors import ANNOTATOR_DIR_ENV, DetectorName
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
 from magicpose_cli.video import FrameSelection
 
@@ -24,9 +24,11 @@ def extract_pose(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Use at most this many frames."),
     step: int = typer.Option(1, help="Use every STEP-th frame."),
     fps: Optional[float] = typer.Option(None, help="Resample to this frame rate instead of --step."),
-    detector: str = typer.Option("mediapipe", help=f"Pose detector: {', '.join(DETECTOR_NAMES)}."),
+    detector: DetectorName = typer.Option(
+        DetectorName.AUTO, help="Pose detector; auto: mediapipe if installed, else dwpose if its weights are here."
+    ),
     annotator_dir: Optional[Path] = typer.Option(
-        None, envvar=ANNOTATOR_DIR_ENV, help="Folder with the dwpose/openpose weight files."
+        None, envvar=ANNOTATOR_DIR_ENV, help="Folder with the dwpose/openpose weight files (dwpose: else fetched from the hub)."
     ),
     face: bool = typer.Option(True, "--face/--no-face", help="Include face landmarks."),
     hands: bool = typer.Option(True, "--hands/--no-hands", help="Include hands."),
@@ -37,13 +39,11 @@ def extract_pose(
     force: bool = typer.Option(False, help="Recompute everything, ignoring the cache."),
 ) -> None:
     """Extract OpenPose-style poses (JSON + control maps) from a video or image folder."""
-    if detector not in DETECTOR_NAMES:
-        raise MagicPoseError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTOR_NAMES)}")
     if smooth_strength < 0:
         raise MagicPoseError("--smooth-strength must be >= 0")
     selection = FrameSelection(start=start, max_frames=max_frames, step=step, fps=fps)
     settings = PoseSettings(
-        detector=detector,
+        detector=detector.value,
         face=face,
         hands=hands,
         smooth=smooth,

@@ -1,36 +1,49 @@
-"""Choosing a pose detector: MediaPipe (offline, default) or controlnet_aux's OpenPose / DWPose
-with weights the user has downloaded. Every detector returns FramePose in OpenPose conventions.
+"""Choosing a pose detector: MediaPipe (offline, default where it installs), DWPose through ONNX
+Runtime, or controlnet_aux's OpenPose, the last two with weights the user has (or the hub gives).
+Every detector returns FramePose in OpenPose conventions.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import socket
+import urllib.parse
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
+from magicpose_cli.pose.dwpose_onnx import YOLOX_FILE, DWPOSE_FILE, DWPoseOnnxDetector
 from magicpose_cli.pose.keypoints import NUM_FACE_POINTS, FramePose, PersonPose
 
-DETECTOR_NAMES = ("mediapipe", "dwpose", "openpose")
+
+class DetectorName(str, Enum):
+    """The pose detectors ``--detector`` offers; ``auto`` picks the best one this install has."""
+
+    AUTO = "auto"
+    MEDIAPIPE = "mediapipe"
+    DWPOSE = "dwpose"
+    OPENPOSE = "openpose"
+
+
 ANNOTATOR_DIR_ENV = "MAGICPOSE_ANNOTATOR_DIR"
+# Where DWPose's ONNX files are published; fetched from there when no annotator folder is given.
+DWPOSE_HUB_ID = "yzd-v/DWPose"
 
 # The files each annotator detector needs in the annotator folder, and where to get them.
 ANNOTATOR_FILES = {
-    "openpose": {
+    DetectorName.OPENPOSE: {
         "body_pose_model.pth": "https://huggingface.co/lllyasviel/Annotators/resolve/main/body_pose_model.pth",
         "hand_pose_model.pth": "https://huggingface.co/lllyasviel/Annotators/resolve/main/hand_pose_model.pth",
         "facenet.pth": "https://huggingface.co/lllyasviel/Annotators/resolve/main/facenet.pth",
     },
-    "dwpose": {
-        "yolox_l_8x8_300e_coco.pth": "https://download.openmmlab.com/mmdetection/v2.0/yolox/yolox_l_8x8_300e_coco/"
-        "yolox_l_8x8_300e_coco_20211126_140236-d3bd2b23.pth",
-        "dw-ll_ucoco_384.pth": "https://huggingface.co/wanghaofan/dw-ll_ucoco_384/resolve/main/dw-ll_ucoco_384.pth",
+    DetectorName.DWPOSE: {
+        name: f"https://huggingface.co/{DWPOSE_HUB_ID}/resolve/main/{name}" for name in (YOLOX_FILE, DWPOSE_FILE)
     },
 }
-# Confidence below which an annotator's point is reported missing (the annotators' own cut-off).
-ANNOTATOR_SCORE_THRESHOLD = 0.3
 
 
 class PoseDetector(Protocol):
@@ -46,34 +59,108 @@ def resolve_annotator_dir(annotator_dir: str | Path | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def required_annotator_files(detector: str, annotator_dir: Path | None) -> dict[str, Path]:
+def _listing(files: dict[str, str]) -> str:
+    return ", ".join(f"{name} ({url})" for name, url in files.items())
+
+
+def required_annotator_files(detector: DetectorName, annotator_dir: Path | None) -> dict[str, Path]:
     """The weight files ``detector`` needs, or a MissingWeightsError naming what to download and where."""
     files = ANNOTATOR_FILES[detector]
     if annotator_dir is None:
-        listing = ", ".join(f"{name} ({url})" for name, url in files.items())
         raise MissingWeightsError(
-            f"--detector {detector} needs local weights: put {listing} in a folder and pass "
+            f"--detector {detector.value} needs local weights: put {_listing(files)} in a folder and pass "
             f"--annotator-dir FOLDER or set {ANNOTATOR_DIR_ENV}"
         )
     missing = {name: url for name, url in files.items() if not (annotator_dir / name).is_file()}
     if missing:
-        listing = ", ".join(f"{name} ({url})" for name, url in missing.items())
-        raise MissingWeightsError(f"--detector {detector}: missing in {annotator_dir}: {listing}")
+        raise MissingWeightsError(f"--detector {detector.value}: missing in {annotator_dir}: {_listing(missing)}")
     return {name: annotator_dir / name for name in files}
 
 
-def make_detector(name: str, annotator_dir: str | Path | None = None, tracking: bool = True) -> PoseDetector:
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub answers at all: offline, huggingface_hub would retry for half a minute first."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _dwpose_from_hub(download: bool) -> dict[str, Path] | None:
+    """DWPose's files from the Hugging Face cache, downloading them if ``download``; None if unavailable."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    paths = {}
+    for name in ANNOTATOR_FILES[DetectorName.DWPOSE]:
+        cached = try_to_load_from_cache(DWPOSE_HUB_ID, name)
+        if isinstance(cached, str):
+            paths[name] = Path(cached)
+            continue
+        if not download or not _hub_reachable():
+            return None
+        try:
+            paths[name] = Path(hf_hub_download(DWPOSE_HUB_ID, name))
+        except Exception:  # offline, blocked, hub down: all mean "not available", the caller says what to do
+            return None
+    return paths
+
+
+def dwpose_files(annotator_dir: Path | None, download: bool = True) -> dict[str, Path]:
+    """DWPose's ONNX files: from the annotator folder when one is given, else from the hub (``DWPOSE_HUB_ID``)."""
+    if annotator_dir is not None:
+        return required_annotator_files(DetectorName.DWPOSE, annotator_dir)
+    files = _dwpose_from_hub(download)
+    if files is None:
+        raise MissingWeightsError(
+            f"--detector dwpose: could not fetch {DWPOSE_HUB_ID} from the hub; put "
+            f"{_listing(ANNOTATOR_FILES[DetectorName.DWPOSE])} in a folder and pass --annotator-dir FOLDER "
+            f"or set {ANNOTATOR_DIR_ENV}"
+        )
+    return files
+
+
+def resolve_detector(name: DetectorName | str, annotator_dir: str | Path | None = None) -> DetectorName:
+    """The detector ``name`` stands for: itself, or for ``auto`` MediaPipe when it is installed, else
+    DWPose when its weights are on disk (annotator folder or hub cache), else an error saying what to get."""
+    try:
+        detector = DetectorName(name)
+    except ValueError:
+        choices = ", ".join(member.value for member in DetectorName)
+        raise MagicPoseError(f"unknown detector {name!r}; choose one of {choices}") from None
+    if detector is not DetectorName.AUTO:
+        return detector
+    if importlib.util.find_spec("mediapipe") is not None:
+        return DetectorName.MEDIAPIPE
+    try:
+        dwpose_files(resolve_annotator_dir(annotator_dir), download=False)
+        return DetectorName.DWPOSE
+    except MissingWeightsError:
+        pass
+    raise MissingWeightsError(
+        "no pose detector available: pip install mediapipe==0.10.14 (Python 3.10-3.12), or put "
+        f"{YOLOX_FILE} and {DWPOSE_FILE} (https://huggingface.co/{DWPOSE_HUB_ID}) in a folder and pass "
+        f"--annotator-dir FOLDER or set {ANNOTATOR_DIR_ENV}; OpenPose JSON and pose-map folders need no detector"
+    )
+
+
+def make_detector(
+    name: DetectorName | str, annotator_dir: str | Path | None = None, tracking: bool = True
+) -> PoseDetector:
     """A ready detector by name; ``tracking`` lets a video detector follow the person across frames."""
-    if name == "mediapipe":
+    detector = resolve_detector(name, annotator_dir)
+    if detector is DetectorName.MEDIAPIPE:
         from magicpose_cli.pose.mediapipe_detector import MediaPipeDetector
 
         return MediaPipeDetector(tracking=tracking)
-    if name not in DETECTOR_NAMES:
-        raise MagicPoseError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
-    files = required_annotator_files(name, resolve_annotator_dir(annotator_dir))
-    if name == "openpose":
-        return OpenPoseDetector(files)
-    return DWPoseDetector(files)
+    if detector is DetectorName.DWPOSE:
+        files = dwpose_files(resolve_annotator_dir(annotator_dir))
+        return DWPoseOnnxDetector(files[YOLOX_FILE], files[DWPOSE_FILE])
+    return OpenPoseDetector(required_annotator_files(detector, resolve_annotator_dir(annotator_dir)))
 
 
 def _keypoint_rows(keypoints, width: int, height: int, count: int) -> np.ndarray:
@@ -112,44 +199,10 @@ class OpenPoseDetector:
         return FramePose(width, height, people)
 
 
-class DWPoseDetector:
-    """DWPose whole-body keypoints (needs mmpose, mmdet and mmcv, as controlnet_aux's DWPose does)."""
-
-    name = "dwpose"
-
-    def __init__(self, files: dict[str, Path]):
-        try:
-            from controlnet_aux.dwpose.wholebody import Wholebody
-        except ImportError as error:
-            raise MagicPoseError(f"--detector dwpose needs mmpose, mmdet and mmcv installed: {error}") from error
-        try:
-            self._wholebody = Wholebody(
-                det_ckpt=str(files["yolox_l_8x8_300e_coco.pth"]), pose_ckpt=str(files["dw-ll_ucoco_384.pth"])
-            )
-        except NameError as error:  # controlnet_aux swallows the mm* ImportError and fails here
-            raise MagicPoseError("--detector dwpose needs mmpose, mmdet and mmcv installed") from error
-
-    def close(self) -> None:
-        pass
-
-    def detect(self, image: np.ndarray) -> FramePose:
-        height, width = image.shape[:2]
-        keypoints, scores = self._wholebody(np.ascontiguousarray(image[..., ::-1]))
-        people = []
-        for points, score in zip(keypoints, scores):
-            rows = np.concatenate([points, score[:, None]], axis=1).astype(np.float32)
-            rows[rows[:, 2] < ANNOTATOR_SCORE_THRESHOLD] = 0.0
-            face = np.zeros((NUM_FACE_POINTS, 3), dtype=np.float32)
-            face[:68] = rows[24:92]
-            for pupil, eye in ((68, face[36:42]), (69, face[42:48])):  # DWPose has no pupils: eye centres
-                if (eye[:, 2] > 0).all():
-                    face[pupil] = (*eye[:, :2].mean(axis=0), eye[:, 2].min())
-            people.append(PersonPose(body=rows[:18], left_hand=rows[92:113], right_hand=rows[113:134], face=face))
-        return FramePose(width, height, [person for person in people if (person.body[:, 2] > 0).any()])
-
-
 def detect_reference_pose(
-    image: np.ndarray | str | Path, detector: str = "mediapipe", annotator_dir: str | Path | None = None
+    image: np.ndarray | str | Path,
+    detector: DetectorName | str = DetectorName.AUTO,
+    annotator_dir: str | Path | None = None,
 ) -> FramePose:
     """The main person of one photo (array or file), or MagicPoseError("no person found in ...")."""
     from magicpose_cli.pose.temporal import main_person

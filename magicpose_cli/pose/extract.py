@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,7 @@ from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_path, atomic_write_text
 from magicpose_cli.hashing import hash_file
 from magicpose_cli.pose.align import align_poses
-from magicpose_cli.pose.detectors import detect_reference_pose, make_detector
+from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose, make_detector, resolve_detector
 from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.pose.temporal import (
@@ -52,7 +52,7 @@ CACHE_DIR_NAME = ".cache"
 class PoseSettings:
     """Everything besides the input that decides the output files."""
 
-    detector: str = "mediapipe"
+    detector: str = DetectorName.AUTO.value
     face: bool = True
     hands: bool = True
     smooth: bool = True
@@ -116,6 +116,7 @@ def extract_poses(
     and the next run resumes from the frames already detected.
     """
     started = time.perf_counter()
+    settings = replace(settings, detector=resolve_detector(settings.detector, annotator_dir).value)
     source = FrameSource(input_path)
     output_dir = Path(output_dir)
     indices = selection.indices(source.frame_count, source.fps)
@@ -143,7 +144,7 @@ def extract_poses(
         output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}, force
     )
     raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress)
-    poses, statuses = postprocess(raw_poses, fps, settings, source.path)
+    poses, statuses = postprocess(raw_poses, fps, settings, source.path, annotator_dir)
     for position, frame_pose in enumerate(poses):
         frame_pose.save(output_dir / _frame_name(position, ".json"))
         if write_maps:
@@ -216,7 +217,9 @@ def _manifest(
     }
 
 
-def postprocess(raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path) -> tuple[list[FramePose], list[str]]:
+def postprocess(
+    raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path, annotator_dir: str | Path | None = None
+) -> tuple[list[FramePose], list[str]]:
     """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to the reference."""
     track, found = poses_to_track(raw_poses)
     if not found.any():
@@ -235,7 +238,7 @@ def postprocess(raw_poses: list[FramePose], fps: float, settings: PoseSettings, 
                 person.left_hand[:] = 0.0
                 person.right_hand[:] = 0.0
     if settings.align_to:
-        poses = align_poses(poses, detect_reference_pose(settings.align_to, settings.detector))
+        poses = align_poses(poses, detect_reference_pose(settings.align_to, settings.detector, annotator_dir))
     return poses, statuses
 
 

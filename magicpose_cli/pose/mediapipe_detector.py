@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from magicpose_cli.pose.keypoints import NUM_FACE_POINTS, FramePose, PersonPose
+from magicpose_cli.pose.keypoints import BODY, NUM_FACE_POINTS, FramePose, PersonPose
 
 # OpenPose body index -> MediaPipe pose landmark (the neck, index 1, is the mid-shoulder point).
 _BODY_FROM_MEDIAPIPE = {
@@ -58,6 +58,18 @@ MESH_TO_IBUG68 = np.array([
 # Iris centres of the refined mesh (points 468-477): 468 the person's right, 473 the left.
 MESH_RIGHT_IRIS, MESH_LEFT_IRIS = 468, 473
 _RIGHT_EYE_RING = MESH_TO_IBUG68[36:42]
+# OpenPose body point -> the face-mesh vertex at OpenPose's place for it: the nose tip, the pupils,
+# and the face outline at ear level (iBUG jaw points 0 and 16) for the ears.
+_HEAD_FROM_MESH = {
+    BODY["nose"]: 4,
+    BODY["right_eye"]: MESH_RIGHT_IRIS,
+    BODY["left_eye"]: MESH_LEFT_IRIS,
+    BODY["right_ear"]: int(MESH_TO_IBUG68[0]),
+    BODY["left_ear"]: int(MESH_TO_IBUG68[16]),
+}
+# OpenPose hip distance / MediaPipe hip distance, measured on a frontal standing person (see
+# README, "Pose conventions"): COCO-style hips sit a little further out.
+HIP_SPREAD = 1.07
 _LEFT_EYE_RING = MESH_TO_IBUG68[42:48]
 
 # A body point MediaPipe sees with lower visibility than this is reported as missing,
@@ -96,17 +108,43 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def body_from_mediapipe(pose: np.ndarray, width: int, height: int, threshold: float) -> np.ndarray:
-    """33 MediaPipe pose rows -> 18 OpenPose body rows; unseen or off-frame points get confidence 0."""
+def body_from_mediapipe(
+    pose: np.ndarray, width: int, height: int, threshold: float, mesh: np.ndarray | None = None
+) -> np.ndarray:
+    """33 MediaPipe pose rows (and the face mesh, if found) -> 18 OpenPose body rows.
+
+    Unseen or off-frame points get confidence 0; the rest are moved to OpenPose's conventions
+    (to_openpose_conventions).
+    """
     body = np.zeros((18, 3), dtype=np.float32)
     for openpose_index, mediapipe_index in _BODY_FROM_MEDIAPIPE.items():
         body[openpose_index] = pose[mediapipe_index]
+    to_openpose_conventions(body, mesh)
     shoulders = pose[[_MEDIAPIPE_RIGHT_SHOULDER, _MEDIAPIPE_LEFT_SHOULDER]]
     body[1, :2] = shoulders[:, :2].mean(axis=0)
     body[1, 2] = shoulders[:, 2].min()
     visible = (body[:, 2] >= threshold) & _inside(body, width, height)
     body[~visible] = 0.0
     return body
+
+
+def to_openpose_conventions(body: np.ndarray, mesh: np.ndarray | None) -> None:
+    """Move MediaPipe's body points (OpenPose order, in place) to where OpenPose puts them.
+
+    OpenPose's head points are the nose tip, the pupils and the ears at the face's outline;
+    MediaPipe's pose model places its own, coarser ones a few pixels off (higher, eyes at the eye
+    centres). The face mesh has those exact places, so when a face was found they come from it
+    (keeping the pose model's visibility). OpenPose's hips sit further apart than MediaPipe's
+    (COCO annotates the outside of the hip): spread about their midpoint by HIP_SPREAD, a ratio,
+    so it holds at any body size. The neck stays the shoulders' midpoint, as in OpenPose.
+    """
+    if mesh is not None and len(mesh) > MESH_LEFT_IRIS:
+        for openpose_index, vertex in _HEAD_FROM_MESH.items():
+            body[openpose_index, :2] = mesh[vertex, :2]
+    right_hip, left_hip = BODY["right_hip"], BODY["left_hip"]
+    middle = (body[right_hip, :2] + body[left_hip, :2]) / 2
+    for hip in (right_hip, left_hip):
+        body[hip, :2] = middle + (body[hip, :2] - middle) * HIP_SPREAD
 
 
 def face_from_mesh(mesh: np.ndarray) -> np.ndarray:
@@ -177,9 +215,10 @@ class MediaPipeDetector:
             return FramePose(width, height, [])
         person = PersonPose()
         pose = _landmarks_to_pixels(result.pose_landmarks, width, height)
-        person.body = body_from_mediapipe(pose, width, height, self.visibility_threshold)
-        if result.face_landmarks is not None:
-            person.face = face_from_mesh(_landmarks_to_pixels(result.face_landmarks, width, height))
+        mesh = None if result.face_landmarks is None else _landmarks_to_pixels(result.face_landmarks, width, height)
+        person.body = body_from_mediapipe(pose, width, height, self.visibility_threshold, mesh)
+        if mesh is not None:
+            person.face = face_from_mesh(mesh)
         hands = [
             _hand_rows(landmarks, width, height)
             for landmarks in (result.left_hand_landmarks, result.right_hand_landmarks)

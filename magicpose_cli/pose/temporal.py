@@ -141,36 +141,90 @@ class OneEuroFilter:
         return self._value.copy()
 
 
-# Defaults for coordinates measured in frame sizes (so they hold at any resolution) and time in
-# seconds: a still point's jitter is cut above 1 Hz, and the cutoff rises by 30 Hz per (frame
-# size per second) of speed, so a limb crossing the frame in a second is followed without lag.
+# Body and hands: One-Euro on coordinates measured in frame sizes (so they hold at any resolution)
+# and time in seconds: a still point's jitter is cut above 1 Hz, and the cutoff rises by 30 Hz per
+# (frame size per second) of speed, so a limb crossing the frame in a second is followed without lag.
 # (Tuned on 3 px jitter at 512 px, 30 fps: the error halves at rest and drops by a third at 2-8 px/frame.)
 DEFAULT_MIN_CUTOFF = 1.0
 DEFAULT_BETA = 30.0
+# Face: no filter on single points can keep a 2-frame blink (>= 90 %) and halve white jitter (a
+# linear one would need two taps summing to 0.9, so a noise gain >= 0.64), so the face is smoothed
+# as a whole head motion plus an expression. The head (the face points' centre) goes through the
+# One-Euro filter above; each point's offset from it is averaged with the offsets of nearby frames
+# that are close in value (a bilateral filter in time): jitter is averaged away, while the frames
+# of a blink or an opening mouth differ by many jitter widths and keep their own value.
+FACE_TIME_SIGMA = 0.1  # seconds: 3 frames at 30 fps
+FACE_VALUE_SIGMA = 0.03  # of the face's size (RMS distance of its points from their centre)
+# The parts of the 70-point face that move together (iBUG numbering): 0 jaw, 1-2 brows, 3 nose,
+# 4-5 the eyelids of each eye (what a blink moves), 6 the eye corners and pupils, 7 the mouth.
+_FACE_GROUPS = np.array(
+    [0] * 17 + [1] * 5 + [2] * 5 + [3] * 9 + [6, 4, 4, 6, 4, 4] + [6, 5, 5, 6, 5, 5] + [7] * 20 + [6, 6]
+)
 
 
-def smooth_track(
-    track: np.ndarray,
-    fps: float,
-    frame_size: float,
-    strength: float = 1.0,
-    min_cutoff: float = DEFAULT_MIN_CUTOFF,
-    beta: float = DEFAULT_BETA,
-) -> np.ndarray:
-    """One-Euro smoothing of every point's x, y; ``strength`` > 1 smooths more, 0 leaves the track as is.
-
-    A point's filter restarts after every frame where the point is missing.
-    """
-    if strength <= 0 or len(track) < 2:
-        return track.copy()
-    smoothed = track.copy()
-    rate = fps if fps > 0 else 30.0
+def _one_euro_points(track: np.ndarray, smoothed: np.ndarray, fps: float, frame_size: float, strength: float) -> None:
+    """One-Euro smoothing of every point of ``track`` into ``smoothed``, restarting after each gap."""
     for point in range(track.shape[1]):
         present = track[:, point, 2] > 0
         for start, end in _runs(present):
-            one_euro = OneEuroFilter(rate, min_cutoff / strength, beta / strength)
+            one_euro = OneEuroFilter(fps, DEFAULT_MIN_CUTOFF / strength, DEFAULT_BETA / strength)
             for t in range(start, end):
                 smoothed[t, point, :2] = one_euro(track[t, point, :2] / frame_size) * frame_size
+
+
+def _bilateral_in_time(
+    offsets: np.ndarray, present: np.ndarray, groups: np.ndarray, time_sigma: float, value_sigma: float
+) -> np.ndarray:
+    """Each present ``(T, P, 2)`` offset averaged with those of nearby frames weighted by closeness in
+    time (``time_sigma`` frames) and in value: the RMS distance over the point's group (``groups``:
+    a group number per point; a whole eye moves in a blink) against ``value_sigma``."""
+    frames = len(offsets)
+    reach = int(np.ceil(3 * time_sigma))
+    result = offsets.copy()
+    membership = np.eye(groups.max() + 1)[groups]  # (P, groups) one-hot
+    for t in range(frames):
+        window = np.arange(max(0, t - reach), min(frames, t + reach + 1))
+        closeness = np.exp(-0.5 * ((window - t) / time_sigma) ** 2)[:, None]
+        both = present[window] & present[t]
+        squared = np.linalg.norm(offsets[window] - offsets[t], axis=-1) ** 2 * both
+        group_mean = (squared @ membership) / np.maximum(both @ membership, 1)
+        distance = np.sqrt(group_mean)[:, groups]
+        weights = closeness * np.exp(-0.5 * (distance / value_sigma) ** 2) * present[window]
+        total = weights.sum(axis=0)
+        averaged = (weights[..., None] * offsets[window]).sum(axis=0) / np.maximum(total, 1e-12)[:, None]
+        result[t] = np.where((present[t] & (total > 0))[:, None], averaged, offsets[t])
+    return result
+
+
+def smooth_face(face: np.ndarray, fps: float, frame_size: float, strength: float = 1.0) -> np.ndarray:
+    """A ``(T, 70, 3)`` face track smoothed as head motion (One-Euro) plus expression (bilateral in
+    time), separately over each run of frames where the face is seen."""
+    smoothed = face.copy()
+    present = face[:, :, 2] > 0
+    for start, end in _runs(present.any(axis=1)):
+        points, seen = face[start:end, :, :2], present[start:end]
+        head = np.ones((end - start, 1, 3), dtype=np.float32)  # the centre, as a one-point track
+        head[:, 0, :2] = (points * seen[..., None]).sum(axis=1) / seen.sum(axis=1)[:, None]
+        smoothed_head = head.copy()
+        _one_euro_points(head, smoothed_head, fps, frame_size, strength)
+        offsets = points - head[:, :, :2]
+        radius = np.sqrt((np.linalg.norm(offsets, axis=-1) ** 2 * seen).sum(axis=1) / seen.sum(axis=1))
+        value_sigma = FACE_VALUE_SIGMA * float(np.median(radius))
+        expression = _bilateral_in_time(offsets, seen, _FACE_GROUPS, FACE_TIME_SIGMA * fps * strength, value_sigma)
+        smoothed[start:end, :, :2] = np.where(seen[..., None], smoothed_head[:, :, :2] + expression, points)
+    return smoothed
+
+
+def smooth_track(track: np.ndarray, fps: float, frame_size: float, strength: float = 1.0) -> np.ndarray:
+    """Smoothing of every point's x, y, per part: One-Euro for body and hands, head motion plus
+    expression for the face (smooth_face). ``strength`` > 1 smooths more, 0 leaves the track as is."""
+    if strength <= 0 or len(track) < 2:
+        return track.copy()
+    rate = fps if fps > 0 else 30.0
+    smoothed = track.copy()
+    face = _PART_SLICES["face"]
+    _one_euro_points(track[:, : face.start], smoothed[:, : face.start], rate, frame_size, strength)
+    smoothed[:, face] = smooth_face(track[:, face], rate, frame_size, strength)
     return smoothed
 
 
