@@ -55,7 +55,8 @@ def test_fixed_models_give_hand_computed_openpose_keypoints(fixed_weights):
 
     assert np.allclose(person.body[BODY["nose"], :2], (256.6667, 65.3333), atol=1e-3)  # COCO 0
     coco_of = {"right_shoulder": 6, "left_shoulder": 5, "right_wrist": 10, "left_wrist": 9, "right_hip": 12,
-               "left_hip": 11, "right_ankle": 16, "left_ankle": 15, "right_eye": 2, "left_eye": 1, "right_ear": 4}  # fmt: skip
+               "left_hip": 11, "right_ankle": 16, "left_ankle": 15, "right_eye": 2, "left_eye": 1,
+               "right_ear": 4}  # fmt: skip
     for name, coco_index in coco_of.items():
         assert np.allclose(person.body[BODY[name]], (*expected(coco_index), 0.9), atol=1e-3), name
     assert (person.body[BODY["left_ear"]] == 0).all()  # scored 0.1: missing
@@ -145,7 +146,8 @@ def test_pose_folders_need_no_detector(tmp_path, fixed_weights, monkeypatch):
     video = tmp_path / "two.mp4"
     imageio.mimwrite(video, [np.zeros((240, 320, 3), dtype=np.uint8)] * 2, fps=5, macro_block_size=16)
     out = tmp_path / "poses"
-    arguments = ["extract-pose", str(video), "-o", str(out), "--detector", "dwpose", "--annotator-dir", str(fixed_weights)]
+    arguments = ["extract-pose", str(video), "-o", str(out), "--detector", "dwpose",
+                 "--annotator-dir", str(fixed_weights)]  # fmt: skip
     assert CliRunner().invoke(app, arguments).exit_code == 0
     for missing in ("mediapipe", "onnxruntime", "controlnet_aux"):
         monkeypatch.setitem(sys.modules, missing, None)  # not installed
