@@ -1,6 +1,8 @@
 """Over time: filling frames where detection failed, smoothing (One-Euro for body and hands, head
 motion plus expression for the face)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -129,7 +131,8 @@ def test_smoothing_keeps_blinks_and_mouth_movements(blink_frames):
         smoothed = smooth_track(face_track(noisy), fps=30, frame_size=512)[:, FACE_START:, :2]
         for upper, lower, frames in ((UPPER_LIDS, LOWER_LIDS, blink), (UPPER_INNER_LIP, LOWER_INNER_LIP, mouth)):
             rest = np.median(gap(clean, upper, lower))
-            kept = np.mean(gap(smoothed, upper, lower)[frames] - rest) / np.mean(gap(clean, upper, lower)[frames] - rest)
+            truth = np.mean(gap(clean, upper, lower)[frames] - rest)
+            kept = np.mean(gap(smoothed, upper, lower)[frames] - rest) / truth
             assert kept >= 0.9, (seed, upper, kept)
 
 
@@ -144,3 +147,14 @@ def test_smoothing_halves_jitter_on_a_still_face_and_follows_the_head():
     followed = smooth_track(face_track(moving), fps=30, frame_size=512)[:, FACE_START:, :2]
     assert np.abs(followed[30:] - moving[30:]).max() < 2.0  # less than a frame behind, like the body points
     assert np.array_equal(smooth_track(face_track(noisy), 30, 512, strength=0), face_track(noisy))
+
+
+def test_a_face_shrunk_to_one_point_stays_finite():
+    """All 70 face points on one spot (a detector that sees only a dot): no 0/0, no NaN."""
+    dot = np.repeat(face_points()[:1], 70, axis=0)
+    faces = np.stack([dot + (t, 0) for t in range(10)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        smoothed = smooth_track(face_track(faces), fps=30, frame_size=512)
+    assert np.isfinite(smoothed).all()
+    assert np.allclose(smoothed[:, FACE_START:, :2] - smoothed[:, FACE_START : FACE_START + 1, :2], 0)

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from magicpose_cli.cli.app import app, console, user_errors
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.pose.detectors import ANNOTATOR_DIR_ENV, DetectorName
+from magicpose_cli.pose.detectors import ANNOTATOR_DIR_ENV, DetectorName, resolve_detector
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
 from magicpose_cli.video import FrameSelection
 
@@ -43,7 +43,7 @@ def extract_pose(
         raise MagicPoseError("--smooth-strength must be >= 0")
     selection = FrameSelection(start=start, max_frames=max_frames, step=step, fps=fps)
     settings = PoseSettings(
-        detector=detector.value,
+        detector=resolve_detector(detector, annotator_dir).value,  # auto decided here, so the summary can say it
         face=face,
         hands=hands,
         smooth=smooth,
@@ -70,6 +70,7 @@ def extract_pose(
         rate = result.detected_now / result.seconds if result.seconds > 0 else 0.0
         speed = f"{result.detected_now} detected now at {rate:.1f} frames/s, {result.reused} reused"
     console.print(
-        f"{frames} frames: {result.detected} detected, {result.filled} filled ({speed}) -> {result.output_dir}",
+        f"{frames} frames: {result.detected} detected, {result.filled} filled ({speed}, detector {settings.detector}) "
+        f"-> {result.output_dir}",
         highlight=False,
     )

@@ -125,5 +125,6 @@ def write_tiny_dwpose(folder: Path, pose_model: str = "fixed") -> Path:
         _spot_pose_model(folder / DWPOSE_FILE)
     else:
         simcc_x, simcc_y = tiny_simcc()
-        _constant_model(folder / DWPOSE_FILE, "input", (1, 3, POSE_HEIGHT, POSE_WIDTH), {"simcc_x": simcc_x, "simcc_y": simcc_y})
+        outputs = {"simcc_x": simcc_x, "simcc_y": simcc_y}
+        _constant_model(folder / DWPOSE_FILE, "input", (1, 3, POSE_HEIGHT, POSE_WIDTH), outputs)
     return folder

@@ -218,7 +218,11 @@ def _manifest(
 
 
 def postprocess(
-    raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path, annotator_dir: str | Path | None = None
+    raw_poses: list[FramePose],
+    fps: float,
+    settings: PoseSettings,
+    source: Path,
+    annotator_dir: str | Path | None = None,
 ) -> tuple[list[FramePose], list[str]]:
     """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to the reference."""
     track, found = poses_to_track(raw_poses)

@@ -209,7 +209,7 @@ def smooth_face(face: np.ndarray, fps: float, frame_size: float, strength: float
         _one_euro_points(head, smoothed_head, fps, frame_size, strength)
         offsets = points - head[:, :, :2]
         radius = np.sqrt((np.linalg.norm(offsets, axis=-1) ** 2 * seen).sum(axis=1) / seen.sum(axis=1))
-        value_sigma = FACE_VALUE_SIGMA * float(np.median(radius))
+        value_sigma = max(FACE_VALUE_SIGMA * float(np.median(radius)), 1e-6)  # a face shrunk to a dot: no averaging
         expression = _bilateral_in_time(offsets, seen, _FACE_GROUPS, FACE_TIME_SIGMA * fps * strength, value_sigma)
         smoothed[start:end, :, :2] = np.where(seen[..., None], smoothed_head[:, :, :2] + expression, points)
     return smoothed
