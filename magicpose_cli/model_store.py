@@ -14,9 +14,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tomllib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
 from magicpose_cli.files import atomic_write_text

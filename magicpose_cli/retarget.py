@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -28,6 +28,7 @@ from magicpose_cli.files import default_cache_root
 from magicpose_cli.frame_cache import FrameCache, run_key
 from magicpose_cli.hashing import hash_arrays, hash_file, hash_folder
 from magicpose_cli.framing import FitMode, Placement, fit_placement, generation_size, side_by_side
+from magicpose_cli.images import read_image
 from magicpose_cli.model_store import ModelLocation, locate_model
 from magicpose_cli.pose.driving import DrivingPoses
 from magicpose_cli.pose.keypoints import FramePose
@@ -174,19 +175,8 @@ def validate_options(options: RetargetOptions) -> None:
 
 
 def load_reference_image(path: Path) -> np.ndarray:
-    """The reference photo as HxWx3 uint8 RGB; transparency is laid on white, greyscale made RGB."""
-    if not path.is_file():
-        raise MagicPoseError(f"reference image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                rgba = image.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise MagicPoseError(f"cannot read reference image {path}: {error}") from None
+    """The reference photo as HxWx3 uint8 RGB, read as every command reads images (magicpose_cli.images)."""
+    return read_image(path, what="reference image")
 
 
 def read_driving_poses(path: Path, options: RetargetOptions, cache_root: Path, progress: Progress) -> DrivingPoses:
