@@ -1,26 +1,26 @@
-"""Finding the model to run: a converted folder, an original checkpoint, or a configured default.
+"""Finding the model to run: a converted folder, an original checkpoint, a hub repo, or a configured default.
 
 Where the model comes from, first match wins:
-1. ``--model PATH``: a converted folder, or an original ``model_state-*.th`` checkpoint
-   (converted once and kept under the cache root by the checkpoint's content hash);
-2. the ``MAGICPOSE_MODEL`` environment variable (same two kinds of path);
-3. ``model = "PATH"`` in ``~/.config/magicpose/config.toml`` (or ``$MAGICPOSE_CONFIG``);
+1. ``--model``: a converted folder or an original ``model_state-*.th`` checkpoint (converted once
+   and kept under the cache root), or, when no such local path exists, a Hugging Face Hub repo
+   (``Boese0601/MagicDance``, or ``owner/name/file.th``) fetched through the shared hub cache;
+2. the ``MAGICPOSE_MODEL`` environment variable (same kinds);
+3. ``model = "..."`` in ``~/.config/magicpose/config.toml`` (or ``$MAGICPOSE_CONFIG``);
 4. the tiny demo model bundled in ``magicpose_cli/demo_model/`` when present;
-otherwise a MissingWeightsError saying what to download and how to convert it.
+otherwise a MissingWeightsError saying how to get the published weights.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
+try:
     import tomllib
-else:  # Python 3.10: the same parser, published as tomli
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
@@ -28,21 +28,56 @@ from magicpose_cli.files import atomic_write_text
 from magicpose_cli.hashing import hash_bytes, hash_file
 
 DEMO_MODEL_DIR = Path(__file__).parent / "demo_model"
+PUBLISHED_MODEL = "Boese0601/MagicDance"
+PUBLISHED_CHECKPOINT = "model_state-110000.th"
+"""The published MagicPose checkpoint in its hub repo; a repo named without a file is read for it."""
 DEMO_MODEL_NOTICE = (
-    "no model configured: using the tiny demo model trained on synthetic people; see README to use real weights"
+    "no model configured: using the tiny demo model, which only knows 64x64 synthetic cartoon people "
+    f"(not real photos); for real weights pass --model {PUBLISHED_MODEL} (downloaded once, about 9 GB)"
 )
 REQUIRED_COMPONENTS = ("unet", "reference_unet", "controlnet", "vae", "scheduler")
 TEXT_COMPONENTS = ("empty_prompt", "text_encoder")
 CHECKPOINT_SUFFIXES = (".th", ".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+RECOMMENDED_SETTINGS_FILE = "recommended_settings.json"
 _WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+_SETTING_TYPES = {"width": (int,), "height": (int,), "steps": (int,), "guidance": (int, float), "scheduler": (str,)}
+_HUB_FOLDER_FILES = ["*.json", "*.safetensors", "*.txt"]
+_HUB_REFERENCE = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:/(?P<file>[\w./-]+))?")
 
 NO_MODEL_MESSAGE = (
-    "no MagicPose model found. Download the published MagicPose weights (model_state-*.th from the "
-    "authors' MagicDance release, https://github.com/Boese0601/MagicDance) plus the Stable Diffusion 1.5 "
-    "VAE and CLIP text encoder, run `magicpose convert model_state-XXXX.th -o ~/magicpose-model`, then pass "
-    "`--model ~/magicpose-model` or set MAGICPOSE_MODEL (or `model = \"...\"` in ~/.config/magicpose/config.toml)"
+    f"no MagicPose model found. Pass --model {PUBLISHED_MODEL} (the published weights, fetched from the "
+    "Hugging Face Hub and converted once), or a model folder or model_state-*.th checkpoint you have; "
+    "or set MAGICPOSE_MODEL (or `model = \"...\"` in ~/.config/magicpose/config.toml)"
 )
+
+
+@dataclass(frozen=True)
+class RecommendedSettings:
+    """The sampling settings a model folder recommends, for options the user left unset (None: no advice)."""
+
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: str | None = None
+
+    def write(self, folder: Path) -> None:
+        atomic_write_text(Path(folder) / RECOMMENDED_SETTINGS_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> RecommendedSettings:
+        path = Path(folder) / RECOMMENDED_SETTINGS_FILE
+        if not path.is_file():
+            return cls()
+        try:
+            values = json.loads(path.read_text())
+            wrong = [name for name, kinds in _SETTING_TYPES.items() if not isinstance(values.get(name), (*kinds, type(None)))]
+        except (OSError, ValueError, AttributeError) as error:
+            raise MagicPoseError(f"cannot read {path}: {error}") from None
+        if wrong:
+            raise MagicPoseError(f"cannot read {path}: wrong type for {', '.join(wrong)}")
+        return cls(**{name: values.get(name) for name in _SETTING_TYPES})
 
 
 @dataclass(frozen=True)
@@ -50,8 +85,12 @@ class ModelLocation:
     """A converted model folder ready to load, and where it came from."""
 
     folder: Path
-    source: str  # "--model", "MAGICPOSE_MODEL", "config file", "demo model"
+    source: str  # "--model", "MAGICPOSE_MODEL", "config file ...", "demo model"
     notice: str | None = None  # a line to show the user (the demo model is in use)
+
+    @property
+    def recommended(self) -> RecommendedSettings:
+        return RecommendedSettings.read(self.folder)
 
 
 def config_path() -> Path:
@@ -60,7 +99,7 @@ def config_path() -> Path:
 
 
 def configured_model() -> tuple[str, str] | None:
-    """(path, where it was configured) from the environment or the config file, if either names one."""
+    """(model, where it was configured) from the environment or the config file, if either names one."""
     from_environment = os.environ.get("MAGICPOSE_MODEL")
     if from_environment:
         return from_environment, "MAGICPOSE_MODEL"
@@ -68,7 +107,7 @@ def configured_model() -> tuple[str, str] | None:
     if path.is_file():
         try:
             config = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
             raise MagicPoseError(f"cannot read config file {path}: {error}") from None
         if config.get("model"):
             return str(config["model"]), f"config file {path}"
@@ -76,54 +115,154 @@ def configured_model() -> tuple[str, str] | None:
 
 
 def locate_model(model: str | Path | None, cache_root: Path) -> ModelLocation:
-    """Resolve the model to a checked, converted folder (converting a checkpoint when needed)."""
+    """Resolve the model to a checked, converted folder (fetching and converting when needed).
+
+    Checkpoints converted here are inference folders, so they are written in float16.
+    """
     if model is not None:
-        return ModelLocation(prepare_model_path(Path(model), cache_root), "--model")
+        return ModelLocation(prepare_model_path(model, cache_root, dtype="fp16"), "--model")
     configured = configured_model()
     if configured is not None:
         path, source = configured
-        return ModelLocation(prepare_model_path(Path(path), cache_root, source), source)
+        return ModelLocation(prepare_model_path(path, cache_root, source, dtype="fp16"), source)
     if DEMO_MODEL_DIR.is_dir() and (DEMO_MODEL_DIR / "model_index.json").is_file():
         return ModelLocation(check_model_folder(DEMO_MODEL_DIR), "demo model", DEMO_MODEL_NOTICE)
     raise MissingWeightsError(NO_MODEL_MESSAGE)
 
 
-def prepare_model_path(path: Path, cache_root: Path, source: str = "--model") -> Path:
-    """A converted folder as it is, or an original checkpoint converted into the cache once."""
-    path = path.expanduser()
-    if not path.exists():
-        raise MagicPoseError(f"model not found: {path} (from {source})")
+def prepare_model_path(model: str | Path, cache_root: Path, source: str = "--model", dtype: str = "fp32") -> Path:
+    """A converted folder as it is, or an original checkpoint (local or on the hub) converted into the
+    cache once, in ``dtype`` (see ``conversion.conversion_dtype``; fp32 suits a training start).
+
+    A local path always wins over a hub repo of the same spelling.
+    """
+    path = Path(model).expanduser()
     if path.is_dir():
         return check_model_folder(path)
-    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-        raise MagicPoseError(f"model {path} is neither a converted model folder nor a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
-    return converted_checkpoint(path, cache_root)
+    if path.is_file():
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise MagicPoseError(
+                f"model {path} is neither a converted model folder nor a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})"
+            )
+        return converted_checkpoint(path, cache_root, dtype)
+    if is_hub_reference(str(model)):
+        return hub_model_folder(str(model), cache_root, dtype, source)
+    raise MagicPoseError(f"model not found: {path} (from {source})")
 
 
-def converted_checkpoint(checkpoint: Path, cache_root: Path) -> Path:
+def is_hub_reference(text: str) -> bool:
+    """``owner/name`` or ``owner/name/path/file.th``, spelled as the Hugging Face Hub allows."""
+    match = _HUB_REFERENCE.fullmatch(text)
+    if match is None or ".." in text or "--" in match["repo"]:
+        return False
+    return match["file"] is None or match["file"].lower().endswith(CHECKPOINT_SUFFIXES)
+
+
+def checkpoint_file(reference: str | Path, source: str = "checkpoint") -> Path:
+    """A local checkpoint file, or the one a hub reference names when no local path of that spelling exists."""
+    path = Path(reference).expanduser()
+    if not path.exists() and is_hub_reference(str(reference)):
+        return fetch_hub_checkpoint(str(reference), source)
+    if path.is_dir():
+        raise MagicPoseError(f"{path} is a folder; {source} must be a checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)})")
+    if not path.is_file():
+        raise MagicPoseError(f"{source} not found: {path}")
+    return path
+
+
+def fetch_hub_checkpoint(reference: str, source: str = "--model") -> Path:
+    """The checkpoint a hub reference names (``owner/name`` means its model_state-110000.th), fetched into
+    the shared hub cache (resumable, with its progress bar; HF_TOKEN, HF_HOME, HF_ENDPOINT and
+    HF_HUB_OFFLINE apply) unless it is there already."""
+    match = _HUB_REFERENCE.fullmatch(reference)
+    filename = match["file"] or PUBLISHED_CHECKPOINT
+    checkpoint = _hub_download(match["repo"], filename, source, required=True)
+    if checkpoint is None:
+        raise MagicPoseError(
+            f"the Hugging Face Hub repo {match['repo']} has neither a converted model (model_index.json) nor {filename} "
+            f"(from {source}); name the file: {match['repo']}/FILE.th"
+        )
+    return checkpoint
+
+
+def hub_model_folder(reference: str, cache_root: Path, dtype: str, source: str = "--model") -> Path:
+    """A model from the hub: a repo holding a converted folder (model_index.json) is used as it is
+    (as ``DiffusionPipeline.from_pretrained`` would); otherwise its checkpoint is fetched and converted once."""
+    from huggingface_hub import snapshot_download
+
+    match = _HUB_REFERENCE.fullmatch(reference)
+    if match["file"] is None and _hub_download(match["repo"], "model_index.json", source, required=False) is not None:
+        return check_model_folder(Path(snapshot_download(match["repo"], allow_patterns=_HUB_FOLDER_FILES)))
+    return converted_checkpoint(fetch_hub_checkpoint(reference, source), cache_root, dtype)
+
+
+def _hub_download(repo_id: str, filename: str, source: str, required: bool) -> Path | None:
+    """A file of a hub repo from the hub cache, downloading it when needed; None if the repo has no such
+    file, or (unless ``required``) if the hub cannot be reached and the cache lacks it."""
+    from huggingface_hub import constants, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except RemoteEntryNotFoundError:
+        return None
+    except LocalEntryNotFoundError:
+        if not required:
+            return None
+        why = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else "the hub cannot be reached (HF_HUB_OFFLINE=1 skips trying)"
+        raise MissingWeightsError(
+            f"could not fetch {filename} from the Hugging Face Hub ({repo_id}): {why} and the hub cache "
+            f"({constants.HF_HUB_CACHE}) does not hold it. Download {hf_hub_url(repo_id, filename)} on a machine "
+            f"with internet and pass the file itself: --model /path/to/{filename}"
+        ) from None
+    except GatedRepoError:
+        raise MagicPoseError(f"{repo_id} on the Hugging Face Hub is gated: accept its terms on the hub, then log in (`hf auth login` or HF_TOKEN)") from None
+    except RepositoryNotFoundError:
+        raise MagicPoseError(
+            f"model not found: no local path {repo_id}, and no Hugging Face Hub repo {repo_id} (a private one needs "
+            f"`hf auth login` or HF_TOKEN) (from {source})"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as error:
+        raise MagicPoseError(f"cannot fetch {filename} from the Hugging Face Hub ({repo_id}): {str(error).splitlines()[0]}") from None
+
+
+def converted_checkpoint(checkpoint: Path, cache_root: Path, dtype: str = "fp32") -> Path:
     """The converted folder of an original checkpoint, converting it on first use.
 
     An original-format yaml beside the checkpoint (``<name>.yaml`` or ``model_config.yaml``) is
     used for the sizes; without one the published SD 1.5 sizes are assumed. The folder is named by
-    the content hash of checkpoint and yaml, so a renamed file is not converted again and a
-    changed one is. Conversion writes to a staging folder that is renamed when complete.
+    the content of checkpoint and yaml, the converter's version and the dtype: a renamed file is not
+    converted again, a changed file or converter is.
     """
-    from magicpose_cli.models.conversion import convert_checkpoint
+    from magicpose_cli.models.conversion import CONVERTER_VERSION, convert_checkpoint
 
     config = original_config_beside(checkpoint)
-    content = hash_file(checkpoint) + (hash_file(config) if config else "")
-    folder = cache_root / "models" / hash_bytes(content.encode())[:32]
-    if (folder / "model_index.json").is_file():
-        return check_model_folder(folder)
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    convert_checkpoint(checkpoint, staging, config_path=config)
-    provenance = {"checkpoint": str(checkpoint.resolve()), "config": str(config.resolve()) if config else None}
-    atomic_write_text(staging / "converted_from.json", json.dumps(provenance))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(staging, folder)
+    key = {
+        "checkpoint_sha256": checkpoint_digest(checkpoint),
+        "config_sha256": hash_file(config) if config else None,
+        "converter": CONVERTER_VERSION,
+        "dtype": dtype,
+    }
+    folder = cache_root / "models" / hash_bytes(json.dumps(key, sort_keys=True).encode())[:32]
+    if not (folder / "model_index.json").is_file():
+        convert_checkpoint(checkpoint, folder, config_path=config, dtype=dtype, overwrite=True)
+        provenance = {"checkpoint": str(checkpoint.resolve()), "config": str(config.resolve()) if config else None, **key}
+        atomic_write_text(folder / "converted_from.json", json.dumps(provenance, indent=2))
     return check_model_folder(folder)
+
+
+def checkpoint_digest(checkpoint: Path) -> str:
+    """SHA-256 of the checkpoint; a file in the hub cache is named by it already (its blob), so no re-reading 9 GB."""
+    blob = checkpoint.resolve()
+    if blob.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", blob.name):
+        return blob.name
+    return hash_file(checkpoint)
 
 
 def original_config_beside(checkpoint: Path) -> Path | None:
@@ -131,7 +270,6 @@ def original_config_beside(checkpoint: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
 
 def check_model_folder(folder: Path) -> Path:
     """Fail with a clear line unless every component that model_index.json lists is on disk."""

@@ -34,3 +34,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("tiny_model") / "model"
     MagicPosePipeline(**tiny_components(seed=0)).save_pretrained(output)
     return output
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_with_clip(tmp_path_factory):
+    """``model_state-tiny.th`` plus a tiny CLIP text encoder in the published key layout
+    (``cond_stage_model.transformer.text_model.*``): a complete original checkpoint. Returns (path, clip)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from magicpose_cli.models.conversion import load_original_state_dict
+
+    torch.manual_seed(0)
+    clip = CLIPTextModel(
+        CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=1, max_position_embeddings=77, hidden_act="quick_gelu")
+    ).eval()  # fmt: skip
+    state = dict(load_original_state_dict(FIXTURE_DIR / "model_state-tiny.th"))
+    prefix = "cond_stage_model.transformer.text_model."
+    state.update({prefix + key.removeprefix("text_model."): value for key, value in clip.state_dict().items()})
+    path = tmp_path_factory.mktemp("with_clip") / "model_state-tiny.th"
+    torch.save({key: value.clone() for key, value in state.items()}, path)
+    return path, clip

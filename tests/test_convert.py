@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.model_store import RecommendedSettings
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.models.conversion import EMPTY_PROMPT_TOKEN_IDS, convert_checkpoint, load_original_state_dict
 
@@ -33,7 +34,8 @@ def weights_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def test_cli_converts_with_config_to_a_loadable_folder(tmp_path, converted_tiny_dir):
-    result = CliRunner().invoke(app, ["convert", str(CHECKPOINT), "--config", str(CONFIG), "-o", str(tmp_path / "m")])
+    arguments = ["convert", str(CHECKPOINT), "--config", str(CONFIG), "-o", str(tmp_path / "m"), "--dtype", "fp32"]
+    result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
     ours, reference = MagicPosePipeline.from_pretrained(tmp_path / "m"), MagicPosePipeline.from_pretrained(converted_tiny_dir)
     for name in ("unet", "reference_unet", "controlnet", "vae"):
@@ -106,19 +108,8 @@ def test_sd15_checkpoint_becomes_an_initialisation_with_the_appearance_model_cop
     assert weights_equal(ControlNetModel.from_pretrained(controlnet_dir), full.controlnet)
 
 
-def test_clip_text_encoder_is_kept_and_gives_the_stored_empty_prompt(tmp_path, original_state):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    clip = CLIPTextModel(
-        CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=1, max_position_embeddings=77, hidden_act="quick_gelu")
-    ).eval()  # fmt: skip
-    with_clip = dict(original_state)
-    # the published layout: cond_stage_model.transformer.text_model.*
-    with_clip.update({"cond_stage_model.transformer.text_model." + k.removeprefix("text_model."): v for k, v in clip.state_dict().items()})
-    checkpoint = tmp_path / "with_clip.th"
-    torch.save(with_clip, checkpoint)
-
+def test_clip_text_encoder_is_kept_and_gives_the_stored_empty_prompt(tmp_path, tiny_checkpoint_with_clip):
+    checkpoint, clip = tiny_checkpoint_with_clip
     pipe = MagicPosePipeline.from_pretrained(convert_checkpoint(checkpoint, tmp_path / "m", CONFIG))
     with torch.no_grad():
         expected = clip(torch.tensor([EMPTY_PROMPT_TOKEN_IDS])).last_hidden_state
@@ -132,3 +123,70 @@ def test_clip_text_encoder_is_kept_and_gives_the_stored_empty_prompt(tmp_path, o
                     latents=torch.ones(1, 4, 16, 16), prompt_embeds=expected).images  # fmt: skip
     assert torch.allclose(default, explicit, atol=1e-5)
 
+
+def folder_dtypes(folder: Path) -> set[str]:
+    from safetensors import safe_open
+
+    dtypes = set()
+    for weights in folder.glob("*/*.safetensors"):
+        with safe_open(str(weights), framework="pt") as handle:
+            dtypes |= {handle.get_slice(key).get_dtype() for key in handle.keys()}
+    return dtypes
+
+
+def test_cli_writes_float16_for_inference_by_default_with_the_original_sampling_settings(tmp_path, converted_tiny_dir):
+    result = CliRunner().invoke(app, ["convert", str(CHECKPOINT), "--config", str(CONFIG), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert folder_dtypes(tmp_path / "m") == {"F16"} and folder_dtypes(converted_tiny_dir) == {"F32"}
+    half, full = MagicPosePipeline.from_pretrained(tmp_path / "m"), MagicPosePipeline.from_pretrained(converted_tiny_dir)
+    for name in ("unet", "reference_unet", "controlnet", "vae"):
+        full_state = getattr(full, name).state_dict()
+        assert all(torch.equal(v, full_state[k].half().float()) for k, v in getattr(half, name).state_dict().items()), name
+    # a --config model has unknown sizes: the original inference's sampler settings only
+    assert RecommendedSettings.read(tmp_path / "m") == RecommendedSettings(steps=50, guidance=7.0, scheduler="ddim")
+
+
+def test_training_starts_stay_float32(tmp_path, original_state):
+    sd_checkpoint = tmp_path / "sd.safetensors"
+    save_file({k: v.contiguous() for k, v in original_state.items() if k.startswith(("model.diffusion_model.", "first_stage_model."))},
+              sd_checkpoint)  # fmt: skip
+    result = CliRunner().invoke(app, ["convert", str(sd_checkpoint), "--config", str(CONFIG), "-o", str(tmp_path / "init")])
+    assert result.exit_code == 0, result.output
+    assert folder_dtypes(tmp_path / "init") == {"F32"}
+    assert not (tmp_path / "init" / "recommended_settings.json").exists()
+
+
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    (tmp_path / "existing_file").write_text("mine")
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "corrupt.th").write_bytes(os.urandom(512))
+    return tmp_path
+
+
+BAD_CONVERSIONS = {
+    "output is an existing file": (["{ckpt}", "-o", "{ws}/existing_file", "--config", "{config}"], "is a file"),
+    "output is a file even with --overwrite": (["{ckpt}", "-o", "{ws}/existing_file", "--overwrite"], "is a file"),
+    "checkpoint missing": (["{ws}/absent.th", "-o", "{ws}/out"], "checkpoint not found"),
+    "checkpoint is a folder": (["{ws}/a_folder", "-o", "{ws}/out"], "is a folder"),
+    "checkpoint corrupt": (["{ws}/corrupt.th", "-o", "{ws}/out"], "not a readable checkpoint"),
+    "config missing": (["{ckpt}", "-o", "{ws}/out", "--config", "{ws}/absent.yaml"], "cannot read config"),
+    "config not a model yaml": (["{ckpt}", "-o", "{ws}/out", "--config", "{ws}/existing_file"], "not an original-format"),
+    "unknown dtype": (["{ckpt}", "-o", "{ws}/out", "--config", "{config}", "--dtype", "int8"], "--dtype must be one of"),
+    "controlnet with a MagicPose checkpoint": (["{ckpt}", "-o", "{ws}/out", "--config", "{config}", "--controlnet", "{ckpt}"],
+                                               "--controlnet goes with a Stable Diffusion"),  # fmt: skip
+    "sizes that do not fit": (["{ckpt}", "-o", "{ws}/out"], "does not fit the configured sizes"),
+    "nested output under a file": (["{ckpt}", "-o", "{ws}/existing_file/out", "--config", "{config}"], "is a file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONVERSIONS)
+def test_bad_arguments_give_one_line_a_nonzero_exit_and_leave_nothing(workspace, case):
+    arguments, message = BAD_CONVERSIONS[case]
+    arguments = [a.format(ckpt=CHECKPOINT, ws=workspace, config=CONFIG) for a in arguments]
+    before = sorted(p.relative_to(workspace) for p in workspace.rglob("*"))
+    result = CliRunner().invoke(app, ["convert", *arguments])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1 and message in result.output
+    assert sorted(p.relative_to(workspace) for p in workspace.rglob("*")) == before
+    assert (workspace / "existing_file").read_text() == "mine"

@@ -13,7 +13,7 @@ from magicpose_cli.errors import MagicPoseError, MissingWeightsError
 from magicpose_cli.files import default_cache_root
 from magicpose_cli.frame_cache import FrameCache, run_key
 from magicpose_cli.hashing import hash_folder
-from magicpose_cli.model_store import check_model_folder, locate_model
+from magicpose_cli.model_store import RecommendedSettings, check_model_folder, locate_model, prepare_model_path
 
 FIXTURE_CHECKPOINT = Path(__file__).parent / "fixtures" / "original_tiny" / "model_state-tiny.th"
 FIXTURE_CONFIG = FIXTURE_CHECKPOINT.with_name("model_config.yaml")
@@ -66,12 +66,38 @@ def test_environment_then_config_file(tiny_model_folder, tmp_path, monkeypatch, 
 def test_without_a_configured_model_the_bundled_demo_model_is_used_and_announced(tmp_path, no_configured_model):
     location = locate_model(None, tmp_path)
     assert location.source == "demo model" and "demo model" in location.notice
+    assert "synthetic cartoon people" in location.notice and "--model Boese0601/MagicDance" in location.notice
     assert (location.folder / "model_index.json").is_file()
+    # the settings it was trained and evaluated with (MODEL_CARD.md), for the options a user leaves unset
+    assert location.recommended == RecommendedSettings(width=64, height=64, steps=25, guidance=3.0, scheduler="ddim")
+
+
+def test_recommended_settings_are_optional_and_a_broken_file_is_one_clear_error(tiny_model_folder, tmp_path):
+    assert locate_model(tiny_model_folder, tmp_path).recommended == RecommendedSettings()
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    (folder / "recommended_settings.json").write_text("{not json")
+    with pytest.raises(MagicPoseError, match="cannot read .*recommended_settings.json"):
+        locate_model(folder, tmp_path).recommended
+
+
+def test_conversion_cache_is_keyed_by_content_converter_version_and_dtype(tmp_path, monkeypatch):
+    checkpoint = tmp_path / "model_state-tiny.th"
+    shutil.copy(FIXTURE_CHECKPOINT, checkpoint)
+    shutil.copy(FIXTURE_CONFIG, tmp_path / "model_config.yaml")
+    folders = set()
+    for version, dtype in [(2, "fp16"), (2, "fp32"), (3, "fp16")]:
+        monkeypatch.setattr("magicpose_cli.models.conversion.CONVERTER_VERSION", version)
+        with pytest.raises(MagicPoseError, match="missing a text conditioning"):  # no CLIP in the tiny checkpoint
+            prepare_model_path(checkpoint, tmp_path / "cache", dtype=dtype)
+        folders = set((tmp_path / "cache" / "models").iterdir())
+    assert len(folders) == 3
+    assert {json.loads((f / "converted_from.json").read_text())["converter"] for f in folders} == {2, 3}
 
 
 def test_no_model_anywhere_says_what_to_download(tmp_path, no_configured_model, monkeypatch):
     monkeypatch.setattr("magicpose_cli.model_store.DEMO_MODEL_DIR", tmp_path / "not_installed")
-    with pytest.raises(MissingWeightsError, match="model_state-.*magicpose convert"):
+    with pytest.raises(MissingWeightsError, match="--model Boese0601/MagicDance"):
         locate_model(None, tmp_path)
 
 

@@ -8,33 +8,39 @@ from typing import Optional
 import typer
 
 from magicpose_cli.cli.app import app, console, user_errors
-from magicpose_cli.errors import MagicPoseError
 
 
 @app.command("convert")
 @user_errors
 def convert_command(
-    checkpoint: Path = typer.Argument(
+    checkpoint: str = typer.Argument(
         ...,
         help="Original-layout checkpoint: a MagicPose model_state-*.th, an SD 1.5 .ckpt/.safetensors "
-        "(becomes a training initialisation), or an OpenPose ControlNet .pth.",
+        "(becomes a training initialisation), or an OpenPose ControlNet .pth; or a Hugging Face Hub repo "
+        "(Boese0601/MagicDance: its model_state-110000.th) or owner/name/FILE.",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write (diffusers save_pretrained layout)."),
     config: Optional[Path] = typer.Option(
         None, help="The model's original yaml (e.g. cldm_v15_reference_only_pose.yaml); default: SD 1.5 sizes."
     ),
-    controlnet: Optional[Path] = typer.Option(
+    controlnet: Optional[str] = typer.Option(
         None, help="With an SD 1.5 checkpoint: the OpenPose ControlNet (control_v11p_sd15_openpose.pth) to start from."
     ),
+    dtype: str = typer.Option(
+        "auto", help="Weights: auto (fp16 for a MagicPose model, fp32 for training starts), fp16, bf16 or fp32."
+    ),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT if it exists."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Convert published checkpoints to a model folder that `retarget --model` and `train --model` load."""
-    from magicpose_cli.models.conversion import convert_checkpoint
+    from magicpose_cli.model_store import checkpoint_file
+    from magicpose_cli.models.conversion import check_output_folder, convert_checkpoint
 
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise MagicPoseError(f"{output} exists and is not empty; pass --overwrite to replace it")
-    with console.status(f"converting {checkpoint.name}"):
-        folder = convert_checkpoint(checkpoint, output, config, controlnet)
+    check_output_folder(output, overwrite)
+    source = checkpoint_file(checkpoint)  # fetched first: the download shows its own progress bar
+    controlnet_source = checkpoint_file(controlnet, "--controlnet") if controlnet else None
+    with console.status(f"converting {source.name}"):
+        folder = convert_checkpoint(source, output, config, controlnet_source, dtype=dtype, overwrite=overwrite)
     console.print(f"[green]wrote[/] {folder}")
     if (folder / "model_index.json").is_file() and not (folder / "empty_prompt").is_dir():
         console.print(

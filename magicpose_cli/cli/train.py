@@ -41,7 +41,8 @@ def train_command(
     stage: str = typer.Option(..., help="appearance (stage 1) or pose (stage 2); see above."),
     model: Path = typer.Option(
         ..., help="Model to start from: a MagicPose model folder (stage 2: the stage-1 output), "
-        "or an original checkpoint (SD 1.5 or MagicPose), converted once into RUN_DIR/init_model."
+        "an original checkpoint (SD 1.5 or MagicPose), or a Hugging Face Hub repo (Boese0601/MagicDance); "
+        "checkpoints are converted once (float32) into the model cache."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoints, samples, loss.csv and the final model/."),
     controlnet_init: Optional[Path] = typer.Option(

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
 
+from magicpose_cli.model_store import RecommendedSettings
 from magicpose_cli.models.networks import AppearanceUNet, PromptEmbedding
+
+ORIGINAL_SAMPLING_SETTINGS = RecommendedSettings(steps=50, guidance=7.0, scheduler="ddim")
+"""How the original inference samples (test_any_image_pose.py): DDIM, 50 steps, guidance 7."""
+SD15_RECOMMENDED_SETTINGS = dataclasses.replace(ORIGINAL_SAMPLING_SETTINGS, width=512, height=512)
+"""The published model: the above at 512x512, the size it was trained and evaluated at."""
 
 _SD15_UNET_PARAMS = {
     "image_size": 32,

@@ -3,12 +3,19 @@
 The key mapping is diffusers' own single-file converters; this module only routes each part
 of a MagicPose checkpoint (main UNet, appearance model, pose ControlNet, VAE, CLIP) to them
 and refuses checkpoints that would execute code when loaded.
+
+A published checkpoint is 9 GB at float32, so it is never held twice: the file is read
+memory-mapped, one part at a time (each part from its own mapping, released once the part is
+written), and each network is built on the meta device and takes the mapped tensors as its
+weights. Only a dtype cast copies.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -25,8 +32,11 @@ from diffusers.loaders.single_file_utils import (
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_directory
-from magicpose_cli.models.configs import sd15_original_config
+from magicpose_cli.models.configs import ORIGINAL_SAMPLING_SETTINGS, SD15_RECOMMENDED_SETTINGS, sd15_original_config
 from magicpose_cli.models.networks import AppearanceUNet, PromptEmbedding
+
+CONVERTER_VERSION = 2
+"""Raised whenever the same checkpoint would convert to different files (converted caches are keyed by it)."""
 
 UNET_PREFIX = "model.diffusion_model."
 APPEARANCE_PREFIX = "appearance_control_model."
@@ -34,6 +44,9 @@ POSE_PREFIX = "pose_control_model."
 CONTROLNET_PREFIX = "control_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CONVERSION_DTYPES = ("auto", *DTYPES)
 
 # CLIP's tokenizer (openai/clip-vit-large-patch14, as SD 1.5 uses it) turns "" into
 # <|startoftext|> followed by <|endoftext|>, and pads to 77 tokens with <|endoftext|>.
@@ -43,20 +56,39 @@ CLIP_SEQUENCE_LENGTH = 77
 EMPTY_PROMPT_TOKEN_IDS = [CLIP_START_OF_TEXT] + [CLIP_END_OF_TEXT] * (CLIP_SEQUENCE_LENGTH - 1)
 
 
-def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.th/.ckpt/.pth/.bin`` (pickle, loaded without code) or ``.safetensors`` file."""
+def load_original_state_dict(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Tensors (under ``prefix``) of a ``.th/.ckpt/.pth/.bin`` pickle, loaded memory-mapped and
+    without code, or of a ``.safetensors`` file."""
     path = Path(path)
     if not path.is_file():
         raise MagicPoseError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    state = _load_safetensors(path, prefix) if path.suffix == ".safetensors" else _load_pickle(path)
+    return {key: value for key, value in state.items() if key.startswith(prefix)}
 
-        try:
-            return load_file(str(path))
-        except Exception as error:  # safetensors reports corrupt headers with several types
-            raise MagicPoseError(f"{path} is not a readable safetensors file ({error})") from None
+
+def _load_safetensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix)}
+    except Exception as error:  # safetensors reports corrupt headers with several types
+        raise MagicPoseError(f"{path} is not a readable safetensors file ({error})") from None
+
+
+def _torch_load(path: Path):
+    """``torch.load`` without code, memory-mapped (files written before torch 1.6 cannot be mapped)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = _torch_load(path)
     except pickle.UnpicklingError as error:
         needs_code = next((line for line in str(error).splitlines() if "GLOBAL" in line), None)
         if needs_code is None:
@@ -72,6 +104,24 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not any(isinstance(value, torch.Tensor) for value in state.values()):
         raise MagicPoseError(f"{path} holds no state dict of tensors")
     return {key.removeprefix("module."): value for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+
+class OriginalCheckpoint:
+    """An original checkpoint read part by part, so that memory holds one part at a time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        state = load_original_state_dict(self.path)
+        self.kind = checkpoint_kind(state)
+        self.keys = frozenset(state)
+        self.betas = state["betas"].clone() if "betas" in state else None
+
+    def has(self, prefix: str) -> bool:
+        return any(key.startswith(prefix) for key in self.keys)
+
+    def read(self, prefix: str, new_prefix: str = "") -> dict[str, torch.Tensor]:
+        """The tensors under ``prefix``, renamed to ``new_prefix``, from a fresh mapping of the file."""
+        return _with_prefix(load_original_state_dict(self.path, prefix), prefix, new_prefix)
 
 
 def read_original_config(config_path: str | Path | None) -> dict:
@@ -100,13 +150,15 @@ def _network_config(original: dict, network_key: str) -> dict:
     return config
 
 
-def _unet_config(original: dict, network_key: str) -> dict:
+def unet_config(original: dict, network_key: str) -> dict:
+    """The diffusers UNet config of one of the ldm config's networks (``unet_config``, ...)."""
     config = create_unet_diffusers_config_from_ldm(_network_config(original, network_key), {})
     config.pop("sample_size")
     return config
 
 
 def _load_exactly(model: torch.nn.Module, state: dict, what: str, source: Path) -> None:
+    """Give ``model`` (built on the meta device) the checkpoint's tensors themselves, or explain the misfit."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     shapes = [key for key in expected if key in state and state[key].shape != expected[key].shape]
@@ -116,46 +168,53 @@ def _load_exactly(model: torch.nn.Module, state: dict, what: str, source: Path) 
             f"the {what} in {source} does not fit the configured sizes ({detail}, ...). "
             "Pass the model's original yaml with --config."
         )
-    model.load_state_dict({key: state[key] for key in expected})
+    model.load_state_dict({key: state[key] for key in expected}, assign=True)
 
 
-def _build_unet(cls, state: dict, prefix: str, original: dict, network_key: str, what: str, source: Path):
-    config = _unet_config(original, network_key)
-    model = cls(**config)
-    converted = convert_ldm_unet_checkpoint(_with_prefix(state, prefix, UNET_PREFIX), config)
-    _load_exactly(model, converted, what, source)
+def _build_unet(cls, checkpoint: OriginalCheckpoint, prefix: str, original: dict, network_key: str, what: str):
+    config = unet_config(original, network_key)
+    with torch.device("meta"):
+        model = cls(**config)
+    converted = convert_ldm_unet_checkpoint(checkpoint.read(prefix, UNET_PREFIX), config)
+    _load_exactly(model, converted, what, checkpoint.path)
     return model
 
 
-def _build_controlnet(state: dict, prefix: str, original: dict, source: Path) -> ControlNetModel:
+def _build_controlnet(checkpoint: OriginalCheckpoint, prefix: str, original: dict) -> ControlNetModel:
     network_key = "pose_control_stage_config"
-    unet_config = _unet_config(original, network_key)
+    network_config = unet_config(original, network_key)
     hint_channels = original["model"]["params"].get(network_key, {}).get("params", {}).get("hint_channels", 3)
     keep = ("in_channels", "down_block_types", "block_out_channels", "layers_per_block", "cross_attention_dim")
     keep += ("attention_head_dim", "use_linear_projection", "transformer_layers_per_block")
-    model = ControlNetModel(conditioning_channels=hint_channels, **{key: unet_config[key] for key in keep})
-    converted = convert_controlnet_checkpoint(_with_prefix(state, prefix), unet_config)
-    _load_exactly(model, converted, "pose ControlNet", source)
+    with torch.device("meta"):
+        model = ControlNetModel(conditioning_channels=hint_channels, **{key: network_config[key] for key in keep})
+    converted = convert_controlnet_checkpoint(checkpoint.read(prefix), network_config)
+    _load_exactly(model, converted, "pose ControlNet", checkpoint.path)
     return model
 
 
-def _published_controlnet(state: dict, original: dict, source: Path) -> ControlNetModel:
+def _published_controlnet(checkpoint: OriginalCheckpoint, original: dict) -> ControlNetModel:
     """A ControlNet published on its own: keys under ``control_model.``, or bare."""
-    prefix = CONTROLNET_PREFIX if any(key.startswith(CONTROLNET_PREFIX) for key in state) else ""
-    return _build_controlnet(state, prefix, original, source)
+    return _build_controlnet(checkpoint, CONTROLNET_PREFIX if checkpoint.has(CONTROLNET_PREFIX) else "", original)
 
 
-def _build_vae(state: dict, original: dict, source: Path) -> AutoencoderKL:
-    config = create_vae_diffusers_config_from_ldm(original, {}, image_size=None)
-    model = AutoencoderKL(**config)
-    converted = convert_ldm_vae_checkpoint(_with_prefix(state, VAE_PREFIX, VAE_PREFIX), config)
-    _load_exactly(model, converted, "VAE", source)
+def vae_config(original: dict) -> dict:
+    """The diffusers AutoencoderKL config of the ldm config's first stage."""
+    return create_vae_diffusers_config_from_ldm(original, {}, image_size=None)
+
+
+def _build_vae(checkpoint: OriginalCheckpoint, original: dict) -> AutoencoderKL:
+    config = vae_config(original)
+    with torch.device("meta"):
+        model = AutoencoderKL(**config)
+    converted = convert_ldm_vae_checkpoint(checkpoint.read(VAE_PREFIX, VAE_PREFIX), config)
+    _load_exactly(model, converted, "VAE", checkpoint.path)
     return model
 
 
-def _scheduler(state: dict, original: dict) -> DDIMScheduler:
+def _scheduler(checkpoint: OriginalCheckpoint, original: dict) -> DDIMScheduler:
     params = original["model"]["params"]
-    betas = state.get("betas")
+    betas = checkpoint.betas
     return DDIMScheduler(
         num_train_timesteps=int(params.get("timesteps", 1000)),
         beta_start=float(params.get("linear_start", 0.00085)),
@@ -169,13 +228,13 @@ def _scheduler(state: dict, original: dict) -> DDIMScheduler:
     )
 
 
-def _text_encoder(state: dict):
+def _text_encoder(checkpoint: OriginalCheckpoint):
     """The CLIP text encoder, sized from its own tensors, and its embedding of the empty prompt."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     weights = {  # published checkpoints say text_model.*, newer transformers drop that level
         key.removeprefix("text_model."): value
-        for key, value in convert_ldm_clip_checkpoint(state).items()
+        for key, value in convert_ldm_clip_checkpoint(checkpoint.read(CLIP_PREFIX, CLIP_PREFIX)).items()
         if not key.endswith("position_ids")
     }
     token_embedding = weights["embeddings.token_embedding.weight"]
@@ -218,62 +277,109 @@ def checkpoint_kind(state: dict) -> str:
     )
 
 
+def conversion_dtype(dtype: str, kind: str) -> torch.dtype:
+    """The folder's weight dtype: ``auto`` is float16 for a MagicPose checkpoint (an inference model,
+    half the size) and float32 for the pieces that start a training run."""
+    if dtype not in CONVERSION_DTYPES:
+        raise MagicPoseError(f"--dtype must be one of {', '.join(CONVERSION_DTYPES)}, got {dtype!r}")
+    if dtype == "auto":
+        return torch.float16 if kind == "magicpose" else torch.float32
+    return DTYPES[dtype]
+
+
+def build_components(
+    checkpoint: OriginalCheckpoint, original: dict, controlnet_path: str | Path | None = None
+) -> Iterator[tuple[str, object]]:
+    """The (name, component) pairs of the model folder, built one at a time from their own reads.
+
+    A MagicPose checkpoint gives all of them; an SD 1.5 one gives a training initialisation (the
+    appearance model is the UNet's copy, as the original training starts; the pose ControlNet
+    comes from ``controlnet_path``, else from the UNet).
+    """
+    if checkpoint.has(CLIP_PREFIX):
+        text_encoder, empty_prompt = _text_encoder(checkpoint)
+        yield "empty_prompt", empty_prompt
+        yield "text_encoder", text_encoder
+    yield "unet", _build_unet(UNet2DConditionModel, checkpoint, UNET_PREFIX, original, "unet_config", "main UNet")
+    if checkpoint.kind == "magicpose":
+        appearance_key = "appearance_control_stage_config"
+        yield "reference_unet", _build_unet(AppearanceUNet, checkpoint, APPEARANCE_PREFIX, original, appearance_key, "appearance model")
+        yield "controlnet", _build_controlnet(checkpoint, POSE_PREFIX, original)
+    else:
+        yield "reference_unet", _build_unet(AppearanceUNet, checkpoint, UNET_PREFIX, original, "unet_config", "main UNet")
+        if controlnet_path is not None:
+            yield "controlnet", _published_controlnet(OriginalCheckpoint(controlnet_path), original)
+        else:
+            unet = _build_unet(UNet2DConditionModel, checkpoint, UNET_PREFIX, original, "unet_config", "main UNet")
+            yield "controlnet", ControlNetModel.from_unet(unet)
+    yield "vae", _build_vae(checkpoint, original)
+    yield "scheduler", _scheduler(checkpoint, original)
+
+
+def _save_component(component, folder: Path, dtype: torch.dtype) -> None:
+    """Write one component in ``dtype``; mapped checkpoint tensors are copied only where they must be."""
+    if isinstance(component, torch.nn.Module):
+        component.to(dtype)
+        for tensor in itertools.chain(component.parameters(), component.buffers()):
+            if not tensor.is_contiguous():
+                tensor.data = tensor.data.contiguous()
+    component.save_pretrained(folder, safe_serialization=True)
+
+
+def _write_model_folder(
+    checkpoint: OriginalCheckpoint, folder: Path, original: dict, controlnet_path: Path | None, dtype: torch.dtype
+) -> None:
+    """Write the components into ``folder`` one at a time, then model_index.json."""
+    from magicpose_cli.models.pipeline import MagicPosePipeline
+
+    if checkpoint.kind == "controlnet":
+        _save_component(_published_controlnet(checkpoint, original), folder, dtype)
+        return
+    written = {}
+    for name, component in build_components(checkpoint, original, controlnet_path):
+        _save_component(component, folder / name, dtype)
+        # keep an empty shell (weights on the meta device) for model_index.json; free the weights
+        written[name] = component.to("meta") if isinstance(component, torch.nn.Module) else component
+    MagicPosePipeline(**written).save_config(folder)
+
+
 def convert_checkpoint(
     checkpoint_path: str | Path,
     output_dir: str | Path,
     config_path: str | Path | None = None,
     controlnet_path: str | Path | None = None,
+    dtype: str = "fp32",
+    overwrite: bool = False,
 ) -> Path:
-    """Convert an original-layout checkpoint into a ``save_pretrained`` folder; returns the folder.
+    """Convert an original-layout checkpoint into a ``save_pretrained`` folder, written atomically.
 
-    - a MagicPose checkpoint becomes a complete MagicPose model folder;
-    - an SD 1.5 checkpoint becomes a MagicPose *initialisation* (appearance model copied from the
-      UNet, as the original training does; pose ControlNet from ``controlnet_path`` if given, else
-      initialised from the UNet);
+    - a MagicPose checkpoint becomes a complete MagicPose model folder, recommending the original
+      inference's settings;
+    - an SD 1.5 checkpoint becomes a MagicPose *initialisation* (see ``build_components``);
     - a ControlNet checkpoint (e.g. ``control_v11p_sd15_openpose.pth``) becomes a ControlNet folder.
+
+    ``dtype``: fp32 (the checkpoint's precision), fp16, bf16, or auto (see ``conversion_dtype``).
+    Every input is checked before anything is written; a failure leaves nothing behind.
     """
-    from magicpose_cli.models.pipeline import MagicPosePipeline
-
-    source = Path(checkpoint_path)
     output_dir = Path(output_dir)
-    state = load_original_state_dict(source)
+    check_output_folder(output_dir, overwrite)
+    checkpoint = OriginalCheckpoint(checkpoint_path)
     original = read_original_config(config_path)
-    kind = checkpoint_kind(state)
-
-    if kind == "controlnet":
-        controlnet = _published_controlnet(state, original, source)
-        with atomic_directory(output_dir) as folder:
-            controlnet.save_pretrained(folder, safe_serialization=True)
-        return output_dir
-
-    unet = _build_unet(UNet2DConditionModel, state, UNET_PREFIX, original, "unet_config", "main UNet", source)
-    if kind == "magicpose":
-        reference_unet = _build_unet(
-            AppearanceUNet, state, APPEARANCE_PREFIX, original, "appearance_control_stage_config", "appearance model", source
-        )
-        controlnet = _build_controlnet(state, POSE_PREFIX, original, source)
-    else:
-        reference_unet = AppearanceUNet(**unet.config)
-        reference_unet.load_state_dict(unet.state_dict(), strict=False)
-        if controlnet_path is not None:
-            controlnet_state = load_original_state_dict(controlnet_path)
-            controlnet = _published_controlnet(controlnet_state, original, Path(controlnet_path))
-        else:
-            controlnet = ControlNetModel.from_unet(unet)
-
-    text_encoder = empty_prompt = None
-    if any(key.startswith(CLIP_PREFIX) for key in state):
-        text_encoder, empty_prompt = _text_encoder(state)
-
-    pipeline = MagicPosePipeline(
-        unet=unet,
-        reference_unet=reference_unet,
-        controlnet=controlnet,
-        vae=_build_vae(state, original, source),
-        scheduler=_scheduler(state, original),
-        empty_prompt=empty_prompt,
-        text_encoder=text_encoder,
-    )
+    weights_dtype = conversion_dtype(dtype, checkpoint.kind)
+    if controlnet_path is not None and checkpoint.kind != "sd15":
+        raise MagicPoseError("--controlnet goes with a Stable Diffusion 1.5 checkpoint (a training start); "
+                             f"{checkpoint.path.name} is a {checkpoint.kind} checkpoint")  # fmt: skip
     with atomic_directory(output_dir) as folder:
-        pipeline.save_pretrained(folder, safe_serialization=True)
+        _write_model_folder(checkpoint, folder, original, controlnet_path, weights_dtype)
+        if checkpoint.kind == "magicpose":
+            (SD15_RECOMMENDED_SETTINGS if config_path is None else ORIGINAL_SAMPLING_SETTINGS).write(folder)
     return output_dir
+
+
+def check_output_folder(output_dir: Path, overwrite: bool) -> None:
+    """Refuse a file (or a path under one), or (without ``overwrite``) a folder that holds something, as the output."""
+    nearest = next(path for path in (output_dir, *output_dir.parents) if path.exists())
+    if not nearest.is_dir():
+        raise MagicPoseError(f"{nearest} is a file; the output is a folder (name a new or empty one)")
+    if nearest == output_dir and any(output_dir.iterdir()) and not overwrite:
+        raise MagicPoseError(f"{output_dir} exists and is not empty; pass --overwrite to replace it")
