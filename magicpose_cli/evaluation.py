@@ -88,12 +88,9 @@ class EvaluationSettings:
 
 def generate_for_pair(pipeline, pair, settings: EvaluationSettings, use_reference: bool = True, per_frame_noise: bool = False) -> np.ndarray:
     """The model's frames (N x H x W x 3 in [0, 1]) for a synthetic pair's reference and target poses."""
-    reference = torch.from_numpy(pair.reference_frame).permute(2, 0, 1).float().unsqueeze(0) / 127.5 - 1.0
-    pose_maps = np.stack([render_pose(pose, settings.size, settings.size) for pose in pair.target_poses])
-    pose_maps = torch.from_numpy(pose_maps).permute(0, 3, 1, 2).float() / 255.0
     output = pipeline(
-        reference_image=reference,
-        pose_maps=pose_maps,
+        reference_image=pair.reference_frame,
+        pose_maps=[render_pose(pose, settings.size, settings.size) for pose in pair.target_poses],
         num_inference_steps=settings.steps,
         guidance_scale=settings.guidance,
         generator=torch.Generator().manual_seed(settings.seed),

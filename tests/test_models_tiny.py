@@ -60,7 +60,7 @@ def test_shared_noise_makes_equal_poses_give_equal_frames(pipe):
 
 def test_frames_do_not_depend_on_their_batch(pipe):
     settings = inputs(num_frames=3)
-    noise = pipe.prepare_shared_noise(64, 64, torch.Generator().manual_seed(0))
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     together = pipe(**settings, latents=noise, frames_per_batch=3, output_type="latent").images
     alone = torch.cat(
         [pipe(**{**settings, "pose_maps": settings["pose_maps"][i : i + 1]}, latents=noise, output_type="latent").images for i in range(3)]
@@ -68,14 +68,21 @@ def test_frames_do_not_depend_on_their_batch(pipe):
     assert torch.allclose(together, alone, atol=1e-4)
 
 
-def test_appearance_model_runs_once_per_batch_and_step_and_controlnet_only_where_used(pipe):
+@pytest.mark.parametrize("frames_per_batch", [5, 2, 1])
+def test_appearance_model_runs_once_per_step_whatever_the_batches_and_controlnet_only_where_used(pipe, frames_per_batch):
     reference_calls, controlnet_calls, unet_calls = count_calls(pipe.reference_unet), count_calls(pipe.controlnet), count_calls(pipe.unet)
-    pipe(**inputs(num_frames=5), frames_per_batch=2, output_type="latent")  # batches of 2, 2, 1
-    steps, batches = 3, 3
-    assert reference_calls == [1] * (steps * batches)  # one reference image, whatever the batch size
-    assert len(controlnet_calls) == steps * batches  # conditional branch only in "image" mode
+    pipe(**inputs(num_frames=5), frames_per_batch=frames_per_batch, output_type="latent")
+    steps, batches = 3, -(-5 // frames_per_batch)
+    assert reference_calls == [1] * steps  # one reference image, once per step for the whole video
+    assert len(controlnet_calls) == steps * batches and sum(controlnet_calls) == 5 * steps  # conditional branch only
     assert len(unet_calls) == 2 * steps * batches
-    assert sorted(set(controlnet_calls)) == [1, 2]
+
+
+def test_text_mode_with_another_negative_prompt_computes_both_features_once_per_step(pipe):
+    reference_calls, unet_calls = count_calls(pipe.reference_unet), count_calls(pipe.unet)
+    negative = torch.randn(1, 77, 32, generator=torch.Generator().manual_seed(5))
+    pipe(**inputs(num_frames=3), guidance_mode="text", negative_prompt_embeds=negative, frames_per_batch=1, output_type="latent")
+    assert len(reference_calls) == 2 * 3 and len(unet_calls) == 2 * 3 * 3
 
 
 def test_text_mode_with_the_same_prompt_skips_the_identical_branch(pipe):
@@ -174,7 +181,7 @@ def test_step_callback_sees_every_step_of_every_batch(pipe):
 def test_reference_switched_off_at_inference_ignores_the_reference(pipe):
     reference_calls = count_calls(pipe.reference_unet)
     settings = inputs(num_frames=2)
-    noise = pipe.prepare_shared_noise(64, 64, torch.Generator().manual_seed(0))
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     off = pipe(**settings, latents=noise, use_reference=False, output_type="latent").images
     other_reference = {**settings, "reference_image": -settings["reference_image"]}
     off_other = pipe(**other_reference, latents=noise, use_reference=False, output_type="latent").images
@@ -182,3 +189,51 @@ def test_reference_switched_off_at_inference_ignores_the_reference(pipe):
     assert torch.equal(off, off_other)
     assert len(reference_calls) == 3  # only the run with the reference on
     assert (on - off).abs().max() > 1e-3
+
+
+def test_pose_maps_as_uint8_arrays_pil_images_or_tensors_give_the_same_frames(pipe):
+    import numpy as np
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # an untrained ControlNet ignores its input (zero convolution); let the maps matter
+        pipe.controlnet.controlnet_cond_embedding.conv_out.weight.normal_(0, 0.5, generator=generator)
+    maps = torch.randint(0, 256, (2, 64, 64, 3), generator=generator, dtype=torch.uint8).numpy()
+    maps[1] = np.minimum(maps[1], 1)  # a dark map (values 0 and 1) is still read as 0..1/255, not guessed as [0, 1]
+    reference = torch.rand(1, 3, 64, 64, generator=generator) * 2 - 1
+    common = dict(reference_image=reference, num_inference_steps=2, output_type="latent")
+
+    def run(pose_maps):
+        return pipe(pose_maps=pose_maps, generator=torch.Generator().manual_seed(0), **common).images
+
+    as_tensor = run(torch.from_numpy(maps).permute(0, 3, 1, 2).float() / 255.0)
+    assert torch.equal(run(list(maps)), as_tensor)
+    assert torch.equal(run(maps), as_tensor)
+    assert torch.equal(run([Image.fromarray(pose_map) for pose_map in maps]), as_tensor)
+    full_scale = run(torch.from_numpy(maps).permute(0, 3, 1, 2).float())
+    assert (full_scale[1] - as_tensor[1]).abs().max() > 1e-3  # the scale matters, so the test can fail
+
+
+def test_batches_can_be_skipped_without_changing_the_others(pipe):
+    settings = {**inputs(num_frames=5), "frames_per_batch": 2, "output_type": "latent"}
+    everything = pipe(**settings, generator=torch.Generator().manual_seed(0)).images
+    reference_calls = count_calls(pipe.reference_unet)
+    batches = list(pipe.generate_batches(**settings, generator=torch.Generator().manual_seed(0), skip_batch=lambda frames: frames.start < 2))
+    assert [frames for frames, _ in batches] == [range(2, 4), range(4, 5)]
+    assert torch.allclose(torch.cat([latents for _, latents in batches]), everything[2:], atol=1e-5)
+    assert len(reference_calls) == 3  # once per step for the two batches left
+    assert list(pipe.generate_batches(**settings, skip_batch=lambda frames: True)) == []
+
+
+def test_the_denoiser_follows_a_swapped_unet(pipe):
+    before = pipe.denoiser
+    assert pipe.denoiser is before  # built once, not per call
+    other = tiny_components(seed=1)["unet"]
+    pipe.unet = other
+    assert pipe.denoiser.unet is other and pipe.denoiser is not before
+    first = pipe(**inputs(num_frames=1), generator=torch.Generator().manual_seed(0), output_type="latent").images
+    with torch.no_grad():
+        other.conv_out.weight.mul_(2)
+    second = pipe(**inputs(num_frames=1), generator=torch.Generator().manual_seed(0), output_type="latent").images
+    assert (first - second).abs().max() > 1e-3
+

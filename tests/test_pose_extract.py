@@ -124,12 +124,15 @@ def test_align_to_reference_and_loaders(astronaut_video, tmp_path):
 
     # The output folder (OpenPose JSON) and a folder of its rendered maps load as driving input.
     from_json = load_driving_poses(out)
-    assert len(from_json) == 3 and from_json.fps == pytest.approx(10) and not from_json.is_pose_maps
+    assert len(from_json) == 3 and from_json.fps == pytest.approx(10) and from_json.keypoints is not None
     maps = tmp_path / "maps"
     maps.mkdir()
     for png in sorted(out.glob("*.png")):
         (maps / png.name).write_bytes(png.read_bytes())
     from_maps = load_driving_poses(maps)
-    assert from_maps.is_pose_maps and len(from_maps) == 3 and from_maps.poses[0].shape == (512, 512, 3)
+    assert from_maps.keypoints is None and len(from_maps) == 3 and (from_maps.canvas_width, from_maps.canvas_height) == (512, 512)
+    # Both render (or read) the same maps on a canvas of their own size.
+    drawn, read = (poses.pose_maps(poses.placement(512, 512, "pad"))[2] for poses in (from_json, from_maps))
+    assert np.array_equal(drawn, read) and np.array_equal(read, np.asarray(Image.open(maps / "00002.png")))
     from_video = load_driving_poses(astronaut_video, max_frames=2, work_dir=tmp_path / "work")
-    assert len(from_video) == 2 and (from_video.width, from_video.height) == (320, 256)
+    assert len(from_video) == 2 and (from_video.canvas_width, from_video.canvas_height) == (320, 256)

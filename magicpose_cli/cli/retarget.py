@@ -10,6 +10,8 @@ from rich.table import Table
 
 from magicpose_cli.cli.app import app, console, user_errors
 from magicpose_cli.framing import FitMode
+from magicpose_cli.models.loading import Device, Precision, Scheduler
+from magicpose_cli.models.pipeline import GuidanceMode
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, retarget
 
 _GENERATION = "Generation"
@@ -45,13 +47,13 @@ def retarget_command(
     batch_size: int = typer.Option(4, help="Frames denoised together.", rich_help_panel=_GENERATION),
     steps: int = typer.Option(50, help="Denoising steps.", rich_help_panel=_GENERATION),
     guidance: float = typer.Option(7.0, help="Classifier-free guidance scale.", rich_help_panel=_GENERATION),
-    guidance_mode: str = typer.Option(
-        "image", help="image: guide on reference+pose (MagicPose default); text: reference in both branches.",
+    guidance_mode: GuidanceMode = typer.Option(
+        GuidanceMode.image, help="image: guide on reference+pose (MagicPose default); text: reference in both branches.",
         rich_help_panel=_GENERATION,
     ),
-    scheduler: str = typer.Option("ddim", help="ddim, dpm (DPM-Solver++) or unipc; the latter two need fewer steps.", rich_help_panel=_GENERATION),
-    device: str = typer.Option("auto", help="auto, cuda, mps or cpu.", rich_help_panel=_MEMORY),
-    dtype: str = typer.Option("auto", help="auto, fp16, bf16 or fp32 (the CPU always uses fp32).", rich_help_panel=_MEMORY),
+    scheduler: Scheduler = typer.Option(Scheduler.ddim, help="dpm (DPM-Solver++) and unipc need fewer steps.", rich_help_panel=_GENERATION),
+    device: Device = typer.Option(Device.auto, help="auto: cuda, else mps, else cpu.", rich_help_panel=_MEMORY),
+    dtype: Precision = typer.Option(Precision.auto, help="auto: fp16 on CUDA, else fp32; bf16 also on the CPU.", rich_help_panel=_MEMORY),
     vae_slicing: bool = typer.Option(False, help="Decode frames one at a time (less GPU memory).", rich_help_panel=_MEMORY),
     vae_tiling: bool = typer.Option(False, help="Decode in tiles (less GPU memory at high resolution).", rich_help_panel=_MEMORY),
     cpu_offload: bool = typer.Option(False, help="Keep models on the CPU until needed (small GPUs).", rich_help_panel=_MEMORY),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from enum import Enum
 
 import numpy as np
 import PIL.Image
@@ -15,8 +17,16 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from magicpose_cli.models.networks import AppearanceUNet, MagicPoseDenoiser, PromptEmbedding
+from magicpose_cli.models.reference_attention import ReferenceFeatures
 
-GUIDANCE_MODES = ("image", "text")
+CPU = torch.device("cpu")
+
+
+class GuidanceMode(str, Enum):
+    """``image``: guide on reference and pose (the original default); ``text``: guide on the prompt only."""
+
+    image = "image"
+    text = "text"
 
 
 @dataclass
@@ -26,12 +36,84 @@ class MagicPoseOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
+class PoseMapProcessor:
+    """Pose maps in any usual form as an Nx3xHxW float tensor in [0,1], the ControlNet's input range.
+
+    The type decides the scale, never the values: uint8 arrays, uint8 tensors and PIL images are
+    divided by 255; float arrays (HxWx3) and float tensors (3xHxW) are taken as already in [0,1].
+    """
+
+    @staticmethod
+    def frames(pose_maps) -> Sequence:
+        """Any pose-map input as a sequence of single maps; a 4-D tensor or array is split by indexing."""
+        if isinstance(pose_maps, PIL.Image.Image) or (isinstance(pose_maps, (torch.Tensor, np.ndarray)) and pose_maps.ndim == 3):
+            return [pose_maps]
+        return pose_maps
+
+    @staticmethod
+    def to_tensor(pose_map) -> torch.Tensor:
+        """One map as a 3xHxW float tensor in [0,1]."""
+        if isinstance(pose_map, PIL.Image.Image):
+            pose_map = np.asarray(pose_map.convert("RGB"))
+        if isinstance(pose_map, np.ndarray):
+            if pose_map.ndim != 3 or pose_map.shape[-1] != 3:
+                raise ValueError(f"pose maps must be N x 3 x H x W tensors or H x W x 3 arrays, got an array of {pose_map.shape}")
+            pose_map = torch.from_numpy(np.array(pose_map)).permute(2, 0, 1)  # a copy: PIL's arrays are read-only
+        if not isinstance(pose_map, torch.Tensor):
+            raise TypeError(f"a pose map must be an array, a PIL image or a tensor, got {type(pose_map).__name__}")
+        if pose_map.ndim != 3 or pose_map.shape[0] != 3:
+            raise ValueError(f"pose maps must be N x 3 x H x W (N >= 1), got a map of {tuple(pose_map.shape)}")
+        return pose_map.float() / 255.0 if pose_map.dtype == torch.uint8 else pose_map.float()
+
+    def preprocess(self, pose_maps: Sequence) -> torch.Tensor:
+        """Maps of one size stacked as Nx3xHxW."""
+        tensors = [self.to_tensor(pose_map) for pose_map in pose_maps]
+        if any(tensor.shape != tensors[0].shape for tensor in tensors):
+            raise ValueError("all pose maps must have the same size")
+        return torch.stack(tensors)
+
+
+StepFeatures = tuple[ReferenceFeatures, ReferenceFeatures | None]
+"""The reference features of one step: for the conditional branch, and for ``"text"`` mode's negative one."""
+
+
+def _features_on(features: ReferenceFeatures | None, device: torch.device) -> ReferenceFeatures | None:
+    return None if features is None else {name: feature.to(device, non_blocking=True) for name, feature in features.items()}
+
+
+class StepReferenceFeatures:
+    """The appearance model's features at each denoising step, computed once for the whole video.
+
+    They depend only on the reference, the timestep and the text, never on the frames, so the
+    first batch computes them and the later batches reuse them. Between batches they wait on the
+    CPU (at 512x512 the SD 1.5 self-attention inputs are 11.6 M values per step: 23 MB in
+    float16, 1.2 GB for 50 steps), so the accelerator holds only the current step's.
+    """
+
+    def __init__(self, compute: Callable[[torch.Tensor], StepFeatures], keep: bool):
+        self.compute, self.keep = compute, keep
+        self.kept: dict[int, StepFeatures] = {}
+
+    def at(self, step_index: int, timestep: torch.Tensor, device: torch.device) -> StepFeatures:
+        if step_index in self.kept:
+            return tuple(_features_on(features, device) for features in self.kept[step_index])
+        computed = self.compute(timestep)
+        if self.keep:
+            self.kept[step_index] = tuple(_features_on(features, CPU) for features in computed)
+        return computed
+
+
+def frame_batches(num_frames: int, frames_per_batch: int) -> list[range]:
+    """Frame indices of each batch, always cut at multiples of ``frames_per_batch`` (so resuming is exact)."""
+    return [range(start, min(start + frames_per_batch, num_frames)) for start in range(0, num_frames, frames_per_batch)]
+
+
 class MagicPosePipeline(DiffusionPipeline):
     """MagicPose sampling for one frame or a thousand.
 
     All frames share the reference features and, by default, one initial noise, so a video is
     as consistent as the model allows. Frames are denoised in batches; per step the appearance
-    model runs once per batch, and the ControlNet only in branches that use the pose.
+    model runs once for the whole video, and the ControlNet only in branches that use the pose.
 
     Guidance modes: ``"image"`` (the original default) guides on reference and pose: the
     unconditional branch is the plain SD UNet with the same text. ``"text"`` keeps reference and
@@ -65,16 +147,33 @@ class MagicPosePipeline(DiffusionPipeline):
         )
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
-        self.denoiser = MagicPoseDenoiser(unet, reference_unet, controlnet)
+        self.pose_map_processor = PoseMapProcessor()
+        self._denoiser: MagicPoseDenoiser | None = None
+
+    @property
+    def denoiser(self) -> MagicPoseDenoiser:
+        """The noise predictor over the registered networks; rebuilt when one of them is swapped."""
+        networks = (self.unet, self.reference_unet, self.controlnet)
+        built = self._denoiser
+        if built is None or any(a is not b for a, b in zip((built.unet, built.reference_unet, built.controlnet), networks)):
+            self._denoiser = built = MagicPoseDenoiser(*networks)
+        return built
+
+    def __call__(self, *args, return_dict: bool = True, **kwargs) -> MagicPoseOutput | tuple:
+        """Generate one frame per pose map: the arguments of :meth:`generate_batches`, its batches joined."""
+        outputs = [images for _frames, images in self.generate_batches(*args, **kwargs)]
+        images = outputs[0] if len(outputs) == 1 else self._join(outputs)
+        self.maybe_free_model_hooks()
+        return MagicPoseOutput(images=images) if return_dict else (images,)
 
     @torch.no_grad()
-    def __call__(
+    def generate_batches(
         self,
-        reference_image: torch.Tensor | PIL.Image.Image,
-        pose_maps: torch.Tensor | Sequence[PIL.Image.Image] | np.ndarray,
+        reference_image: torch.Tensor | PIL.Image.Image | np.ndarray,
+        pose_maps: torch.Tensor | np.ndarray | Sequence,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.0,
-        guidance_mode: str = "image",
+        guidance_mode: GuidanceMode | str = GuidanceMode.image,
         prompt: str | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
@@ -84,58 +183,72 @@ class MagicPosePipeline(DiffusionPipeline):
         frames_per_batch: int = 4,
         output_type: str = "pil",
         callback_on_step_end: Callable[["MagicPosePipeline", int, int, dict], dict | None] | None = None,
-        return_dict: bool = True,
         use_reference: bool = True,
-    ) -> MagicPoseOutput | tuple:
-        """Generate one frame per pose map; ``use_reference=False`` switches appearance attention off (ablation)."""
-        if guidance_mode not in GUIDANCE_MODES:
-            raise ValueError(f"guidance_mode must be one of {GUIDANCE_MODES}, got {guidance_mode!r}")
-        if frames_per_batch < 1:
-            raise ValueError("frames_per_batch must be at least 1")
+        skip_batch: Callable[[range], bool] | None = None,
+    ) -> Iterator[tuple[range, list[PIL.Image.Image] | np.ndarray | torch.Tensor]]:
+        """Yield ``(frame indices, frames)`` batch by batch, so a long video never sits in memory whole.
 
-        # 1. Inputs: pose maps, the reference latent, the text.
-        pose_maps = self.prepare_pose_maps(pose_maps)
-        num_frames, height, width = pose_maps.shape[0], pose_maps.shape[2], pose_maps.shape[3]
-        reference_latents = self.encode_reference(reference_image, height, width) if use_reference else None
+        ``pose_maps``: any sequence of maps (uint8 HxWx3 arrays, PIL images, 3xHxW tensors in [0,1],
+        read one batch at a time) or an Nx3xHxW tensor. ``skip_batch(frame indices) -> True`` skips
+        a batch (e.g. cached) without changing any other frame. The noise is drawn in float32 where
+        ``generator`` lives (the CPU if none), so a CPU generator gives it on every device alike.
+        ``use_reference=False`` switches appearance attention off.
+        """
+        pose_maps = self.pose_map_processor.frames(pose_maps)
+        height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps)
+        guidance_mode = GuidanceMode(guidance_mode)
+        num_frames = len(pose_maps)
+        batches = frame_batches(num_frames, frames_per_batch)
+        todo = [index for index, frames in enumerate(batches) if skip_batch is None or not skip_batch(frames)]
+        if not todo:
+            return
+
+        # 1. The text, the initial noise, the reference latent and its features per step.
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(prompt, prompt_embeds, negative_prompt_embeds)
-
-        # 2. Initial noise: one shared by all frames, unless per-frame noise is asked for.
         initial_noise = self.prepare_latents(num_frames, height, width, generator, latents, per_frame_noise)
+        reference_latents = self.encode_reference(reference_image, height, width) if use_reference else None
+        references = self.prepare_reference_features(
+            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep=len(todo) > 1
+        )
 
-        # 3. Denoise and decode batch by batch.
-        frame_batches = range(0, num_frames, frames_per_batch)
-        outputs = []
-        for batch_index, start in enumerate(frame_batches):
-            batch_poses = pose_maps[start : start + frames_per_batch]
-            batch_noise = initial_noise[start : start + len(batch_poses)] if len(initial_noise) > 1 else initial_noise
+        # 2. Denoise and decode batch by batch.
+        for batch_index in todo:
+            frames = batches[batch_index]
+            batch_poses = self.pose_map_processor.preprocess([pose_maps[index] for index in frames])
+            batch_noise = initial_noise[frames.start : frames.stop] if len(initial_noise) > 1 else initial_noise
             batch_latents = self.denoise(
-                batch_noise.expand(len(batch_poses), -1, -1, -1).clone(),
-                batch_poses,
-                reference_latents,
-                prompt_embeds,
-                negative_prompt_embeds,
-                num_inference_steps,
-                guidance_scale,
-                guidance_mode,
-                callback_on_step_end,
-                {"batch_index": batch_index, "num_batches": len(frame_batches)},
-            )
-            outputs.append(self.decode(batch_latents, output_type))
+                batch_noise.expand(len(frames), -1, -1, -1).clone(), batch_poses.to(self._execution_device, self.unet.dtype),
+                references, prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode,
+                callback_on_step_end, {"batch_index": batch_index, "num_batches": len(batches)},
+            )  # fmt: skip
+            yield frames, self.decode(batch_latents, output_type)
 
-        images = outputs[0] if len(outputs) == 1 else self._join(outputs)
-        self.maybe_free_model_hooks()
-        return MagicPoseOutput(images=images) if return_dict else (images,)
+    def check_inputs(self, reference_image, pose_maps: Sequence, guidance_mode, frames_per_batch, num_inference_steps) -> tuple[int, int]:
+        """Refuse bad inputs before any network runs; returns the pose maps' (height, width)."""
+        if guidance_mode not in {mode.value for mode in GuidanceMode}:
+            raise ValueError(f"guidance_mode must be one of {[mode.value for mode in GuidanceMode]}, got {guidance_mode!r}")
+        if frames_per_batch < 1 or num_inference_steps < 1:
+            raise ValueError("frames_per_batch and num_inference_steps must be at least 1")
+        if len(pose_maps) == 0:
+            raise ValueError("pose_maps must be N x 3 x H x W (N >= 1), got no pose maps")
+        height, width = self.pose_map_processor.to_tensor(pose_maps[0]).shape[1:]
+        multiple = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        if height % multiple or width % multiple:
+            raise ValueError(f"pose maps are {width}x{height}; width and height must be multiples of {multiple}")
+        if isinstance(reference_image, torch.Tensor) and tuple(reference_image.shape[-2:]) != (height, width):
+            raise ValueError(f"reference image is {tuple(reference_image.shape[-2:])} but the pose maps are {(height, width)}")
+        return height, width
 
     def denoise(
         self,
         latents: torch.Tensor,
         pose_maps: torch.Tensor,
-        reference_latents: torch.Tensor | None,
+        references: StepReferenceFeatures | None,
         prompt_embeds: torch.Tensor,
         negative_prompt_embeds: torch.Tensor,
         num_inference_steps: int,
         guidance_scale: float,
-        guidance_mode: str,
+        guidance_mode: GuidanceMode,
         callback_on_step_end=None,
         batch_info: dict | None = None,
     ) -> torch.Tensor:
@@ -145,8 +258,9 @@ class MagicPosePipeline(DiffusionPipeline):
         with self.progress_bar(total=len(self.scheduler.timesteps)) as progress:
             for step_index, timestep in enumerate(self.scheduler.timesteps):
                 model_input = self.scheduler.scale_model_input(latents, timestep)
+                reference, negative_reference = references.at(step_index, timestep, latents.device) if references is not None else (None, None)
                 noise = self.guided_noise(
-                    model_input, timestep, pose_maps, reference_latents, prompt_embeds,
+                    model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds,
                     negative_prompt_embeds, guidance_scale, guidance_mode,
                 )  # fmt: skip
                 latents = self.scheduler.step(noise, timestep, latents, return_dict=False)[0]
@@ -161,52 +275,57 @@ class MagicPosePipeline(DiffusionPipeline):
         latents: torch.Tensor,
         timestep,
         pose_maps: torch.Tensor,
-        reference_latents: torch.Tensor | None,
+        reference: ReferenceFeatures | None,
+        negative_reference: ReferenceFeatures | None,
         prompt_embeds: torch.Tensor,
         negative_prompt_embeds: torch.Tensor,
         guidance_scale: float,
-        guidance_mode: str,
+        guidance_mode: GuidanceMode,
     ) -> torch.Tensor:
         """Classifier-free guided noise prediction for a batch of frames at one timestep."""
-        reference = None
-        if reference_latents is not None:
-            reference = self.denoiser.reference_features(reference_latents, timestep, prompt_embeds)
         conditional = self.denoiser(latents, timestep, prompt_embeds, reference, pose_maps)
-        if guidance_scale == 1.0:
+        if self.uses_conditional_only(guidance_scale, guidance_mode, prompt_embeds, negative_prompt_embeds):
             return conditional
-        if guidance_mode == "image":
+        if guidance_mode == GuidanceMode.image:
             unconditional = self.denoiser(latents, timestep, prompt_embeds)
-        elif negative_prompt_embeds is prompt_embeds or torch.equal(negative_prompt_embeds, prompt_embeds):
-            return conditional  # both branches are the same computation
         else:
-            negative_reference = None
-            if reference_latents is not None:
-                negative_reference = self.denoiser.reference_features(reference_latents, timestep, negative_prompt_embeds)
             unconditional = self.denoiser(latents, timestep, negative_prompt_embeds, negative_reference, pose_maps)
         return unconditional + guidance_scale * (conditional - unconditional)
 
-    def prepare_pose_maps(self, pose_maps) -> torch.Tensor:
-        """Pose maps as an Nx3xHxW tensor in [0,1] on the UNet's device and dtype."""
-        if isinstance(pose_maps, torch.Tensor):
-            maps = pose_maps if pose_maps.ndim == 4 else pose_maps.unsqueeze(0)
-        else:
-            maps = self.image_processor.pil_to_numpy(list(pose_maps)) if not isinstance(pose_maps, np.ndarray) else pose_maps
-            maps = torch.from_numpy(np.asarray(maps, dtype=np.float32)).permute(0, 3, 1, 2)
-            if maps.max() > 1.0:
-                maps = maps / 255.0
-        if maps.ndim != 4 or maps.shape[1] != 3 or len(maps) == 0:
-            raise ValueError(f"pose_maps must be N x 3 x H x W (N >= 1), got {tuple(maps.shape)}")
-        multiple = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
-        if maps.shape[2] % multiple or maps.shape[3] % multiple:
-            raise ValueError(f"pose maps are {maps.shape[3]}x{maps.shape[2]}; width and height must be multiples of {multiple}")
-        return maps.to(self._execution_device, self.unet.dtype)
+    @staticmethod
+    def uses_conditional_only(guidance_scale: float, guidance_mode: GuidanceMode, prompt_embeds, negative_prompt_embeds) -> bool:
+        """No guidance, or "text" guidance between two equal prompts: both branches are the same computation."""
+        if guidance_scale == 1.0:
+            return True
+        same_text = negative_prompt_embeds is prompt_embeds or torch.equal(negative_prompt_embeds, prompt_embeds)
+        return guidance_mode == GuidanceMode.text and same_text
+
+    def prepare_reference_features(
+        self, reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep: bool
+    ) -> StepReferenceFeatures | None:
+        """Features of the reference per step, for the conditional branch and (``"text"`` mode) the negative one."""
+        if reference_latents is None:
+            return None
+        negative_needed = guidance_mode == GuidanceMode.text and not self.uses_conditional_only(
+            guidance_scale, guidance_mode, prompt_embeds, negative_prompt_embeds
+        )
+
+        def features(timestep) -> StepFeatures:
+            positive = self.denoiser.reference_features(reference_latents, timestep, prompt_embeds)
+            negative = self.denoiser.reference_features(reference_latents, timestep, negative_prompt_embeds) if negative_needed else None
+            return positive, negative
+
+        return StepReferenceFeatures(features, keep)
 
     def encode_reference(self, reference_image, height: int | None = None, width: int | None = None) -> torch.Tensor:
-        """Reference latent: VAE posterior mode times the scaling factor (no noise is added)."""
+        """Reference latent: VAE posterior mode times the scaling factor (no noise is added).
+
+        A tensor is taken as 1x3xHxW in [-1,1]; a PIL image or uint8 HxWx3 array is resized to the size asked.
+        """
+        if isinstance(reference_image, np.ndarray):
+            reference_image = PIL.Image.fromarray(reference_image)
         if isinstance(reference_image, torch.Tensor):
             image = reference_image if reference_image.ndim == 4 else reference_image.unsqueeze(0)
-            if height is not None and tuple(image.shape[-2:]) != (height, width):
-                raise ValueError(f"reference image is {tuple(image.shape[-2:])} but the pose maps are {(height, width)}")
         else:
             image = self.image_processor.preprocess(reference_image.convert("RGB"), height=height, width=width)
         image = image.to(self._execution_device, self.vae.dtype)
@@ -237,11 +356,8 @@ class MagicPosePipeline(DiffusionPipeline):
         dtype = self.unet.dtype
         return prompt_embeds.to(device, dtype), negative_prompt_embeds.to(device, dtype)
 
-    def prepare_shared_noise(self, height: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The 1x4xhxw initial noise that every frame of a video starts from."""
-        return self.prepare_latents(1, height, width, generator, None, per_frame_noise=False)
-
     def prepare_latents(self, num_frames, height, width, generator, latents, per_frame_noise) -> torch.Tensor:
+        """The initial noise: 1 (shared by all frames) or ``num_frames`` x 4 x h x w."""
         shape = (
             num_frames if per_frame_noise else 1,
             self.unet.config.in_channels,
@@ -249,16 +365,36 @@ class MagicPosePipeline(DiffusionPipeline):
             width // self.vae_scale_factor,
         )
         if latents is None:
-            return randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
-        if latents.ndim != 4 or latents.shape[0] not in (1, num_frames) or tuple(latents.shape[1:]) != shape[1:]:
+            draw_device = generator.device if generator is not None else CPU
+            latents = randn_tensor(shape, generator=generator, device=draw_device, dtype=torch.float32)
+        elif latents.ndim != 4 or latents.shape[0] not in (1, num_frames) or tuple(latents.shape[1:]) != shape[1:]:
             raise ValueError(f"latents must be 1 or {num_frames} x {shape[1]} x {shape[2]} x {shape[3]}, got {tuple(latents.shape)}")
         return latents.to(self._execution_device, self.unet.dtype)
 
     def decode(self, latents: torch.Tensor, output_type: str):
         if output_type == "latent":
             return latents
-        images = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
-        return self.image_processor.postprocess(images, output_type=output_type)
+        return self.image_processor.postprocess(self.vae_decode(latents), output_type=output_type)
+
+    def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents to images in [-1,1]. SD 1.5's VAE can overflow float16 (inf, then NaN); a batch
+        that does is decoded again with the VAE upcast to float32."""
+        scaled = latents / self.vae.config.scaling_factor
+        images = self.vae.decode(scaled.to(self.vae.dtype), return_dict=False)[0]
+        if self.vae.dtype == torch.float16 and not torch.isfinite(images).all():
+            with self.upcast_vae():
+                images = self.vae.decode(scaled.float(), return_dict=False)[0]
+        return images
+
+    @contextmanager
+    def upcast_vae(self):
+        """The VAE in float32 for the duration, then back in its own dtype."""
+        dtype = self.vae.dtype
+        self.vae.to(torch.float32)
+        try:
+            yield
+        finally:
+            self.vae.to(dtype)
 
     @staticmethod
     def _join(outputs: list):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from rich.progress import Progress
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import default_cache_root
+from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
 from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.video import DEFAULT_FOLDER_FPS, FrameSelection, list_images, read_image
@@ -21,23 +23,66 @@ from magicpose_cli.video import DEFAULT_FOLDER_FPS, FrameSelection, list_images,
 POSE_MAP_BLACK_FRACTION = 0.6
 
 
-@dataclass
+@dataclass(frozen=True)
 class DrivingPoses:
-    """One entry per driving frame: a FramePose, or (for a folder of pose maps) the map image itself,
-    which carries no keypoints to align."""
+    """The driving motion, one entry per frame, whatever form it came in.
 
-    poses: list[FramePose] | list[np.ndarray]
+    Exactly one of ``keypoints`` (from a video, photos or OpenPose JSON: they can be fitted to
+    the reference body) and ``map_files`` (rendered pose maps, the original workflow: used as
+    they are) is set. Map images are read only when drawn, so a long folder never sits in memory.
+    """
+
     fps: float
-    width: int
-    height: int
-    statuses: list[str] = field(default_factory=list)
-
-    @property
-    def is_pose_maps(self) -> bool:
-        return bool(self.poses) and isinstance(self.poses[0], np.ndarray)
+    canvas_width: int  # the canvas the poses live on: the driving frames', or the reference's once aligned
+    canvas_height: int
+    keypoints: list[FramePose] | None = None
+    map_files: list[Path] | None = None
 
     def __len__(self) -> int:
-        return len(self.poses)
+        return len(self.keypoints if self.keypoints is not None else self.map_files)
+
+    def aligned_to(self, reference: np.ndarray) -> DrivingPoses:
+        """The skeleton fitted to the body of the person in ``reference`` (on its canvas); maps stay as they are."""
+        if self.keypoints is None:
+            return self
+        from magicpose_cli.pose.align import align_poses, detect_reference_pose
+
+        aligned = align_poses(self.keypoints, detect_reference_pose(reference))
+        return DrivingPoses(self.fps, aligned[0].width, aligned[0].height, keypoints=aligned)
+
+    def placement(self, width: int, height: int, fit: FitMode) -> Placement:
+        """How the poses' canvas sits on a ``width`` x ``height`` generation canvas."""
+        return fit_placement(self.canvas_width, self.canvas_height, width, height, fit)
+
+    def pose_maps(self, placement: Placement, face: bool = True, hands: bool = True) -> PoseMaps:
+        """The control map of every frame on the generation canvas, drawn on demand."""
+        return PoseMaps(self, placement, face, hands)
+
+
+@dataclass(frozen=True)
+class PoseMaps(Sequence):
+    """The control maps (HxWx3 uint8 on the placement's canvas) of a driving motion, each drawn when
+    indexed, so only the batch at hand is ever in memory. Face and hands are switched off here only."""
+
+    driving: DrivingPoses
+    placement: Placement
+    face: bool = True
+    hands: bool = True
+
+    def __len__(self) -> int:
+        return len(self.driving)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        from magicpose_cli.pose.render import render_pose
+
+        if self.driving.keypoints is not None:
+            placed = self.placement.place_pose(self.driving.keypoints[index])
+            return render_pose(placed, face=self.face, hands=self.hands)
+        path = self.driving.map_files[index]
+        pose_map = read_image(path)
+        if pose_map.shape[:2] != (self.driving.canvas_height, self.driving.canvas_width):
+            raise MagicPoseError(f"the pose maps in {path.parent} differ in size ({path.name} is {pose_map.shape[1]}x{pose_map.shape[0]})")
+        return self.placement.place_image(pose_map)
 
 
 def looks_like_pose_map(image: np.ndarray) -> bool:
@@ -45,21 +90,19 @@ def looks_like_pose_map(image: np.ndarray) -> bool:
     return float((image.max(axis=-1) < 16).mean()) >= POSE_MAP_BLACK_FRACTION
 
 
-def default_work_dir(input_path: Path) -> Path:
-    """Where extractions for retarget are kept: under the cache root (``$MAGICPOSE_CACHE``), per input file."""
-    root = default_cache_root() / "poses"
+def default_work_dir(input_path: Path, cache_root: Path | None = None) -> Path:
+    """Where extractions of one input file are kept: ``<cache root>/poses/<name>-<hash of path, size, time>``."""
     stat = input_path.stat()
     tag = hashlib.sha256(f"{input_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return root / f"{input_path.stem}-{tag}"
+    return (cache_root or default_cache_root()) / "poses" / f"{input_path.stem}-{tag}"
 
 
 def load_pose_json_folder(folder: Path, selection: FrameSelection = FrameSelection()) -> DrivingPoses:
-    """OpenPose JSON files sorted by name; fps and statuses from an extract-pose manifest if there is one."""
+    """OpenPose JSON files sorted by name; the fps from an extract-pose manifest if there is one."""
     files = sorted(p for p in folder.glob("*.json") if p.name != MANIFEST_NAME and not p.name.startswith("."))
     manifest_path = folder / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     fps = float(manifest.get("fps") or DEFAULT_FOLDER_FPS)
-    statuses = [frame["status"] for frame in manifest.get("frames", [])]
     indices = selection.indices(len(files), fps)
     if not indices:
         raise MagicPoseError(f"no OpenPose JSON frames selected in {folder}")
@@ -67,19 +110,16 @@ def load_pose_json_folder(folder: Path, selection: FrameSelection = FrameSelecti
         poses = [FramePose.load(files[index]) for index in indices]
     except (ValueError, KeyError, json.JSONDecodeError) as error:
         raise MagicPoseError(f"bad OpenPose JSON in {folder}: {error}") from error
-    statuses = [statuses[index] for index in indices] if len(statuses) == len(files) else []
-    return DrivingPoses(poses, selection.output_fps(fps), poses[0].width, poses[0].height, statuses)
+    return DrivingPoses(selection.output_fps(fps), poses[0].width, poses[0].height, keypoints=poses)
 
 
 def load_pose_map_folder(images: list[Path], selection: FrameSelection = FrameSelection()) -> DrivingPoses:
+    """Rendered pose maps sorted by name; all must have the size of the first."""
     indices = selection.indices(len(images), DEFAULT_FOLDER_FPS)
     if not indices:
         raise MagicPoseError(f"no pose maps selected in {images[0].parent}")
-    maps = [read_image(images[index]) for index in indices]
-    if any(pose_map.shape != maps[0].shape for pose_map in maps):
-        raise MagicPoseError(f"the pose maps in {images[0].parent} differ in size")
-    height, width = maps[0].shape[:2]
-    return DrivingPoses(maps, selection.output_fps(DEFAULT_FOLDER_FPS), width, height)
+    height, width = read_image(images[indices[0]]).shape[:2]
+    return DrivingPoses(selection.output_fps(DEFAULT_FOLDER_FPS), width, height, map_files=[images[i] for i in indices])
 
 
 def load_driving_poses(
@@ -90,12 +130,14 @@ def load_driving_poses(
     annotator_dir: str | Path | None = None,
     work_dir: str | Path | None = None,
     progress: Progress | None = None,
+    cache_root: Path | None = None,
 ) -> DrivingPoses:
     """Driving poses from a video file, a folder of photos, of rendered pose maps, or of OpenPose JSON.
 
-    Videos and photo folders are extracted with ``settings`` (cached in ``work_dir``, by default
-    under $MAGICPOSE_CACHE); ``max_frames`` is a shortcut for ``selection``'s. Alignment to a
-    reference is left to the caller (align_poses) unless ``settings.align_to`` is set.
+    Checks that the input exists and gives frames. Videos and photo folders are extracted with
+    ``settings`` (cached in ``work_dir``, by default under ``cache_root``, itself by default
+    $MAGICPOSE_CACHE); ``max_frames`` is a shortcut for ``selection``'s. Fitting to a reference
+    is :meth:`DrivingPoses.aligned_to`'s (or ``settings.align_to``'s).
     """
     path = Path(path)
     selection = selection or FrameSelection()
@@ -114,7 +156,7 @@ def load_driving_poses(
     task = progress.add_task("extracting poses", total=None) if progress is not None else None
     result = extract_poses(
         path,
-        Path(work_dir) if work_dir else default_work_dir(path),
+        Path(work_dir) if work_dir else default_work_dir(path, cache_root),
         selection,
         settings,
         annotator_dir=annotator_dir,
@@ -122,4 +164,4 @@ def load_driving_poses(
         write_maps=False,
     )
     first = result.poses[0]
-    return DrivingPoses(result.poses, result.fps, first.width, first.height, result.statuses)
+    return DrivingPoses(result.fps, first.width, first.height, keypoints=result.poses)

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.models.pipeline import PoseMapProcessor
 from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.video import IMAGE_SUFFIXES, FrameSource, list_images, read_image
 
@@ -182,11 +183,6 @@ def _to_signed_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
 
 
-def _to_unit_tensor(image: Image.Image) -> torch.Tensor:
-    """A pose map as a 3xHxW tensor in [0, 1], the range the ControlNet reads."""
-    return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
-
-
 class _FrameReader:
     """Reads frames and pose maps of training videos; keeps one open decoder per video file and process."""
 
@@ -296,7 +292,7 @@ class PairDataset(torch.utils.data.Dataset):
         return {
             "reference": _to_signed_tensor(_crop_resize(reference, reference_box, self.resolution)),
             "target": _to_signed_tensor(_crop_resize(target, target_box, self.resolution)),
-            "pose_map": _to_unit_tensor(_crop_resize(pose_map, target_box, self.resolution)),
+            "pose_map": PoseMapProcessor.to_tensor(_crop_resize(pose_map, target_box, self.resolution)),
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

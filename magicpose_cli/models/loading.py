@@ -1,0 +1,96 @@
+"""Loading a MagicPose model folder for inference: device, dtype, scheduler and memory savers.
+
+The choices are enums (the CLI offers their values) and are resolved to torch objects once.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import torch
+
+from magicpose_cli.errors import MagicPoseError
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    mps = "mps"
+    cpu = "cpu"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp16 = "fp16"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+class Scheduler(str, Enum):
+    ddim = "ddim"
+    dpm = "dpm"
+    unipc = "unipc"
+
+
+TORCH_DTYPES = {Precision.fp16: torch.float16, Precision.bf16: torch.bfloat16, Precision.fp32: torch.float32}
+
+
+def resolve_device(device: Device | str) -> torch.device:
+    """``auto``: the first of cuda, mps, cpu that this machine has; a named one must be there."""
+    device = Device(device)
+    mps_available = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device is Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available else "cpu")
+    if device is Device.cuda and not torch.cuda.is_available():
+        raise MagicPoseError("--device cuda asked for, but no CUDA GPU is available")
+    if device is Device.mps and not mps_available:
+        raise MagicPoseError("--device mps asked for, but MPS is not available")
+    return torch.device(device.value)
+
+
+def resolve_dtype(precision: Precision | str, device: torch.device) -> torch.dtype:
+    """``auto``: float16 on CUDA, float32 elsewhere. The CPU computes in float32 or bfloat16 only."""
+    precision = Precision(precision)
+    if precision is Precision.auto:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision is Precision.fp16 and device.type == "cpu":
+        raise MagicPoseError("--dtype fp16 needs a GPU; on the CPU use bf16 or fp32")
+    return TORCH_DTYPES[precision]
+
+
+def load_pipeline(
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    scheduler: Scheduler | str = Scheduler.ddim,
+    vae_slicing: bool = False,
+    vae_tiling: bool = False,
+    cpu_offload: bool = False,
+    with_text_encoder: bool = False,
+):
+    """The pipeline of ``folder`` on ``device`` in ``dtype``, quiet, with the scheduler and memory savers asked for.
+
+    The CLIP text encoder and tokenizer are loaded only ``with_text_encoder`` (a text prompt);
+    the default empty prompt is stored in the folder as an embedding.
+    """
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+    from diffusers.utils import logging as diffusers_logging
+
+    from magicpose_cli.models.pipeline import MagicPosePipeline
+
+    diffusers_logging.disable_progress_bar()
+    without_text = {} if with_text_encoder else {"text_encoder": None, "tokenizer": None}
+    pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, **without_text)
+    scheduler_class = {Scheduler.ddim: DDIMScheduler, Scheduler.dpm: DPMSolverMultistepScheduler, Scheduler.unipc: UniPCMultistepScheduler}
+    pipe.scheduler = scheduler_class[Scheduler(scheduler)].from_config(pipe.scheduler.config)
+    if vae_slicing:
+        pipe.vae.enable_slicing()
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    if cpu_offload and device.type != "cpu":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
