@@ -154,7 +154,7 @@ def test_pose_folders_need_no_detector(tmp_path, fixed_weights, monkeypatch):
     from magicpose_cli.pose.driving import load_driving_poses
 
     json_folder = load_driving_poses(out)
-    assert len(json_folder) == 2 and json_folder.poses[0].people
+    assert len(json_folder) == 2 and json_folder.keypoints[0].people
     maps = tmp_path / "maps"
     maps.mkdir()
     for png in sorted(out.glob("*.png")):
