@@ -16,6 +16,19 @@ def default_cache_root() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "magicpose"
 
 
+@contextmanager
+def removed_on_failure(folder: Path) -> Iterator[None]:
+    """Delete ``folder`` when the block fails and the folder did not exist before it: a failed command
+    leaves nothing behind. An interruption (Ctrl-C) keeps it, for commands that resume from what is there."""
+    existed = Path(folder).exists()
+    try:
+        yield
+    except Exception:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def _usual_permissions(path: Path, mode: int) -> None:
     """tempfile makes private (0600/0700) files; the final file gets what a plain open() would give."""
     umask = os.umask(0)

@@ -51,7 +51,8 @@ def extract_pose(
         align_to=None if no_align or align_to is None else str(align_to),
     )
     with Progress(
-        TextColumn("[bold]extracting poses"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        TextColumn("[bold]extracting poses"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+        transient=True, disable=not console.is_terminal,  # the summary line replaces it; an error stays one line
     ) as progress:
         task = progress.add_task("poses", total=None)
         result = extract_poses(

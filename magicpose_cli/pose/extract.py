@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_path, atomic_write_text
+from magicpose_cli.files import atomic_path, atomic_write_text, removed_on_failure
 from magicpose_cli.hashing import hash_file
 from magicpose_cli.pose.align import align_poses
 from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose, make_detector, resolve_detector
@@ -100,6 +100,15 @@ def _prepare_raw_cache(cache_dir: Path, key: dict, force: bool) -> Path:
     return raw_dir
 
 
+def _with_reference_hash(settings: PoseSettings) -> PoseSettings:
+    """``settings`` with the hash of the ``--align-to`` image, so that another reference makes another output."""
+    if not settings.align_to or settings.align_to_hash:
+        return settings
+    if not Path(settings.align_to).is_file():
+        raise MagicPoseError(f"--align-to image not found: {settings.align_to}")
+    return PoseSettings(**{**asdict(settings), "align_to_hash": hash_file(Path(settings.align_to))})
+
+
 def extract_poses(
     input_path: str | Path,
     output_dir: str | Path,
@@ -117,15 +126,16 @@ def extract_poses(
     """
     started = time.perf_counter()
     settings = replace(settings, detector=resolve_detector(settings.detector, annotator_dir).value)
-    source = FrameSource(input_path)
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise MagicPoseError(f"output folder {output_dir} is a file")
+    source = FrameSource(input_path)
     indices = selection.indices(source.frame_count, source.fps)
     if not indices:
         raise MagicPoseError(f"no frames selected from {source.path} ({source.frame_count} frames, start {selection.start})")
     fps = selection.output_fps(source.fps)
     content_hash = source.content_hash()
-    if settings.align_to and not settings.align_to_hash:
-        settings = PoseSettings(**{**asdict(settings), "align_to_hash": hash_file(Path(settings.align_to))})
+    settings = _with_reference_hash(settings)
     output_key = {
         "content_hash": content_hash,
         "indices": indices,
@@ -140,18 +150,20 @@ def extract_poses(
                 on_progress(len(indices), len(indices))
             return cached
 
-    raw_dir = _prepare_raw_cache(
-        output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}, force
-    )
-    raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress)
-    poses, statuses = postprocess(raw_poses, fps, settings, source.path, annotator_dir)
-    for position, frame_pose in enumerate(poses):
-        frame_pose.save(output_dir / _frame_name(position, ".json"))
-        if write_maps:
-            save_png(output_dir / _frame_name(position, ".png"), render_pose(frame_pose, face=settings.face, hands=settings.hands))
-    _remove_stale_outputs(output_dir, len(poses))
-    manifest = _manifest(source, fps, selection, output_key, poses, statuses)
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
+    with removed_on_failure(output_dir):  # a failed first run leaves no folder; an interrupted one resumes
+        # The reference first: a bad --align-to must fail before minutes of detection, not after.
+        reference = detect_reference_pose(settings.align_to, settings.detector, annotator_dir) if settings.align_to else None
+        raw_dir = _prepare_raw_cache(
+            output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}, force
+        )
+        raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress)
+        poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference)
+        for position, frame_pose in enumerate(poses):
+            frame_pose.save(output_dir / _frame_name(position, ".json"))
+            if write_maps:
+                save_png(output_dir / _frame_name(position, ".png"), render_pose(frame_pose, face=settings.face, hands=settings.hands))
+        _remove_stale_outputs(output_dir, len(poses))
+        atomic_write_text(manifest_path, json.dumps(_manifest(source, fps, selection, output_key, poses, statuses), indent=1))
     reused = len(indices) - detected_now
     return ExtractionResult(
         output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started
@@ -218,13 +230,9 @@ def _manifest(
 
 
 def postprocess(
-    raw_poses: list[FramePose],
-    fps: float,
-    settings: PoseSettings,
-    source: Path,
-    annotator_dir: str | Path | None = None,
+    raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path, reference: FramePose | None = None
 ) -> tuple[list[FramePose], list[str]]:
-    """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to the reference."""
+    """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to ``reference`` when given."""
     track, found = poses_to_track(raw_poses)
     if not found.any():
         raise MagicPoseError(f"no person found in any frame of {source}")
@@ -241,8 +249,8 @@ def postprocess(
             if not settings.hands:
                 person.left_hand[:] = 0.0
                 person.right_hand[:] = 0.0
-    if settings.align_to:
-        poses = align_poses(poses, detect_reference_pose(settings.align_to, settings.detector, annotator_dir))
+    if reference is not None:
+        poses = align_poses(poses, reference)
     return poses, statuses
 
 

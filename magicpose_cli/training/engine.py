@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_directory, atomic_write_text
+from magicpose_cli.files import atomic_directory, atomic_write_text, removed_on_failure
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.training.checkpoints import (
     checkpoint_dir,
@@ -79,17 +79,26 @@ class TrainConfig:
         return json.dumps({key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}, indent=2)
 
 
+def _check_paths(config: TrainConfig) -> None:
+    """Paths of the wrong kind, found before any slow work."""
+    if not Path(config.data).is_dir():
+        raise MagicPoseError(f"training data folder not found: {config.data}")
+    if Path(config.output_dir).exists() and not Path(config.output_dir).is_dir():
+        raise MagicPoseError(f"-o {config.output_dir} is a file; the run folder must be a folder")
+    if config.controlnet_init is not None and not Path(config.controlnet_init).exists():
+        raise MagicPoseError(f"--controlnet-init not found: {config.controlnet_init}")
+
+
 def check_config(config: TrainConfig) -> Stage:
     stage = get_stage(config.stage)
     trained_parts(stage, config.freeze_appearance)  # refuses --freeze-appearance in stage 1
     if config.mixed_precision not in MIXED_PRECISION:
         raise MagicPoseError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {config.mixed_precision!r}")
     positive = {"--max-steps": config.max_steps, "--gradient-accumulation": config.gradient_accumulation,
-                "--resolution": config.resolution, "--sample-steps": config.sample_steps}  # fmt: skip
-    if config.batch_size is not None:
-        positive["--batch-size"] = config.batch_size
+                "--resolution": config.resolution, "--sample-steps": config.sample_steps,
+                "--batch-size": config.batch_size, "--max-frame-gap": config.max_frame_gap}  # fmt: skip
     for option, value in positive.items():
-        if value < 1:
+        if value is not None and value < 1:
             raise MagicPoseError(f"{option} must be at least 1, got {value}")
     for option, value in {"--checkpoint-every": config.checkpoint_every, "--sample-every": config.sample_every,
                           "--warmup-steps": config.warmup_steps, "--num-workers": config.num_workers,
@@ -98,6 +107,7 @@ def check_config(config: TrainConfig) -> Stage:
             raise MagicPoseError(f"{option} must not be negative, got {value}")
     if config.learning_rate <= 0:
         raise MagicPoseError(f"--learning-rate must be positive, got {config.learning_rate}")
+    _check_paths(config)
     return stage
 
 
@@ -190,19 +200,20 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         torch.manual_seed(config.seed)
-        with self.accelerator.main_process_first():  # pose extraction and checkpoint conversion fill caches once
-            self.scan = find_training_videos(config.data, report=self._say)
-            self.pipeline = load_initial_pipeline(config.model, self.run_dir, config.controlnet_init)
-        _check_resolution(self.pipeline, config.resolution)
-        if self.is_main:
-            _report_scan(self.scan, self.console)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / CONFIG_FILE, config.to_json())
-        self._setup_models()
-        self.step = 0
-        if resume_from is not None:
-            self._restore(resume_from)
-        self.dataset = PairDataset(self.scan.videos, config.resolution, config.seed, config.max_frame_gap, train=True)
+        with removed_on_failure(self.run_dir):  # a run that cannot start leaves no run folder behind
+            with self.accelerator.main_process_first():  # pose extraction and checkpoint conversion fill caches once
+                self.scan = find_training_videos(config.data, report=self._say)
+                self.pipeline = load_initial_pipeline(config.model, self.run_dir, config.controlnet_init)
+            _check_resolution(self.pipeline, config.resolution)
+            if self.is_main:
+                _report_scan(self.scan, self.console)
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(self.run_dir / CONFIG_FILE, config.to_json())
+            self._setup_models()
+            self.step = 0
+            if resume_from is not None:
+                self._restore(resume_from)
+            self.dataset = PairDataset(self.scan.videos, config.resolution, config.seed, config.max_frame_gap, train=True)
 
     def _say(self, message: str) -> None:
         if self.is_main:
