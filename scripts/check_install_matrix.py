@@ -87,7 +87,8 @@ def describe(cell: dict) -> str:
     versions = cell["versions"]
     reader = next((name for name in VIDEO_READERS if name in versions), "no reader")
     detector = next((label for name, label in DETECTORS.items() if name in versions), "no detector")
-    return f"ok: torch {versions.get('torch', '?')}, {reader}, {detector}"
+    torch = f"torch {versions.get('torch', '?')}/vision {versions.get('torchvision', '?')}"
+    return f"ok: {torch}, {reader}, {detector}"
 
 
 def print_matrix(pythons: list[str], platforms: list[str], cells: dict) -> None:
