@@ -113,8 +113,6 @@ class FrameSource:
             return read_image(self._images[index])
         try:
             pixels = self._video.frame(index)
-        except MagicPoseError:
-            raise
         except Exception as error:  # decoders raise their own error types for broken streams
             raise MagicPoseError(f"cannot decode frame {index} of {self.path}: {error}") from None
         # np.rot90 turns counter-clockwise; the metadata says how far to turn clockwise.
@@ -134,7 +132,8 @@ class FrameSource:
 
 
 class _DecordVideo:
-    """decord's reader: frame-accurate random access, frames as stored (no rotation applied)."""
+    """decord's reader, frame-accurate random access; only for videos without rotation metadata (decord
+    applies it itself, and garbles quarter turns)."""
 
     def __init__(self, path: Path):
         import decord
@@ -182,7 +181,7 @@ class _PyAVVideo:
                 self._last = (index, decoded.to_ndarray(format="rgb24"))
                 return self._last[1].copy()
         self._decoded = None
-        raise MagicPoseError(f"the stream ends before frame {index}")
+        raise EOFError("the stream ends before this frame")
 
 
 _VIDEO_READER_MODULES = {"decord": "decord", "pyav": "av"}

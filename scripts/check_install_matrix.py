@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,13 +45,17 @@ MARKERS = {
     "windows-amd64": {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64", "os_name": "nt"},
 }
 RUN_PIP_WITH_MARKERS = "--run-pip-with-markers"
+_NOT_SOURCES = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "runs", "out")
 VIDEO_READERS = ("decord", "av")
 DETECTORS = {"mediapipe": "mediapipe", "onnxruntime": "dwpose-onnx"}
 
 
 def build_wheel(project: Path, output: Path) -> Path:
+    """Built from a copy of the sources, so a build beside it (CI installs the project meanwhile) is left alone."""
+    sources = output / "sources"
+    shutil.copytree(project, sources, ignore=shutil.ignore_patterns(*_NOT_SOURCES))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(output), str(project)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(output), str(sources)],
         check=True,
     )
     (wheel,) = output.glob("*.whl")
@@ -64,7 +69,7 @@ def resolve(wheel: Path, python: str, platform: str, scratch: Path) -> dict:
     markers = {**MARKERS[platform], "python_version": python, "python_full_version": f"{python}.0"}
     command = [sys.executable, __file__, RUN_PIP_WITH_MARKERS, json.dumps(markers), "install", "--dry-run", "--quiet", "--ignore-installed",
                "--only-binary=:all:", "--python-version", python, "--target", str(scratch / "target"),
-               "--report", str(report), "--use-feature=fast-deps"]
+               "--report", str(report)]
     for tag in PLATFORM_TAGS[platform]:
         command += ["--platform", tag]
     result = subprocess.run(command + [str(wheel)], capture_output=True, text=True)
@@ -82,7 +87,8 @@ def describe(cell: dict) -> str:
     versions = cell["versions"]
     reader = next((name for name in VIDEO_READERS if name in versions), "no reader")
     detector = next((label for name, label in DETECTORS.items() if name in versions), "no detector")
-    return f"ok: torch {versions.get('torch', '?')}, {reader}, {detector}"
+    torch = f"torch {versions.get('torch', '?')}/vision {versions.get('torchvision', '?')}"
+    return f"ok: {torch}, {reader}, {detector}"
 
 
 def print_matrix(pythons: list[str], platforms: list[str], cells: dict) -> None:

@@ -1,5 +1,6 @@
 """Reading videos and image folders: both video readers, rotation, frame selection, and bad input."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -192,3 +193,22 @@ def test_corrupt_image_gives_clear_error(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(MagicPoseError, match="cannot read image"):
         read_image(tmp_path / "broken.png")
+
+
+def test_extract_pose_fps_above_the_source_rate_reports_it(tmp_path):
+    """`extract-pose --fps 25` on a 10 fps clip: every source frame repeated over the same 0.4 s."""
+    pytest.importorskip("mediapipe")
+    from typer.testing import CliRunner
+
+    from magicpose_cli.cli import app
+
+    photo = data.astronaut()[:, 64:448]
+    clip = tmp_path / "clip.mp4"
+    imageio.mimwrite(clip, [photo] * 4, fps=10, codec="libx264", quality=9, macro_block_size=16)
+    out = tmp_path / "poses"
+    result = CliRunner().invoke(app, ["extract-pose", str(clip), "-o", str(out), "--fps", "25", "--no-face", "--no-hands"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["fps"], manifest["source_fps"], manifest["frame_count"]) == (25, 10, 10)
+    assert [frame["source_index"] for frame in manifest["frames"]] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+    assert len(list(out.glob("0*.json"))) == 10
