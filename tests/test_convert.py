@@ -57,6 +57,10 @@ def test_existing_output_is_not_overwritten_without_flag(tmp_path):
     result = CliRunner().invoke(app, ["convert", str(CHECKPOINT), "--config", str(CONFIG), "-o", str(tmp_path / "m")])
     assert result.exit_code == 1 and "--overwrite" in result.output
     assert (tmp_path / "m" / "keep.txt").read_text() == "mine"
+    result = CliRunner().invoke(app, ["convert", str(CHECKPOINT), "--config", str(CONFIG), "-o", str(tmp_path / "m"), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "m" / "keep.txt").exists() and (tmp_path / "m" / "model_index.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging or retired folder left beside it
 
 
 class _ExecutesCode:

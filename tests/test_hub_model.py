@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from magicpose_cli.model_store import PUBLISHED_CHECKPOINT, PUBLISHED_MODEL, locate_model
+from magicpose_cli.model_store import PUBLISHED_CHECKPOINT, PUBLISHED_MODEL, RecommendedSettings, locate_model
 from magicpose_cli.models import MagicPosePipeline
 
 from conftest import FIXTURE_DIR
@@ -86,6 +86,8 @@ def test_hub_ids_resolve_offline_from_the_shared_cache(filled_hub, tmp_path, con
     reference_unet = reference.unet.state_dict()
     assert all(torch.equal(v, reference_unet[k].half().float()) for k, v in ours.unet.state_dict().items())
     assert ours.empty_prompt is not None
+    # converted with the yaml beside it (unknown sizes): the original inference's sampler settings
+    assert RecommendedSettings.read(converted) == RecommendedSettings(steps=50, guidance=7.0, scheduler="ddim")
 
     # a repo holding a converted folder is used where the hub cache keeps it, unconverted
     assert found[CONVERTED_REPO].parent.name == "snapshots"

@@ -39,8 +39,11 @@ def convert_command(
     check_output_folder(output, overwrite)
     source = checkpoint_file(checkpoint)  # fetched first: the download shows its own progress bar
     controlnet_source = checkpoint_file(controlnet, "--controlnet") if controlnet else None
-    with console.status(f"converting {source.name}"):
-        folder = convert_checkpoint(source, output, config, controlnet_source, dtype=dtype, overwrite=overwrite)
+    with console.status(f"converting {source.name}") as status:
+        folder = convert_checkpoint(
+            source, output, config, controlnet_source, dtype=dtype, overwrite=overwrite,
+            on_component=lambda name: status.update(f"converting {source.name}: {name}"),
+        )  # fmt: skip
     console.print(f"[green]wrote[/] {folder}")
     if (folder / "model_index.json").is_file() and not (folder / "empty_prompt").is_dir():
         console.print(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -288,13 +288,13 @@ def conversion_dtype(dtype: str, kind: str) -> torch.dtype:
 
 
 def build_components(
-    checkpoint: OriginalCheckpoint, original: dict, controlnet_path: str | Path | None = None
+    checkpoint: OriginalCheckpoint, original: dict, controlnet: OriginalCheckpoint | None = None
 ) -> Iterator[tuple[str, object]]:
     """The (name, component) pairs of the model folder, built one at a time from their own reads.
 
     A MagicPose checkpoint gives all of them; an SD 1.5 one gives a training initialisation (the
     appearance model is the UNet's copy, as the original training starts; the pose ControlNet
-    comes from ``controlnet_path``, else from the UNet).
+    comes from the ``controlnet`` checkpoint, else from the UNet).
     """
     if checkpoint.has(CLIP_PREFIX):
         text_encoder, empty_prompt = _text_encoder(checkpoint)
@@ -307,8 +307,8 @@ def build_components(
         yield "controlnet", _build_controlnet(checkpoint, POSE_PREFIX, original)
     else:
         yield "reference_unet", _build_unet(AppearanceUNet, checkpoint, UNET_PREFIX, original, "unet_config", "main UNet")
-        if controlnet_path is not None:
-            yield "controlnet", _published_controlnet(OriginalCheckpoint(controlnet_path), original)
+        if controlnet is not None:
+            yield "controlnet", _published_controlnet(controlnet, original)
         else:
             unet = _build_unet(UNet2DConditionModel, checkpoint, UNET_PREFIX, original, "unet_config", "main UNet")
             yield "controlnet", ControlNetModel.from_unet(unet)
@@ -327,16 +327,23 @@ def _save_component(component, folder: Path, dtype: torch.dtype) -> None:
 
 
 def _write_model_folder(
-    checkpoint: OriginalCheckpoint, folder: Path, original: dict, controlnet_path: Path | None, dtype: torch.dtype
+    checkpoint: OriginalCheckpoint,
+    folder: Path,
+    original: dict,
+    controlnet: OriginalCheckpoint | None,
+    dtype: torch.dtype,
+    on_component: Callable[[str], None],
 ) -> None:
     """Write the components into ``folder`` one at a time, then model_index.json."""
     from magicpose_cli.models.pipeline import MagicPosePipeline
 
     if checkpoint.kind == "controlnet":
+        on_component("controlnet")
         _save_component(_published_controlnet(checkpoint, original), folder, dtype)
         return
     written = {}
-    for name, component in build_components(checkpoint, original, controlnet_path):
+    for name, component in build_components(checkpoint, original, controlnet):
+        on_component(name)
         _save_component(component, folder / name, dtype)
         # keep an empty shell (weights on the meta device) for model_index.json; free the weights
         written[name] = component.to("meta") if isinstance(component, torch.nn.Module) else component
@@ -350,6 +357,7 @@ def convert_checkpoint(
     controlnet_path: str | Path | None = None,
     dtype: str = "fp32",
     overwrite: bool = False,
+    on_component: Callable[[str], None] = lambda name: None,
 ) -> Path:
     """Convert an original-layout checkpoint into a ``save_pretrained`` folder, written atomically.
 
@@ -360,17 +368,19 @@ def convert_checkpoint(
 
     ``dtype``: fp32 (the checkpoint's precision), fp16, bf16, or auto (see ``conversion_dtype``).
     Every input is checked before anything is written; a failure leaves nothing behind.
+    ``on_component(name)`` is called as each component starts (for progress).
     """
     output_dir = Path(output_dir)
     check_output_folder(output_dir, overwrite)
     checkpoint = OriginalCheckpoint(checkpoint_path)
     original = read_original_config(config_path)
     weights_dtype = conversion_dtype(dtype, checkpoint.kind)
-    if controlnet_path is not None and checkpoint.kind != "sd15":
+    controlnet = OriginalCheckpoint(controlnet_path) if controlnet_path is not None else None
+    if controlnet is not None and checkpoint.kind != "sd15":
         raise MagicPoseError("--controlnet goes with a Stable Diffusion 1.5 checkpoint (a training start); "
                              f"{checkpoint.path.name} is a {checkpoint.kind} checkpoint")  # fmt: skip
     with atomic_directory(output_dir) as folder:
-        _write_model_folder(checkpoint, folder, original, controlnet_path, weights_dtype)
+        _write_model_folder(checkpoint, folder, original, controlnet, weights_dtype, on_component)
         if checkpoint.kind == "magicpose":
             (SD15_RECOMMENDED_SETTINGS if config_path is None else ORIGINAL_SAMPLING_SETTINGS).write(folder)
     return output_dir
