@@ -237,3 +237,18 @@ def test_the_denoiser_follows_a_swapped_unet(pipe):
     second = pipe(**inputs(num_frames=1), generator=torch.Generator().manual_seed(0), output_type="latent").images
     assert (first - second).abs().max() > 1e-3
 
+
+
+def test_a_float16_vae_that_overflows_is_decoded_again_in_float32(pipe):
+    with torch.no_grad():
+        pipe.vae.decoder.conv_in.weight.mul_(1e5)  # activations beyond float16's 65504, as SD 1.5's VAE reaches at large sizes
+    pipe.vae.to(torch.float16)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * pipe.vae.config.scaling_factor
+    with torch.no_grad():
+        plain = pipe.vae.decode(latents.half() / pipe.vae.config.scaling_factor).sample
+        upcast = copy.deepcopy(pipe.vae).float().decode(latents / pipe.vae.config.scaling_factor).sample
+        images = pipe.vae_decode(latents)
+    assert not torch.isfinite(plain).all()  # the overflow is real
+    assert torch.isfinite(upcast).all() and torch.isfinite(images).all()
+    assert torch.allclose(images.float(), upcast, atol=1e-5)
+    assert pipe.vae.dtype == torch.float16  # back in its own dtype afterwards

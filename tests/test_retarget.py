@@ -271,3 +271,28 @@ def test_fast_schedulers_run_and_differ_from_ddim(scheduler, tiny_model_dir, ref
         return np.asarray(Image.open(tmp_path / name / "00000.png")).astype(float)
 
     assert np.abs(first_frame(scheduler) - first_frame("ddim")).mean() > 0.5
+
+
+def test_bfloat16_on_the_cpu_runs_the_whole_path_close_to_float32(converted_with_prompt, reference_png, json_folder, tmp_path):
+    """The whole retarget in bfloat16 on the CPU: the code path of float16 on CUDA (a tensor left in
+    float32, or on the wrong device, fails here) against float32 on the original-layout fixture.
+
+    bfloat16 keeps 8 significant bits (relative rounding 2^-9); every layer of every step rounds
+    and guidance 7 amplifies the difference of the two branches, so frames differ by about one
+    8-bit level on average (measured: mean 0.77, max 6). The bounds leave 2.5x headroom; what
+    they catch is a VAE or scheduler step that overflows or loses precision wholesale (NaN or
+    clipped frames are tens of levels off), while a tensor of the wrong dtype or device fails outright.
+    """
+
+    def frames(dtype: str) -> np.ndarray:
+        options = RetargetOptions(
+            model=converted_with_prompt, width=64, steps=10, batch_size=2, max_frames=3, align=False, device="cpu",
+            dtype=dtype, cache_root=tmp_path / "cache", frames_dir=tmp_path / dtype,
+        )  # fmt: skip
+        summary = retarget(reference_png, json_folder, tmp_path / f"{dtype}.mp4", options)
+        assert summary.generated == 3
+        return np.stack([np.asarray(Image.open(path)) for path in sorted((tmp_path / dtype).glob("*.png"))]).astype(float)
+
+    full, half = frames("fp32"), frames("bf16")
+    difference = np.abs(half - full)
+    assert difference.mean() < 2.0 and difference.max() <= 16, (difference.mean(), difference.max())
