@@ -97,8 +97,9 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
             f"refusing to load {path}: loading it would run code it names ({needs_code.strip()}). "
             "Use a .safetensors file or a checkpoint saved as a plain state dict of tensors."
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise MagicPoseError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]})") from None
+    except Exception as error:  # weights_only unpickling runs no code: any other failure is a damaged file
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise MagicPoseError(f"{path} is not a readable checkpoint ({detail})") from None
     while isinstance(state, dict) and len(state) <= 4 and isinstance(state.get("state_dict", state.get("module")), dict):
         state = state.get("state_dict", state.get("module"))
     if not isinstance(state, dict) or not any(isinstance(value, torch.Tensor) for value in state.values()):
