@@ -216,7 +216,6 @@ def validate_options(options: RetargetOptions) -> None:
     checks = [
         (options.batch_size >= 1, f"--batch-size must be at least 1, got {options.batch_size}"),
         (options.steps is None or options.steps >= 1, f"--steps must be at least 1, got {options.steps}"),
-        (options.guidance is None or options.guidance >= 1, f"--guidance must be at least 1 (1: no guidance), got {options.guidance}"),
         (options.fps is None or options.fps > 0, f"--fps must be positive, got {options.fps}"),
         (options.max_frames is None or options.max_frames >= 1, "--max-frames must be at least 1"),
         (
