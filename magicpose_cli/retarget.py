@@ -156,34 +156,26 @@ def retarget(
     """
     started = time.perf_counter()
     reference_path, driving_path, output_path = Path(reference_path), Path(driving_path), Path(output_path)
-    notify = on_notice or (lambda _line: None)
     check_output_path(output_path, options.overwrite)
     validate_options(options)
-    if options.frames_dir is not None:
-        check_frames_dir(Path(options.frames_dir))
     cache_root = Path(options.cache_root) if options.cache_root else default_cache_root()
     reference = load_reference_image(reference_path)
     model = locate_model(options.model, cache_root)
-    if model.notice:
-        notify(model.notice)
+    tell(on_notice, model.notice)
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
-    if options.cpu_offload and device.type == "cpu":
-        raise MagicPoseError("--cpu-offload keeps models on the CPU until a GPU needs them; running on the CPU, it would change nothing")
-    recommended = model.recommended
-    sampling, chosen = resolve_sampling(options, recommended, device.type, str(dtype))
+    sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype))
     with new_progress(console) as progress:
         driving = load_driving_poses(
             driving_path, FrameSelection(fps=options.fps), options.max_frames, progress=progress, cache_root=cache_root,
             pose_size=options.pose_size,
         )  # fmt: skip
         check_pose_options(options, driving)
-        if driving.notice:
-            notify(driving.notice)
         if options.align is not False and driving.keypoints is not None:
             driving = driving.aligned_to(reference)
-        placement, reference_fit, canvas_source = generation_canvas(options, recommended, driving, reference.shape)
-        notify(describe_settings(placement, canvas_source, chosen))
+        placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
+        tiling = vae_tiling_notice(model.folder, placement) if options.vae_tiling else None
+        tell(on_notice, driving.notice, describe_settings(placement, canvas_source, chosen), tiling)
         reference_canvas = place_reference(reference, placement.canvas_width, placement.canvas_height, reference_fit)
         pose_maps = driving.pose_maps(placement, face=options.face, hands=options.hands)
         cache = open_frame_cache(cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode, sampling)
@@ -210,6 +202,13 @@ def retarget(
     )
 
 
+def tell(on_notice: Callable[[str], None] | None, *lines: str | None) -> None:
+    """Pass the lines that say something to ``on_notice``."""
+    for line in lines:
+        if line and on_notice is not None:
+            on_notice(line)
+
+
 def validate_options(options: RetargetOptions) -> None:
     """Refuse bad settings, and options that would do nothing, before any slow work starts
     (the enums are checked where they are converted)."""
@@ -231,6 +230,8 @@ def validate_options(options: RetargetOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise MagicPoseError(message)
+    if options.frames_dir is not None:
+        check_frames_dir(Path(options.frames_dir))
 
 
 def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
@@ -250,6 +251,8 @@ def resolve_sampling(
 ) -> tuple[Sampling, dict[str, tuple[object, str]]]:
     """The sampling settings: each one the user's, else the model's recommendation, else the default;
     with (value, where it came from) per setting for the notice."""
+    if options.cpu_offload and device == "cpu":
+        raise MagicPoseError("--cpu-offload keeps models on the CPU until a GPU needs them; running on the CPU, it would change nothing")
     chosen = {
         "steps": choose(options.steps, recommended.steps, DEFAULT_STEPS),
         "guidance": choose(options.guidance, recommended.guidance, DEFAULT_GUIDANCE),
@@ -297,6 +300,20 @@ def generation_canvas(
     same_shape = training_scale_size(reference_shape[1], reference_shape[0], int(short_side)) == (width, height)
     reference_fit = fit if options.fit is not None or same_shape else FitMode.pad
     return driving.placement(width, height, fit), reference_fit, f"short side {short_side}: {source}; shaped like the {driving.canvas_width}x{driving.canvas_height} poses"
+
+
+def vae_tiling_notice(model_folder: Path, placement: Placement) -> str | None:
+    """A line when --vae-tiling will change nothing: the VAE only tiles a picture larger than its
+    ``sample_size`` (diffusers' AutoencoderKL)."""
+    try:
+        tile = json.loads((model_folder / "vae" / "config.json").read_text())["sample_size"]
+    except (OSError, ValueError, KeyError):
+        return None
+    tile = tile[0] if isinstance(tile, (list, tuple)) else tile
+    width, height = placement.canvas_width, placement.canvas_height
+    if not isinstance(tile, int) or max(width, height) > tile:
+        return None
+    return f"--vae-tiling changes nothing at {width}x{height}: this model's VAE decodes up to {tile}x{tile} in one piece"
 
 
 def describe_settings(placement: Placement, canvas_source: str, chosen: dict[str, tuple[object, str]]) -> str:

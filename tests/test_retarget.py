@@ -59,13 +59,13 @@ def run_cli(*arguments: str):
     return CliRunner().invoke(app, ["retarget", *map(str, arguments)])
 
 
-def test_json_folder_gives_driving_shaped_frames(tiny_model_dir, reference_png, json_folder, tmp_path):
+def test_json_folder_gives_driving_shaped_frames_at_the_asked_fps(tiny_model_dir, reference_png, json_folder, tmp_path):
     out = tmp_path / "out.mp4"
-    arguments = [reference_png, json_folder, "-o", out, "--model", tiny_model_dir, "--no-align"]
+    arguments = [reference_png, json_folder, "-o", out, "--model", tiny_model_dir, "--no-align", "--fps", 12]
     result = run_cli(*arguments, *QUICK, "--cache-dir", tmp_path / "cache", "--frames-dir", tmp_path / "frames")
     assert result.exit_code == 0, result.output
     info = probe_video(out)
-    assert (info["codec"], info["pix_fmt"], info["fps"], len(info["frames"])) == ("h264", "yuv420p", 30.0, 5)  # a folder plays at 30 fps
+    assert (info["codec"], info["pix_fmt"], info["fps"], len(info["frames"])) == ("h264", "yuv420p", 12.0, 5)  # a folder has no rate: played at --fps
     assert info["size"] == (64, 36)  # the 320x180 driving shape, letterboxed into 64x64 and cut back out
     assert info["audio_codec"] is None
     kept = sorted((tmp_path / "frames").glob("*.png"))

@@ -74,8 +74,9 @@ def retarget_command(
     vae_tiling: bool = typer.Option(False, help="Decode in tiles (less GPU memory at high resolution).", rich_help_panel=_MEMORY),
     cpu_offload: bool = typer.Option(False, help="Keep models on the CPU until needed (small GPUs).", rich_help_panel=_MEMORY),
     fps: Optional[float] = typer.Option(
-        None, help="Resample the driving motion to this frame rate (frames dropped or repeated; same duration, audio in "
-        "sync; default: the driving video's, 30 for folders without a manifest).", rich_help_panel=_OUTPUT,
+        None, help="Resample a driving video to this frame rate (frames dropped or repeated; same duration, audio in "
+        "sync; default: the video's). Folders of pose maps or JSON without an extract-pose manifest are played at it (default 30).",
+        rich_help_panel=_OUTPUT,
     ),
     audio: bool = typer.Option(True, "--audio/--no-audio", help="Copy the driving video's audio track.", rich_help_panel=_OUTPUT),
     grid: bool = typer.Option(False, help="Write reference | pose | result side by side.", rich_help_panel=_OUTPUT),

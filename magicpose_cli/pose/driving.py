@@ -101,12 +101,13 @@ def default_work_dir(input_path: Path, cache_root: Path | None = None) -> Path:
 def load_pose_json_folder(
     folder: Path, selection: FrameSelection = FrameSelection(), pose_size: tuple[int, int] | None = None
 ) -> DrivingPoses:
-    """OpenPose JSON files sorted by name; the fps from an extract-pose manifest if there is one; the
-    canvas from the JSON, else ``pose_size``, else the keypoints' extent (the notice says which)."""
+    """OpenPose JSON files sorted by name; the canvas from the JSON, else ``pose_size``, else the
+    keypoints' extent (the notice says which). An extract-pose manifest gives the frame rate, which
+    ``selection.fps`` resamples; without one the frames have none and are played at ``selection.fps``."""
     files = sorted(p for p in folder.glob("*.json") if p.name != MANIFEST_NAME and not p.name.startswith("."))
     manifest_path = folder / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    fps = float(manifest.get("fps") or DEFAULT_FOLDER_FPS)
+    fps = float(manifest.get("fps") or selection.fps or DEFAULT_FOLDER_FPS)
     indices = selection.indices(len(files), fps)
     if not indices:
         raise MagicPoseError(f"no OpenPose JSON frames selected in {folder}")
@@ -123,12 +124,14 @@ def load_pose_json_folder(
 
 
 def load_pose_map_folder(images: list[Path], selection: FrameSelection = FrameSelection()) -> DrivingPoses:
-    """Rendered pose maps sorted by name; all must have the size of the first."""
-    indices = selection.indices(len(images), DEFAULT_FOLDER_FPS)
+    """Rendered pose maps sorted by name; all must have the size of the first. They have no frame rate:
+    they are played at ``selection.fps`` (default 30), one frame each."""
+    fps = selection.fps or DEFAULT_FOLDER_FPS
+    indices = selection.indices(len(images), fps)
     if not indices:
         raise MagicPoseError(f"no pose maps selected in {images[0].parent}")
     height, width = read_image(images[indices[0]]).shape[:2]
-    return DrivingPoses(selection.output_fps(DEFAULT_FOLDER_FPS), width, height, map_files=[images[i] for i in indices])
+    return DrivingPoses(selection.output_fps(fps), width, height, map_files=[images[i] for i in indices])
 
 
 def load_driving_poses(
