@@ -1,7 +1,9 @@
 """Fitting pictures of any shape to the model's generation size, and restoring the shape after.
 
-The model generates at a fixed size (512x512 for the published weights). A driving video or a
-reference photo of another shape is placed on that canvas in one of three ways:
+By default the canvas follows the driving poses' shape at the scale the model was trained at
+(:func:`training_scale_size`: the short side at 512 for the published weights, the long side from
+the aspect ratio), so the person is as large as in training, nothing is cut and nothing letterboxed.
+A fixed ``--width/--height`` canvas takes a picture of another shape in one of three ways:
 
 - ``pad`` (default): scaled to fit inside and letterboxed; the padding is cropped off the
   generated frames afterwards and they are resized back to the driving video's aspect ratio.
@@ -41,6 +43,22 @@ def generation_size(width: int | None, height: int | None, default: int = DEFAUL
         if value <= 0 or value % SIZE_MULTIPLE:
             raise MagicPoseError(f"--{name} must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
     return width, height
+
+
+def training_scale_size(source_width: int, source_height: int, short_side: int = DEFAULT_GENERATION_SIZE) -> tuple[int, int]:
+    """The (width, height) that keeps a source's aspect ratio with its short side at ``short_side``
+    (the size the model was trained at), the long side rounded to the nearest multiple of 64.
+
+    512 gives 512x896 for a 9:16 portrait video and 896x512 for 16:9; the rounding's distortion
+    (at most half a multiple over the long side) is undone when the frames are restored.
+    """
+    if short_side <= 0 or short_side % SIZE_MULTIPLE:
+        raise MagicPoseError(f"--size must be a positive multiple of {SIZE_MULTIPLE}, got {short_side}")
+    if source_width <= 0 or source_height <= 0:
+        raise MagicPoseError(f"cannot fit a picture of size {source_width}x{source_height}")
+    long_side = max(source_width, source_height) / min(source_width, source_height) * short_side
+    rounded = max(short_side, SIZE_MULTIPLE * round(long_side / SIZE_MULTIPLE))
+    return (rounded, short_side) if source_width > source_height else (short_side, rounded)
 
 
 def _even(value: float) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.framing import FitMode, fit_placement, generation_size, side_by_side
+from magicpose_cli.framing import FitMode, fit_placement, generation_size, side_by_side, training_scale_size
 from magicpose_cli.pose.keypoints import FramePose, PersonPose
 
 
@@ -74,3 +74,35 @@ def test_poses_land_where_the_image_pixels_land(mode):
 def test_side_by_side_joins_at_one_height():
     pictures = [np.zeros((80, 60, 3), np.uint8), np.ones((20, 20, 3), np.uint8), np.ones((40, 50, 3), np.uint8)]
     assert side_by_side(pictures, height=40).shape == (40, 30 + 40 + 50, 3)
+
+
+@pytest.mark.parametrize(
+    "source, short_side, expected",
+    [
+        ((1080, 1920), 512, (512, 896)),  # 9:16 phone video: 910 rounds to 896
+        ((1920, 1080), 512, (896, 512)),  # 16:9 landscape
+        ((720, 720), 512, (512, 512)),  # square
+        ((640, 480), 512, (704, 512)),  # 4:3: 683 rounds to 704
+        ((604, 1080), 512, (512, 896)),  # the original repository's TikTok pose sequences
+        ((180, 320), 64, (64, 128)),  # a small model's training scale
+    ],
+)
+def test_training_scale_keeps_the_short_side_and_the_aspect(source, short_side, expected):
+    assert training_scale_size(*source, short_side) == expected
+
+
+@pytest.mark.parametrize("source", [(1080, 1920), (1920, 1080), (720, 720)])
+def test_the_default_canvas_neither_cuts_nor_letterboxes(source):
+    canvas = training_scale_size(*source)
+    placement = fit_placement(*source, *canvas, FitMode.stretch)
+    assert placement.content_box() == (0, 0, *canvas)  # every canvas pixel shows the picture
+    assert abs(placement.scale_x / placement.scale_y - 1) < 0.04  # only the rounding to 64 is stretched
+    # the person is at training scale: the short side maps to 512 (the pad default shrank a 9:16 one to 288)
+    assert min(placement.scaled_width, placement.scaled_height) == 512
+    width, height = placement.output_size()
+    assert abs(width / height - source[0] / source[1]) < 0.01  # restored to the driving aspect
+
+
+def test_training_scale_refuses_sizes_the_model_cannot_take():
+    with pytest.raises(MagicPoseError, match="--size must be a positive multiple of 64"):
+        training_scale_size(1080, 1920, 500)

@@ -65,7 +65,7 @@ def test_json_folder_gives_driving_shaped_frames_at_the_asked_fps(tiny_model_dir
     result = run_cli(*arguments, *QUICK, "--cache-dir", tmp_path / "cache", "--frames-dir", tmp_path / "frames")
     assert result.exit_code == 0, result.output
     info = probe_video(out)
-    assert (info["codec"], info["pix_fmt"], info["fps"], len(info["frames"])) == ("h264", "yuv420p", 12.0, 5)
+    assert (info["codec"], info["pix_fmt"], info["fps"], len(info["frames"])) == ("h264", "yuv420p", 12.0, 5)  # a folder has no rate: played at --fps
     assert info["size"] == (64, 36)  # the 320x180 driving shape, letterboxed into 64x64 and cut back out
     assert info["audio_codec"] is None
     kept = sorted((tmp_path / "frames").glob("*.png"))

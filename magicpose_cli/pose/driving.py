@@ -16,7 +16,7 @@ from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
-from magicpose_cli.pose.keypoints import FramePose
+from magicpose_cli.pose.keypoints import JSON_CANVAS_NOTICE, FramePose, load_openpose_frames
 from magicpose_cli.video import DEFAULT_FOLDER_FPS, FrameSelection, list_images, read_image
 
 # An image with at least this fraction of near-black pixels is taken for a rendered pose map.
@@ -37,6 +37,7 @@ class DrivingPoses:
     canvas_height: int
     keypoints: list[FramePose] | None = None
     map_files: list[Path] | None = None
+    notice: str | None = None  # worth telling the user (where an OpenPose JSON canvas came from)
 
     def __len__(self) -> int:
         return len(self.keypoints if self.keypoints is not None else self.map_files)
@@ -97,29 +98,40 @@ def default_work_dir(input_path: Path, cache_root: Path | None = None) -> Path:
     return (cache_root or default_cache_root()) / "poses" / f"{input_path.stem}-{tag}"
 
 
-def load_pose_json_folder(folder: Path, selection: FrameSelection = FrameSelection()) -> DrivingPoses:
-    """OpenPose JSON files sorted by name; the fps from an extract-pose manifest if there is one."""
+def load_pose_json_folder(
+    folder: Path, selection: FrameSelection = FrameSelection(), pose_size: tuple[int, int] | None = None
+) -> DrivingPoses:
+    """OpenPose JSON files sorted by name; the canvas from the JSON, else ``pose_size``, else the
+    keypoints' extent (the notice says which). An extract-pose manifest gives the frame rate, which
+    ``selection.fps`` resamples; without one the frames have none and are played at ``selection.fps``."""
     files = sorted(p for p in folder.glob("*.json") if p.name != MANIFEST_NAME and not p.name.startswith("."))
     manifest_path = folder / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    fps = float(manifest.get("fps") or DEFAULT_FOLDER_FPS)
+    fps = float(manifest.get("fps") or selection.fps or DEFAULT_FOLDER_FPS)
     indices = selection.indices(len(files), fps)
     if not indices:
         raise MagicPoseError(f"no OpenPose JSON frames selected in {folder}")
     try:
-        poses = [FramePose.load(files[index]) for index in indices]
-    except (ValueError, KeyError, json.JSONDecodeError) as error:
+        poses, notice = load_openpose_frames([files[index] for index in indices], pose_size)
+    except (ValueError, KeyError, TypeError) as error:
         raise MagicPoseError(f"bad OpenPose JSON in {folder}: {error}") from error
-    return DrivingPoses(selection.output_fps(fps), poses[0].width, poses[0].height, keypoints=poses)
+    if notice == JSON_CANVAS_NOTICE:  # the usual case says nothing, unless --pose-size was given in vain
+        notice = f"{notice}: --pose-size ignored" if pose_size is not None else None
+    sizes = {(pose.width, pose.height) for pose in poses}
+    if len(sizes) > 1:
+        raise MagicPoseError(f"the OpenPose JSON in {folder} has canvases of different sizes: {sorted(sizes)}")
+    return DrivingPoses(selection.output_fps(fps), poses[0].width, poses[0].height, keypoints=poses, notice=notice)
 
 
 def load_pose_map_folder(images: list[Path], selection: FrameSelection = FrameSelection()) -> DrivingPoses:
-    """Rendered pose maps sorted by name; all must have the size of the first."""
-    indices = selection.indices(len(images), DEFAULT_FOLDER_FPS)
+    """Rendered pose maps sorted by name; all must have the size of the first. They have no frame rate:
+    they are played at ``selection.fps`` (default 30), one frame each."""
+    fps = selection.fps or DEFAULT_FOLDER_FPS
+    indices = selection.indices(len(images), fps)
     if not indices:
         raise MagicPoseError(f"no pose maps selected in {images[0].parent}")
     height, width = read_image(images[indices[0]]).shape[:2]
-    return DrivingPoses(selection.output_fps(DEFAULT_FOLDER_FPS), width, height, map_files=[images[i] for i in indices])
+    return DrivingPoses(selection.output_fps(fps), width, height, map_files=[images[i] for i in indices])
 
 
 def load_driving_poses(
@@ -131,13 +143,15 @@ def load_driving_poses(
     work_dir: str | Path | None = None,
     progress: Progress | None = None,
     cache_root: Path | None = None,
+    pose_size: tuple[int, int] | None = None,
 ) -> DrivingPoses:
     """Driving poses from a video file, a folder of photos, of rendered pose maps, or of OpenPose JSON.
 
     Checks that the input exists and gives frames. Videos and photo folders are extracted with
     ``settings`` (cached in ``work_dir``, by default under ``cache_root``, itself by default
     $MAGICPOSE_CACHE); ``max_frames`` is a shortcut for ``selection``'s. Fitting to a reference
-    is :meth:`DrivingPoses.aligned_to`'s (or ``settings.align_to``'s).
+    is :meth:`DrivingPoses.aligned_to`'s (or ``settings.align_to``'s). ``pose_size`` (WxH) is the
+    canvas of OpenPose JSON that has none; any other input refuses it.
     """
     path = Path(path)
     selection = selection or FrameSelection()
@@ -145,9 +159,11 @@ def load_driving_poses(
         selection = FrameSelection(selection.start, max_frames, selection.step, selection.fps)
     if not path.exists():
         raise MagicPoseError(f"driving input not found: {path}")
+    if path.is_dir() and any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir()):
+        return load_pose_json_folder(path, selection, pose_size)
+    if pose_size is not None:
+        raise MagicPoseError(f"--pose-size is the canvas of OpenPose JSON without one; {path} is not a folder of OpenPose JSON")
     if path.is_dir():
-        if any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir()):
-            return load_pose_json_folder(path, selection)
         images = list_images(path)
         if not images:
             raise MagicPoseError(f"no images or OpenPose JSON files in folder {path}")

@@ -180,6 +180,9 @@ def parse_pose_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+JSON_CANVAS_NOTICE = "canvas size from the OpenPose JSON"
+
+
 def load_openpose_frames(
     paths: Sequence[str | Path], pose_size: tuple[int, int] | None = None
 ) -> tuple[list[FramePose], str]:
@@ -191,7 +194,7 @@ def load_openpose_frames(
     frames = [_read_openpose(path) for path in paths]
     has_canvas = [bool(frame.get("canvas_width") and frame.get("canvas_height")) for frame in frames]
     if all(has_canvas):
-        return [FramePose.from_openpose(frame) for frame in frames], "canvas size from the OpenPose JSON"
+        return [FramePose.from_openpose(frame) for frame in frames], JSON_CANVAS_NOTICE
     if pose_size is not None:
         notice = f"canvas {pose_size[0]}x{pose_size[1]} from --pose-size"
     else:
