@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+else:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError

@@ -61,7 +61,6 @@ EXTRACT_POSE_CASES = [
     (["dance.mp4", "-o", "out", "--align-to", "missing.png"], "--align-to image not found: missing.png"),
     (["dance.mp4", "-o", "out", "--align-to", "empty_folder"], "--align-to image not found: empty_folder"),
     (["dance.mp4", "-o", "out", "--align-to", "notes.txt"], "cannot read image notes.txt"),
-    (["dance.mp4", "-o", "out", "--detector", "posenet"], "unknown detector 'posenet'"),
     (["dance.mp4", "-o", "out", "--detector", "openpose"], "body_pose_model.pth"),
     (["dance.mp4", "-o", "out", "--step", "0"], "--step >= 1"),
     (["dance.mp4", "-o", "out", "--fps", "-3"], "--fps must be positive"),
@@ -75,6 +74,13 @@ def test_extract_pose_bad_input_is_one_line_and_leaves_nothing(workspace, monkey
     result, before, after = run_in(workspace, monkeypatch, ["extract-pose", *arguments])
     assert result.exit_code == 1, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert after == before
+
+
+def test_an_unknown_detector_is_a_usage_error_naming_the_choices(workspace, monkeypatch):
+    result, before, after = run_in(workspace, monkeypatch, ["extract-pose", "dance.mp4", "-o", "out", "--detector", "posenet"])
+    assert result.exit_code == 2, result.output
+    assert "'posenet' is not one of" in result.output and "dwpose" in result.output
     assert after == before
 
 

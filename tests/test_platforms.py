@@ -54,7 +54,7 @@ def test_commands_poses_and_video_work_without_mediapipe_and_decord(tmp_path):
         print(json.dumps({
             "help": [CliRunner().invoke(app, [name, "--help"]).exit_code for name in ("retarget", "extract-pose", "train", "convert", "demo")],
             "json": len(load_driving_poses("json")),
-            "maps": [len(maps := load_driving_poses("maps")), maps.is_pose_maps],
+            "maps": [len(maps := load_driving_poses("maps")), maps.map_files is not None],
             "video": [video.reader, video.frame_count, round(float(video.frame(4).mean()))],
         }))
         """,
