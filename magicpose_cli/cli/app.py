@@ -25,7 +25,8 @@ F = TypeVar("F", bound=Callable)
 
 
 def user_errors(func: F) -> F:
-    """Turn a MagicPoseError (or a missing/unreadable file) into one red line and exit code 1.
+    """Turn a MagicPoseError, or an error of the file system (missing, unreadable, a folder where a
+    file belongs, a full disk), into one red line and exit code 1.
 
     Set MAGICPOSE_DEBUG=1 (or pass --debug where a command has it) to see the traceback instead.
     """
@@ -34,7 +35,7 @@ def user_errors(func: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (MagicPoseError, FileNotFoundError, PermissionError, IsADirectoryError) as error:
+        except (MagicPoseError, OSError) as error:
             if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
                 raise
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
