@@ -25,7 +25,8 @@ F = TypeVar("F", bound=Callable)
 
 
 def user_errors(func: F) -> F:
-    """Turn a MagicPoseError (or a missing/unreadable file) into one red line and exit code 1.
+    """Turn a MagicPoseError (or a missing/unreadable file) into one red line and exit code 1,
+    and Ctrl-C into one line and exit code 130 (the shell's convention for SIGINT).
 
     Set MAGICPOSE_DEBUG=1 (or pass --debug where a command has it) to see the traceback instead.
     """
@@ -39,5 +40,10 @@ def user_errors(func: F) -> F:
                 raise
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
+                raise
+            console.print("[bold red]error:[/] interrupted (Ctrl-C)", highlight=False)
+            raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
