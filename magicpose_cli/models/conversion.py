@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import pickle
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,13 +78,18 @@ def _load_safetensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
 
 
 def _torch_load(path: Path):
-    """``torch.load`` without code, memory-mapped (files written before torch 1.6 cannot be mapped)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """``torch.load`` without code, memory-mapped (files written before torch 1.6 cannot be mapped).
+
+    torch's warning about a plain pickle's protocol is silenced: such a file is refused in one line.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
@@ -97,8 +103,9 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
             f"refusing to load {path}: loading it would run code it names ({needs_code.strip()}). "
             "Use a .safetensors file or a checkpoint saved as a plain state dict of tensors."
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise MagicPoseError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, IndexError, KeyError, ValueError) as error:  # what random bytes raise
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise MagicPoseError(f"{path} is not a readable checkpoint ({reason})") from None
     while isinstance(state, dict) and len(state) <= 4 and isinstance(state.get("state_dict", state.get("module")), dict):
         state = state.get("state_dict", state.get("module"))
     if not isinstance(state, dict) or not any(isinstance(value, torch.Tensor) for value in state.values()):
