@@ -40,15 +40,22 @@ def audio_codec_of(path: Path) -> str | None:
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:
-    """Fail before any work when OUT exists (without overwrite) or its folder is not writable."""
+    """Fail before any work when OUT exists (without overwrite) or its folder cannot be made or written.
+
+    A missing folder is not made here (the video's atomic write makes it), so a run that fails later
+    leaves no empty folder behind; the nearest existing one is checked instead.
+    """
     path = Path(path)
     if path.is_dir():
         raise MagicPoseError(f"output path {path} is a folder; give a file name such as {path / 'out.mp4'}")
     if path.exists() and not overwrite:
         raise MagicPoseError(f"output file {path} already exists; pass --overwrite to replace it")
+    existing = next(folder for folder in path.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        shown = next((folder for folder in path.parents if folder.absolute() == existing), existing)
+        raise MagicPoseError(f"cannot write the output file {path}: {shown} is a file, not a folder")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.write-check."):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=f".{path.name}.write-check."):
             pass
     except OSError as error:
         raise MagicPoseError(f"cannot write the output file {path}: {error.strerror or error}") from None

@@ -37,12 +37,11 @@ class FitMode(str, Enum):
 
 def generation_size(width: int | None, height: int | None, default: int = DEFAULT_GENERATION_SIZE) -> tuple[int, int]:
     """The (width, height) to generate at; a side not given takes the other's value or ``default``."""
-    width = width or height or default
-    height = height or width
     for name, value in (("width", width), ("height", height)):
-        if value <= 0 or value % SIZE_MULTIPLE:
+        if value is not None and (value <= 0 or value % SIZE_MULTIPLE):  # 0 is refused, not taken for "not given"
             raise MagicPoseError(f"--{name} must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
-    return width, height
+    width = next(side for side in (width, height, default) if side is not None)
+    return width, width if height is None else height
 
 
 def training_scale_size(source_width: int, source_height: int, short_side: int = DEFAULT_GENERATION_SIZE) -> tuple[int, int]:

@@ -24,6 +24,8 @@ _FULL_SCALES = (255.0, 65535.0)
 def read_image(path: str | Path, what: str = "image") -> np.ndarray:
     """An image file as ``(H, W, 3)`` uint8 RGB, upright, or a MagicPoseError naming ``what`` it was."""
     path = Path(path)
+    if path.is_dir():
+        raise MagicPoseError(f"{what} not found: {path} is a folder, not an image file")
     if not path.is_file():
         raise MagicPoseError(f"{what} not found: {path}")
     try:

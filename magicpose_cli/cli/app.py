@@ -26,7 +26,8 @@ F = TypeVar("F", bound=Callable)
 
 def user_errors(func: F) -> F:
     """Turn a MagicPoseError, or an error of the file system (missing, unreadable, a folder where a
-    file belongs, a full disk), into one red line and exit code 1.
+    file belongs, a full disk), into one red line and exit code 1, and Ctrl-C into one line and
+    exit code 130 (the shell's convention for SIGINT).
 
     Set MAGICPOSE_DEBUG=1 (or pass --debug where a command has it) to see the traceback instead.
     """
@@ -40,5 +41,10 @@ def user_errors(func: F) -> F:
                 raise
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
+                raise
+            console.print("[bold red]error:[/] interrupted (Ctrl-C)", highlight=False)
+            raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]

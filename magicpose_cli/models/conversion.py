@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import pickle
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,13 +78,18 @@ def _load_safetensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
 
 
 def _torch_load(path: Path):
-    """``torch.load`` without code, memory-mapped (files written before torch 1.6 cannot be mapped)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """``torch.load`` without code, memory-mapped (files written before torch 1.6 cannot be mapped).
+
+    torch's warning about a plain pickle's protocol is silenced: such a file is refused in one line.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
