@@ -55,3 +55,14 @@ def tiny_checkpoint_with_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("with_clip") / "model_state-tiny.th"
     torch.save({key: value.clone() for key, value in state.items()}, path)
     return path, clip
+
+
+@pytest.fixture(scope="module")
+def reference_png(tmp_path_factory) -> Path:
+    """scikit-image's astronaut (a real photo of a person) as a 128x128 PNG: the retarget tests' reference."""
+    from PIL import Image
+    from skimage.data import astronaut
+
+    path = tmp_path_factory.mktemp("reference") / "astronaut.png"
+    Image.fromarray(astronaut()).resize((128, 128)).save(path)
+    return path

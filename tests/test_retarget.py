@@ -41,13 +41,6 @@ def waving_poses(count: int, width: int = 320, height: int = 180) -> list[FrameP
 
 
 @pytest.fixture(scope="module")
-def reference_png(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("reference") / "astronaut.png"
-    Image.fromarray(astronaut()).resize((128, 128)).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def json_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("json_poses")
     for index, pose in enumerate(waving_poses(5)):

@@ -21,13 +21,6 @@ from magicpose_cli.retarget import FRAMES_DIR_RECORD, RetargetOptions, retarget
 
 
 @pytest.fixture(scope="module")
-def reference_png(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("reference") / "astronaut.png"
-    Image.fromarray(astronaut()).resize((128, 128)).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def portrait_json(tmp_path_factory) -> Path:
     """Three frames of a skeleton on a 9:16 canvas (180x320), as extract-pose writes them."""
     folder = tmp_path_factory.mktemp("portrait_poses")
