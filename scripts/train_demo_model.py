@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, tiny_components
 from magicpose_cli.synthetic import write_dataset
+from magicpose_cli.training.checkpoints import completed_checkpoints
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL_DIR = REPO_ROOT / "magicpose_cli" / "demo_model"
@@ -69,6 +70,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pose-steps", type=int, default=2000)
     parser.add_argument("--stage-batch", type=int, default=8)
     parser.add_argument("--stage-lr", type=float, default=2e-4)
+    parser.add_argument("--stage-warmup", type=int, default=200, help="Learning-rate warm-up steps of each stage.")
+    parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the stage weights (0: off); the shipped model uses it.")
     parser.add_argument("--skip-ablation", action="store_true", help="Do not train the pose-stage-only model.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (here and in `magicpose train`).")
     return parser.parse_args()
@@ -81,36 +84,64 @@ def load_frames(data_dir: Path) -> torch.Tensor:
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def batches(count: int, batch_size: int, steps: int, seed: int):
-    """Random index batches, one per step."""
+def batches(count: int, batch_size: int, steps: int, seed: int, first_step: int = 0):
+    """Random index batches, one per step; a resumed run skips the ones it has had, so it repeats exactly."""
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        yield torch.randint(0, count, (batch_size,), generator=generator)
+    for step in range(steps):
+        indices = torch.randint(0, count, (batch_size,), generator=generator)
+        if step >= first_step:
+            yield indices
 
 
-def train_vae(vae, frames: torch.Tensor, steps: int, batch_size: int, seed: int) -> list[float]:
-    """Autoencoder training: L1 + MSE reconstruction and a small KL pull towards N(0, 1)."""
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+def optimise(name: str, module, loss_of, count: int, steps: int, batch_size: int, lr: float,
+             checkpoint: Path, seed: int) -> list[float]:
+    """AdamW with a cosine schedule over ``steps``, checkpointed every 250 steps into ``checkpoint`` and resumed from it.
+
+    ``loss_of(indices, generator)`` gives the loss of one batch of data indices.
+    """
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr / 10)
     generator = torch.Generator().manual_seed(seed + 1)
-    vae.train()
-    losses = []
+    first_step, losses = 0, []
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        first_step, losses = int(state["step"]), list(state["losses"])
+        console.print(f"{name}: resuming at step {first_step}")
+    module.train()
     with Progress(console=console) as progress:
-        task = progress.add_task("VAE", total=steps)
-        for indices in batches(len(frames), batch_size, steps, seed):
-            images = frames[indices]
-            posterior = vae.encode(images).latent_dist
-            reconstruction = vae.decode(posterior.sample(generator)).sample
-            loss = F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 1e-6 * posterior.kl().mean()
+        task = progress.add_task(name, total=steps, completed=first_step)
+        for step, indices in enumerate(batches(count, batch_size, steps, seed, first_step), start=first_step + 1):
+            loss = loss_of(indices, generator)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
             losses.append(loss.item())
-            progress.update(task, advance=1, description=f"VAE {loss.item():.4f}")
-    vae.eval()
+            progress.update(task, advance=1, description=f"{name} {loss.item():.4f}")
+            if step % 250 == 0 or step == steps:
+                state = {"module": module.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                         "generator": generator.get_state(), "step": step, "losses": losses}  # fmt: skip
+                torch.save(state, checkpoint.with_suffix(".partial"))
+                checkpoint.with_suffix(".partial").replace(checkpoint)
+    module.eval()
     return losses
+
+
+def train_vae(vae, frames: torch.Tensor, args: argparse.Namespace, checkpoint: Path) -> list[float]:
+    """Autoencoder training: L1 + MSE reconstruction and a small KL pull towards N(0, 1)."""
+
+    def loss_of(indices, generator):
+        images = frames[indices]
+        posterior = vae.encode(images).latent_dist
+        reconstruction = vae.decode(posterior.sample(generator)).sample
+        return F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 1e-6 * posterior.kl().mean()
+
+    return optimise("VAE", vae, loss_of, len(frames), args.vae_steps, args.vae_batch, 1e-3, checkpoint, args.seed)
 
 
 @torch.no_grad()
@@ -119,31 +150,19 @@ def encode_all(vae, frames: torch.Tensor) -> torch.Tensor:
     return torch.cat([vae.encode(frames[start : start + 64]).latent_dist.mode() for start in range(0, len(frames), 64)])
 
 
-def train_base_unet(unet, latents: torch.Tensor, prompt_embeds: torch.Tensor, scheduler_config, steps: int, batch_size: int, seed: int) -> list[float]:
+def train_base_unet(unet, latents: torch.Tensor, prompt_embeds: torch.Tensor, scheduler_config, args: argparse.Namespace,
+                    checkpoint: Path) -> list[float]:
     """The base model: a plain denoiser of the (scaled) latents, with the empty prompt and nothing else."""
     noise_schedule = DDPMScheduler.from_config(scheduler_config)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=5e-4, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=5e-5)
-    generator = torch.Generator().manual_seed(seed + 2)
-    unet.train()
-    losses = []
-    with Progress(console=console) as progress:
-        task = progress.add_task("base UNet", total=steps)
-        for indices in batches(len(latents), batch_size, steps, seed + 3):
-            clean = latents[indices]
-            noise = torch.randn(clean.shape, generator=generator)
-            timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(clean),), generator=generator)
-            prediction = unet(noise_schedule.add_noise(clean, noise, timesteps), timesteps, prompt_embeds.expand(len(clean), -1, -1)).sample
-            loss = F.mse_loss(prediction, noise)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
-            losses.append(loss.item())
-            progress.update(task, advance=1, description=f"base UNet {loss.item():.4f}")
-    unet.eval()
-    return losses
+
+    def loss_of(indices, generator):
+        clean = latents[indices]
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(clean),), generator=generator)
+        prediction = unet(noise_schedule.add_noise(clean, noise, timesteps), timesteps, prompt_embeds.expand(len(clean), -1, -1)).sample
+        return F.mse_loss(prediction, noise)
+
+    return optimise("base UNet", unet, loss_of, len(latents), args.base_steps, args.base_batch, 5e-4, checkpoint, args.seed + 2)
 
 
 def starting_model(parts: dict) -> MagicPosePipeline:
@@ -157,14 +176,20 @@ def starting_model(parts: dict) -> MagicPosePipeline:
 
 def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace) -> None:
     """One stage through the real command line, as a user would run it."""
-    shutil.rmtree(run_dir, ignore_errors=True)
+    resume = bool(completed_checkpoints(run_dir))
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
     command = [
         sys.executable, "-m", "magicpose_cli", "train",
         "--data", str(data), "--stage", stage, "--model", str(model), "-o", str(run_dir),
         "--resolution", str(args.size), "--batch-size", str(args.stage_batch), "--max-steps", str(steps),
-        "--learning-rate", str(args.stage_lr), "--num-workers", "0", "--checkpoint-every", "0",
-        "--sample-every", "0", "--seed", str(args.seed),
+        "--learning-rate", str(args.stage_lr), "--warmup-steps", str(args.stage_warmup), "--num-workers", "0",
+        "--checkpoint-every", "500", "--sample-every", "0", "--seed", str(args.seed),
     ]  # fmt: skip
+    if args.ema_decay > 0:
+        command += ["--ema", "--ema-decay", str(args.ema_decay)]
+    if resume:
+        command.append("--resume")
     console.print(" ".join(command[1:]), highlight=False)
     threads = str(args.threads)
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
@@ -203,7 +228,7 @@ def main() -> None:
         parts = tiny_components(args.seed, UNET_CHANNELS, CROSS_ATTENTION_DIM, VAE_CHANNELS)
         frames = load_frames(data)
         started = time.perf_counter()
-        vae_losses = train_vae(parts["vae"], frames, args.vae_steps, args.vae_batch, args.seed)
+        vae_losses = train_vae(parts["vae"], frames, args, work / "vae.ckpt")
         latents = encode_all(parts["vae"], frames)
         scaling_factor = float(1.0 / latents.std())
         parts["vae"].register_to_config(scaling_factor=scaling_factor)
@@ -213,9 +238,8 @@ def main() -> None:
         with torch.no_grad():
             prompt_embeds = parts["empty_prompt"]()
         base_losses = train_base_unet(
-            parts["unet"], latents * scaling_factor, prompt_embeds, parts["scheduler"].config,
-            args.base_steps, args.base_batch, args.seed,
-        )  # fmt: skip
+            parts["unet"], latents * scaling_factor, prompt_embeds, parts["scheduler"].config, args, work / "base_unet.ckpt"
+        )
         timings["base_unet"] = time.perf_counter() - started
         starting_model(parts).save_pretrained(init_dir, safe_serialization=True)
         report["vae"] = {"scaling_factor": scaling_factor, "final_loss": float(np.mean(vae_losses[-50:]))}
