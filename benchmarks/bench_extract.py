@@ -19,6 +19,13 @@ as NAME.jpg|png + NAME.json (not in this repository; their licences differ):
     nkolot/ProHMR            example_data/images/pexels-anete-lusina-4793258.jpg
                              + example_data/keypoints/pexels-anete-lusina-4793258_keypoints.json
     nkolot/SPIN              examples/im1010.jpg + examples/im1010_openpose.json
+
+and, with OpenPose face points, 17 pairs from three more (see README, "OpenPose conventions"):
+
+    HyeonJeong00/smplifyx__openpose  smplify-x/data_folder/images/COCO_val2014_*.jpg
+                                     + smplify-x/data_folder/keypoints/COCO_val2014_*_keypoints.json
+    muelea/smplify-xmc               data/example_input/singleview/subject1/{images,keypoints}/pose{1,2}/*
+    NVlabs/imaginaire                dataset/unit_test/raw/vid2vid/pose/{images,poses-openpose}/001_001/*
 """
 
 from __future__ import annotations
