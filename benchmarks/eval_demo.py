@@ -2,7 +2,10 @@
 
 Variants: the demo model; the same trained without the appearance stage (stage 2 only, from the
 starting model; ``scripts/train_demo_model.py`` trains it into WORK/ablation_pose_only/model);
-reference attention switched off at inference; per-frame instead of shared initial noise. For scale,
+reference attention switched off at inference; per-frame instead of shared initial noise; the model
+after stage 1 (appearance, before any pose control). Scores are mean ± standard deviation over
+pairs x noise seeds; "person PSNR" counts only the pixels where the ground truth shows the person
+(it differs from that person's empty background). For scale,
 two rows without generation: the reference frame repeated (what copying the input scores) and the
 ground truth through the VAE and back (the best a generation in this latent space can score).
 
@@ -71,12 +74,14 @@ def main() -> None:
     seeds = EVALUATION_SEEDS[: args.pairs] if args.pairs <= len(EVALUATION_SEEDS) else range(9000, 9000 + args.pairs)
     noise_seeds = tuple(range(args.noise_seeds))
     demo, ablation = load(args.model), load(args.work_dir / "ablation_pose_only" / "model")
+    stage1 = load(args.work_dir / "stage1_appearance" / "model")
     started = time.perf_counter()
     results = {
         "demo model": evaluate(demo, seeds, settings, noise_seeds=noise_seeds),
         "without appearance stage (stage 2 only)": evaluate(ablation, seeds, settings, noise_seeds=noise_seeds),
         "reference attention off at inference": evaluate(demo, seeds, settings, use_reference=False, noise_seeds=noise_seeds),
         "per-frame initial noise": evaluate(demo, seeds, settings, per_frame_noise=True, noise_seeds=noise_seeds),
+        "after stage 1 only (no pose control yet)": evaluate(stage1, seeds, settings, noise_seeds=noise_seeds),
         "reference frame repeated (no model)": evaluate_frames(
             lambda pair: np.stack([pair.reference_frame] * settings.num_frames), seeds, settings
         ),
@@ -91,7 +96,7 @@ def main() -> None:
     (args.work_dir / "evaluation.md").write_text(table + "\n")
     (args.work_dir / "evaluation.json").write_text(
         json.dumps({"settings": settings.__dict__, "pairs": len(seeds), "noise_seeds": len(noise_seeds), "seconds": seconds,
-                    "results": {name: scores.as_dict() for name, scores in results.items()}}, indent=2)  # fmt: skip
+                    "results": {name: summary.as_dict() for name, summary in results.items()}}, indent=2)  # fmt: skip
     )
     save_example(demo, settings, args.work_dir / "example.png")
 

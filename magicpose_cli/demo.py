@@ -24,7 +24,8 @@ from magicpose_cli.model_store import DEMO_MODEL_DIR
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, retarget
 from magicpose_cli.synthetic import sample_pair
 
-DEMO_SIZE = 64  # the demo model's training resolution
+DEMO_SIZE = 64  # the demo model's training resolution: it generates at this size
+DEMO_DISPLAY_HEIGHT = 256  # each grid panel enlarged 4x (nearest neighbour) so that it can be seen
 DEMO_PAIR_SEED = 2024
 DEMO_FPS = 12.0
 
@@ -99,6 +100,7 @@ def run_demo(
         guidance=guidance,
         fps=DEMO_FPS,
         grid=True,
+        grid_height=DEMO_DISPLAY_HEIGHT,
         overwrite=overwrite,
         cache_root=cache_root,
     )

@@ -16,7 +16,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from magicpose_cli.pose.render import render_pose
-from magicpose_cli.synthetic import SyntheticPair, sample_pair
+from magicpose_cli.synthetic import SyntheticPair, draw_background, sample_pair
 
 EVALUATION_SEEDS = tuple(range(9000, 9008))  # held-out pairs: sample_pair people never appear in write_dataset data
 
@@ -53,19 +53,38 @@ def flicker(frames) -> float:
     return float(np.abs(np.diff(frames, axis=0)).mean())
 
 
+def person_psnr(generated, target, person) -> float:
+    """PSNR over the pixels where ``person`` (HxW bool) is set: how well the person alone is drawn."""
+    generated, target = _unit(generated), _unit(target)
+    squared_error = ((generated - target) ** 2)[np.asarray(person, dtype=bool)]
+    if squared_error.size == 0:
+        raise ValueError("the person mask is empty")
+    mse = float(squared_error.mean())
+    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+
+
+def person_masks(pair: SyntheticPair) -> np.ndarray:
+    """N x H x W: where each ground-truth frame differs from the reference person's empty background."""
+    frames = np.stack(pair.target_frames)
+    background = draw_background(pair.reference_identity, frames.shape[2], frames.shape[1])
+    return np.any(frames != background, axis=-1)
+
+
 @dataclass
 class VideoScores:
     psnr: float
     ssim: float
     l1: float
+    person_psnr: float  # PSNR on the person's pixels only (nan when no mask was given)
     flicker_excess: float  # generated flicker minus ground-truth flicker
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def score_video(generated, target) -> VideoScores:
-    """Frame-averaged PSNR, SSIM and L1 of ``generated`` against ``target`` (both N x H x W x 3), and the excess flicker."""
+def score_video(generated, target, person=None) -> VideoScores:
+    """Frame-averaged PSNR, SSIM and L1 of ``generated`` against ``target`` (both N x H x W x 3), PSNR on
+    the ``person`` masks (N x H x W) when given, and the excess flicker."""
     generated, target = _unit(generated), _unit(target)
     if generated.shape != target.shape:
         raise ValueError(f"generated frames are {generated.shape} but the ground truth is {target.shape}")
@@ -73,8 +92,31 @@ def score_video(generated, target) -> VideoScores:
         psnr=float(np.mean([psnr(g, t) for g, t in zip(generated, target)])),
         ssim=float(np.mean([ssim(g, t) for g, t in zip(generated, target)])),
         l1=float(np.mean([l1(g, t) for g, t in zip(generated, target)])),
+        person_psnr=float("nan") if person is None else float(np.mean([person_psnr(*frame) for frame in zip(generated, target, person)])),
         flicker_excess=flicker(generated) - flicker(target),
     )
+
+
+@dataclass
+class ScoreSummary:
+    """Mean and standard deviation of each score over the videos scored (pairs x noise seeds)."""
+
+    mean: VideoScores
+    spread: VideoScores
+    videos: int
+
+    @classmethod
+    def of(cls, scores: list[VideoScores]) -> "ScoreSummary":
+        fields = VideoScores.__dataclass_fields__
+        values = {key: np.array([getattr(score, key) for score in scores], dtype=np.float64) for key in fields}
+        return cls(
+            mean=VideoScores(**{key: float(value.mean()) for key, value in values.items()}),
+            spread=VideoScores(**{key: float(value.std()) for key, value in values.items()}),
+            videos=len(scores),
+        )
+
+    def as_dict(self) -> dict:
+        return {"mean": self.mean.as_dict(), "spread": self.spread.as_dict(), "videos": self.videos}
 
 
 @dataclass(frozen=True)
@@ -111,39 +153,47 @@ def vae_round_trip(pipeline, frames: np.ndarray) -> np.ndarray:
     return ((decoded.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
 
 
-def evaluate_frames(make_frames: Callable[[SyntheticPair], np.ndarray], seeds, settings: EvaluationSettings) -> VideoScores:
-    """Mean scores over the held-out pairs of the frames ``make_frames(pair)`` returns."""
+def score_pairs(make_frames: Callable[[SyntheticPair], np.ndarray], seeds, settings: EvaluationSettings) -> list[VideoScores]:
+    """The scores of the frames ``make_frames(pair)`` returns, one per held-out pair."""
     scores = []
     for seed in seeds:
         pair = sample_pair(seed, settings.size, settings.num_frames)
-        scores.append(score_video(make_frames(pair), np.stack(pair.target_frames)))
-    return mean_scores(scores)
+        scores.append(score_video(make_frames(pair), np.stack(pair.target_frames), person_masks(pair)))
+    return scores
 
 
-def mean_scores(scores: list[VideoScores]) -> VideoScores:
-    return VideoScores(**{key: float(np.mean([getattr(s, key) for s in scores])) for key in VideoScores.__dataclass_fields__})
+def evaluate_frames(make_frames: Callable[[SyntheticPair], np.ndarray], seeds, settings: EvaluationSettings) -> ScoreSummary:
+    """Scores over the held-out pairs of the frames ``make_frames(pair)`` returns."""
+    return ScoreSummary.of(score_pairs(make_frames, seeds, settings))
 
 
 def evaluate(
     pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), noise_seeds=(0,), **variant
-) -> VideoScores:
-    """Mean scores of ``pipeline`` over the held-out pairs and initial-noise seeds; ``variant`` goes to :func:`generate_for_pair`.
+) -> ScoreSummary:
+    """Scores of ``pipeline`` over the held-out pairs and initial-noise seeds; ``variant`` goes to :func:`generate_for_pair`.
 
     With shared noise all frames of a pair come from one draw, so several noise seeds are needed
     for a mean that does not hinge on a lucky draw.
     """
-    return mean_scores([
-        evaluate_frames(lambda pair: generate_for_pair(pipeline, pair, replace(settings, seed=noise_seed), **variant), seeds, settings)
+    return ScoreSummary.of([
+        score
         for noise_seed in noise_seeds
+        for score in score_pairs(
+            lambda pair: generate_for_pair(pipeline, pair, replace(settings, seed=noise_seed), **variant), seeds, settings
+        )
     ])  # fmt: skip
 
 
-def markdown_table(results: dict[str, VideoScores]) -> str:
-    """The scores as a Markdown table, one row per model variant."""
+def markdown_table(results: dict[str, ScoreSummary]) -> str:
+    """The scores as a Markdown table, one row per model variant: mean ± standard deviation over the videos."""
     lines = [
-        "| variant | PSNR (dB) ↑ | SSIM ↑ | L1 ↓ | flicker excess ↓ |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | PSNR (dB) ↑ | person PSNR (dB) ↑ | SSIM ↑ | L1 ↓ | flicker excess ↓ |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, scores in results.items():
-        lines.append(f"| {name} | {scores.psnr:.2f} | {scores.ssim:.3f} | {scores.l1:.4f} | {scores.flicker_excess:+.4f} |")
+    for name, summary in results.items():
+        mean, spread = summary.mean, summary.spread
+        lines.append(
+            f"| {name} | {mean.psnr:.2f} ± {spread.psnr:.2f} | {mean.person_psnr:.2f} ± {spread.person_psnr:.2f} "
+            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.l1:.4f} | {mean.flicker_excess:+.4f} |"
+        )
     return "\n".join(lines)

@@ -168,11 +168,16 @@ def fit_placement(
 
 
 def side_by_side(images: list[np.ndarray], height: int) -> np.ndarray:
-    """Join HxWx3 pictures left to right, each resized to ``height`` (the ``--grid`` layout)."""
+    """Join HxWx3 pictures left to right, each resized to ``height`` (the ``--grid`` layout).
+
+    A whole-number enlargement repeats pixels (nearest neighbour), so a small model's output is
+    shown as it is, sharp-edged, rather than smoothed into something it did not generate.
+    """
     resized = []
     for image in images:
         if image.shape[0] != height:
             width = _even(image.shape[1] * height / image.shape[0])
-            image = np.asarray(Image.fromarray(image).resize((width, height), Image.LANCZOS))
+            whole_number = height % image.shape[0] == 0 and width == image.shape[1] * height // image.shape[0]
+            image = np.asarray(Image.fromarray(image).resize((width, height), Image.NEAREST if whole_number else Image.LANCZOS))
         resized.append(image)
     return np.concatenate(resized, axis=1)

@@ -87,6 +87,7 @@ class RetargetOptions:
     fps: float | None = None
     audio: bool = True
     grid: bool = False
+    grid_height: int | None = None  # panel height of the grid for display; None: the generated frames' height
     overwrite: bool = False
     force: bool = False
     frames_dir: Path | None = None
@@ -187,7 +188,7 @@ def retarget(
         generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved)
         if options.frames_dir is not None:
             keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))
-        frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps if options.grid else None)
+        frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps if options.grid else None, options.grid_height)
         audio_source = driving_path if options.audio and driving_path.is_file() else None
         encoded = encode_output(frames, len(pose_maps), output_path, driving.fps, audio_source, options.overwrite, progress)
     return RetargetSummary(
@@ -427,13 +428,15 @@ def output_frames(
     placement: Placement,
     reference: np.ndarray,
     grid_pose_maps: Sequence[np.ndarray] | None = None,
+    grid_height: int | None = None,
 ) -> Iterator[np.ndarray]:
     """The video's frames, read one at a time: generated frames restored to the driving shape, or
-    (with ``grid_pose_maps``) reference | pose | result."""
+    (with ``grid_pose_maps``) reference | pose | result, each panel ``grid_height`` high (default: the result's)."""
     for index in range(frame_count):
         result = placement.restore(cache.load(index))
         if grid_pose_maps is not None:
-            yield side_by_side([reference, placement.restore(grid_pose_maps[index]), result], height=result.shape[0])
+            panels = [reference, placement.restore(grid_pose_maps[index]), result]
+            yield side_by_side(panels, height=grid_height or result.shape[0])
         else:
             yield result
 

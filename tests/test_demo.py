@@ -12,8 +12,19 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
-from magicpose_cli.demo import DEMO_SIZE
-from magicpose_cli.evaluation import EvaluationSettings, flicker, generate_for_pair, l1, psnr, score_video, ssim, vae_round_trip
+from magicpose_cli.demo import DEMO_DISPLAY_HEIGHT, DEMO_SIZE
+from magicpose_cli.evaluation import (
+    EvaluationSettings,
+    flicker,
+    generate_for_pair,
+    l1,
+    person_masks,
+    person_psnr,
+    psnr,
+    score_video,
+    ssim,
+    vae_round_trip,
+)
 from magicpose_cli.model_store import DEMO_MODEL_DIR, locate_model
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.synthetic import sample_pair
@@ -71,9 +82,13 @@ def test_demo_command_writes_a_grid_video_of_unseen_people(tmp_path):
     assert result.exit_code == 0, result.output
     assert str(output) in result.output.replace("\n", "")
     frames = np.stack(list(iio.imiter(output)))
-    assert frames.shape == (3, DEMO_SIZE, 3 * DEMO_SIZE, 3)  # reference | pose | result
+    assert frames.shape == (3, DEMO_DISPLAY_HEIGHT, 3 * DEMO_DISPLAY_HEIGHT, 3)  # reference | pose | result, enlarged
     reference = np.asarray(Image.open(inputs / "reference.png").convert("RGB"), dtype=np.float64)
-    assert np.abs(frames[0, :, :DEMO_SIZE].astype(np.float64) - reference).mean() < 12  # the grid's left panel, through H.264
+    assert reference.shape == (DEMO_SIZE, DEMO_SIZE, 3)  # the model still generates at its own size
+    scale = DEMO_DISPLAY_HEIGHT // DEMO_SIZE
+    left_panel = frames[0, :, :DEMO_DISPLAY_HEIGHT].astype(np.float64)
+    shrunk = left_panel.reshape(DEMO_SIZE, scale, DEMO_SIZE, scale, 3).mean(axis=(1, 3))  # undo the nearest enlargement
+    assert np.abs(shrunk - reference).mean() < 12  # the grid's left panel is the reference, through H.264
     assert sorted(path.name for path in (inputs / "driving_poses").iterdir()) == ["00000.json", "00001.json", "00002.json"]
 
 
@@ -155,3 +170,31 @@ def test_flicker_and_video_scores():
     assert scores.l1 == pytest.approx((0.0 + 0.2 + 0.2) / 3)
     with pytest.raises(ValueError, match="ground truth"):
         score_video(jumpy[:2], still)
+
+
+def test_person_psnr_counts_only_the_person_pixels():
+    target = np.zeros((8, 8, 3))
+    generated = target.copy()
+    generated[:4] = 0.1  # wrong everywhere in the top half
+    person = np.zeros((8, 8), bool)
+    person[4:, 2:6] = True  # the person stands in the bottom half, drawn exactly
+    assert math.isinf(person_psnr(generated, target, person))
+    person[0, 0] = True  # one of 17 person pixels wrong by 0.1: MSE 0.01 / 17
+    assert person_psnr(generated, target, person) == pytest.approx(10 * math.log10(17 / 0.01))
+    with pytest.raises(ValueError, match="empty"):
+        person_psnr(generated, target, np.zeros((8, 8), bool))
+
+
+def test_person_masks_cover_the_drawn_person_and_not_the_scene():
+    pair = sample_pair(9000, DEMO_SIZE, num_frames=3)
+    masks = person_masks(pair)
+    assert masks.shape == (3, DEMO_SIZE, DEMO_SIZE)
+    assert 0.05 < masks.mean() < 0.5  # a person, not the whole frame nor a speck
+    for mask, pose in zip(masks, pair.target_poses):
+        neck_x, neck_y = pose.people[0].body[1][:2]
+        assert mask[int(neck_y), int(neck_x)]  # the neck is on the person
+    assert not masks[:, 0, 0].any() and not masks[:, 0, -1].any()  # the top corners are wall
+    # Repeating the reference frame gets the wall right and the moved person wrong.
+    repeated = np.stack([pair.reference_frame] * 3)
+    scores = score_video(repeated, np.stack(pair.target_frames), masks)
+    assert scores.person_psnr < scores.psnr - 2

@@ -76,6 +76,15 @@ def test_side_by_side_joins_at_one_height():
     assert side_by_side(pictures, height=40).shape == (40, 30 + 40 + 50, 3)
 
 
+def test_side_by_side_enlarges_by_whole_numbers_with_sharp_pixels():
+    checkerboard = (np.indices((8, 8)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    small = np.stack([checkerboard] * 3, axis=-1)
+    enlarged = side_by_side([small], height=32)
+    assert np.array_equal(enlarged, small.repeat(4, axis=0).repeat(4, axis=1))  # each pixel a 4x4 block, no blur
+    softened = side_by_side([small], height=20)  # 2.5x is not whole: a smooth resize
+    assert len(np.unique(softened)) > 2
+
+
 @pytest.mark.parametrize(
     "source, short_side, expected",
     [
