@@ -39,6 +39,7 @@ from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 
 from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, tiny_components
+from magicpose_cli.models.networks import MagicPoseDenoiser
 from magicpose_cli.synthetic import write_dataset
 from magicpose_cli.training.checkpoints import completed_checkpoints
 
@@ -66,6 +67,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vae-batch", type=int, default=16)
     parser.add_argument("--base-steps", type=int, default=1000)
     parser.add_argument("--base-batch", type=int, default=16)
+    parser.add_argument("--base-reference-steps", type=int, default=1000,
+                        help="Base-UNet steps after the plain ones that also teach its self-attention to read a reference.")
+    parser.add_argument("--base-reference-share", type=float, default=0.5,
+                        help="Share of those steps that attend to another frame of the same video (the rest stay plain).")
     parser.add_argument("--appearance-steps", type=int, default=6000)
     parser.add_argument("--pose-steps", type=int, default=2000)
     parser.add_argument("--stage-batch", type=int, default=8)
@@ -150,19 +155,49 @@ def encode_all(vae, frames: torch.Tensor) -> torch.Tensor:
     return torch.cat([vae.encode(frames[start : start + 64]).latent_dist.mode() for start in range(0, len(frames), 64)])
 
 
-def train_base_unet(unet, latents: torch.Tensor, prompt_embeds: torch.Tensor, scheduler_config, args: argparse.Namespace,
-                    checkpoint: Path) -> list[float]:
-    """The base model: a plain denoiser of the (scaled) latents, with the empty prompt and nothing else."""
+def tied_appearance_model(unet) -> AppearanceUNet:
+    """An appearance model that shares every weight with ``unet``: the UNet reads the reference itself (reference-only)."""
+    appearance = AppearanceUNet(**unet.config)
+    weights = dict(unet.named_parameters())
+    for module_name, module in appearance.named_modules():
+        for name in [name for name, value in module._parameters.items() if value is not None]:
+            module._parameters[name] = weights[f"{module_name}.{name}" if module_name else name]
+    return appearance
+
+
+def train_base_unet(unet, latents: torch.Tensor, prompt_embeds: torch.Tensor, scheduler_config, frames_per_video: int,
+                    steps: int, batch_size: int, reference_share: float, checkpoint: Path, seed: int) -> list[float]:
+    """The base model ("SD"): a denoiser of the (scaled) latents with the empty prompt.
+
+    With ``reference_share`` 0 it is a plain denoiser. Stable Diffusion's self-attention matches
+    content across images well enough that attending to a reference image's tokens copies its
+    appearance with no training at all (the reference-only trick MagicPose's appearance attention
+    builds on); a small UNet trained on a few thousand frames does not get that for free. So on
+    that share of steps the base model denoises a frame while its self-attention also sees its own
+    tokens of another frame of the same video; on the others it stays a plain denoiser, as
+    classifier-free guidance and the no-reference ablation use it.
+    """
     noise_schedule = DDPMScheduler.from_config(scheduler_config)
+    denoiser = MagicPoseDenoiser(unet, tied_appearance_model(unet), controlnet=None)
 
     def loss_of(indices, generator):
         clean = latents[indices]
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(clean),), generator=generator)
-        prediction = unet(noise_schedule.add_noise(clean, noise, timesteps), timesteps, prompt_embeds.expand(len(clean), -1, -1)).sample
+        prompt = prompt_embeds.expand(len(clean), -1, -1)
+        features = None
+        if reference_share > 0 and torch.rand((), generator=generator) < reference_share:
+            position = indices % frames_per_video
+            shift = torch.randint(1, frames_per_video, indices.shape, generator=generator)
+            features = denoiser.reference_features(latents[indices - position + (position + shift) % frames_per_video], timesteps, prompt)
+        prediction = denoiser(noise_schedule.add_noise(clean, noise, timesteps), timesteps, prompt, reference_features=features)
         return F.mse_loss(prediction, noise)
 
-    return optimise("base UNet", unet, loss_of, len(latents), args.base_steps, args.base_batch, 5e-4, checkpoint, args.seed + 2)
+    name = "base UNet, reference-only" if reference_share > 0 else "base UNet"
+    lr = 2e-4 if reference_share > 0 else 5e-4
+    losses = optimise(name, unet, loss_of, len(latents), steps, batch_size, lr, checkpoint, seed)
+    unet.set_default_attn_processor()
+    return losses
 
 
 def starting_model(parts: dict) -> MagicPosePipeline:
@@ -238,8 +273,13 @@ def main() -> None:
         with torch.no_grad():
             prompt_embeds = parts["empty_prompt"]()
         base_losses = train_base_unet(
-            parts["unet"], latents * scaling_factor, prompt_embeds, parts["scheduler"].config, args, work / "base_unet.ckpt"
-        )
+            parts["unet"], latents * scaling_factor, prompt_embeds, parts["scheduler"].config, args.frames,
+            args.base_steps, args.base_batch, 0.0, work / "base_unet.ckpt", args.seed + 2,
+        )  # fmt: skip
+        base_losses += train_base_unet(
+            parts["unet"], latents * scaling_factor, prompt_embeds, parts["scheduler"].config, args.frames,
+            args.base_reference_steps, args.base_batch, args.base_reference_share, work / "base_unet_reference.ckpt", args.seed + 4,
+        )  # fmt: skip
         timings["base_unet"] = time.perf_counter() - started
         starting_model(parts).save_pretrained(init_dir, safe_serialization=True)
         report["vae"] = {"scaling_factor": scaling_factor, "final_loss": float(np.mean(vae_losses[-50:]))}
