@@ -28,6 +28,7 @@ DEMO_SIZE = 64  # the demo model's training resolution: it generates at this siz
 DEMO_DISPLAY_HEIGHT = 256  # each grid panel enlarged 4x (nearest neighbour) so that it can be seen
 DEMO_PAIR_SEED = 2024
 DEMO_FPS = 12.0
+DEMO_FRAMES = 24  # two seconds at DEMO_FPS
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def check_inputs_dir(folder: Path, overwrite: bool) -> None:
         raise MagicPoseError(f"--inputs-dir {folder} already holds {' and '.join(earlier)}; pass --overwrite to replace them")
 
 
-def write_demo_inputs(folder: Path, seed: int = DEMO_PAIR_SEED, num_frames: int = 24) -> DemoInputs:
+def write_demo_inputs(folder: Path, seed: int = DEMO_PAIR_SEED, num_frames: int = DEMO_FRAMES) -> DemoInputs:
     """Draw an unseen reference person and a driving motion into ``folder``.
 
     Each is written whole under its final name (the pose folder replaces any earlier one), so a
@@ -68,9 +69,9 @@ def write_demo_inputs(folder: Path, seed: int = DEMO_PAIR_SEED, num_frames: int 
 
 def run_demo(
     output: Path,
-    num_frames: int = 24,
-    steps: int = 25,
-    guidance: float = 3.0,
+    num_frames: int = DEMO_FRAMES,
+    steps: int | None = None,
+    guidance: float | None = None,
     seed: int = DEMO_PAIR_SEED,
     inputs_dir: Path | None = None,
     cache_root: Path | None = None,
@@ -80,7 +81,7 @@ def run_demo(
 ) -> RetargetSummary:
     """Retarget an unseen synthetic person onto another's motion with the demo model; write ``output`` as a grid video.
 
-    The inputs go to ``inputs_dir`` when given (kept; earlier ones are replaced only with
+    ``steps`` and ``guidance`` default to the demo model's recommended settings. The inputs go to ``inputs_dir`` when given (kept; earlier ones are replaced only with
     ``overwrite``), else to a temporary folder.
     """
     if not (DEMO_MODEL_DIR / "model_index.json").is_file():

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import ControlNetModel, DDPMScheduler
+from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
@@ -196,7 +197,7 @@ def train_base_unet(unet, latents: torch.Tensor, prompt_embeds: torch.Tensor, sc
     name = "base UNet, reference-only" if reference_share > 0 else "base UNet"
     lr = 2e-4 if reference_share > 0 else 5e-4
     losses = optimise(name, unet, loss_of, len(latents), steps, batch_size, lr, checkpoint, seed)
-    unet.set_default_attn_processor()
+    unet.set_attn_processor(AttnProcessor2_0())  # back to plain attention: the processors above are for training only
     return losses
 
 

@@ -8,16 +8,16 @@ from typing import Optional
 import typer
 
 from magicpose_cli.cli.app import app, console, user_errors
-from magicpose_cli.demo import DEMO_PAIR_SEED, run_demo
+from magicpose_cli.demo import DEMO_FRAMES, DEMO_PAIR_SEED, run_demo
 
 
 @app.command("demo")
 @user_errors
 def demo_command(
     output: Path = typer.Option(Path("magicpose_demo.mp4"), "--output", "-o", help="The mp4 to write."),
-    frames: int = typer.Option(24, help="Frames of driving motion."),
-    steps: int = typer.Option(25, help="Denoising steps."),
-    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
+    frames: int = typer.Option(DEMO_FRAMES, help="Frames of driving motion."),
+    steps: Optional[int] = typer.Option(None, help="Denoising steps (default: the demo model's recommendation)."),
+    guidance: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (default: the demo model's recommendation)."),
     seed: int = typer.Option(DEMO_PAIR_SEED, help="Which pair of synthetic people to draw."),
     inputs_dir: Optional[Path] = typer.Option(None, help="Keep the reference PNG and the driving OpenPose JSON here (earlier ones are replaced only with --overwrite)."),
     cache_dir: Optional[Path] = typer.Option(
