@@ -2,8 +2,10 @@
 
 :func:`magicpose_cli.synthetic.sample_pair` gives a reference person A, the motion of another
 person B on A's proportions, and the frames of A really performing it. A model is driven with
-those poses and compared frame by frame (PSNR, SSIM, L1), and for temporal stability by how much
-more its frames change from one to the next than the ground truth's do (flicker).
+those poses and compared frame by frame (PSNR, SSIM, L1), on the person alone (PSNR over the pixels
+where the ground truth differs from that person's empty background: a flat wall copied from the
+reference scores well on the whole frame without drawing anyone), and for temporal stability by
+how much more its frames change from one to the next than the ground truth's do (flicker).
 """
 
 from __future__ import annotations

@@ -5,14 +5,18 @@ There is no pretrained Stable Diffusion in this world, so the script first makes
 1. draws a data set of synthetic people (``magicpose_cli.synthetic.write_dataset``);
 2. trains a tiny VAE as an autoencoder on its frames (L1 + MSE + a small KL term) and sets its
    latent scaling factor so that latents have unit variance, as SD's 0.18215 does;
-3. trains the base UNet as a plain unconditional denoiser of those latents (the "SD" of this world);
+3. trains the base UNet as a plain unconditional denoiser of those latents (the "SD" of this world),
+   then teaches its self-attention to read a reference image (reference-only, weights shared), the
+   correspondence SD's attention has from web-scale data and MagicPose's appearance attention needs;
 4. builds the MagicPose starting model from it (appearance model = a copy of the base UNet, as the
    original stage 1 starts; pose ControlNet = the base UNet's encoder with zero output convolutions);
 5. runs ``magicpose train --stage appearance`` and then ``--stage pose`` exactly as a user would;
 6. for the evaluation's ablation, also runs ``--stage pose`` straight from the starting model;
 7. copies the stage-2 model into ``magicpose_cli/demo_model/``.
 
-Every step count is an option, so a longer run is one command line away. Evaluate afterwards with
+Every step count is an option, so a longer run is one command line away. Every phase checkpoints
+(VAE and base UNet every 250 steps, the stages every 500 through ``magicpose train --resume``):
+run the same command again after an interruption and it carries on where it stopped. Evaluate afterwards with
 ``benchmarks/eval_demo.py``. Usage::
 
     python scripts/train_demo_model.py --work-dir /tmp/demo_run
@@ -60,19 +64,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, required=True, help="Data, intermediate models and training runs.")
     parser.add_argument("--output", type=Path, default=DEMO_MODEL_DIR, help="Where the final model folder goes.")
     parser.add_argument("--size", type=int, default=64, help="Image size (multiple of 64).")
-    parser.add_argument("--videos", type=int, default=160, help="Synthetic training videos (people).")
-    parser.add_argument("--frames", type=int, default=12, help="Frames per training video.")
+    parser.add_argument("--videos", type=int, default=800, help="Synthetic training videos (people).")
+    parser.add_argument("--frames", type=int, default=8, help="Frames per training video.")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--vae-steps", type=int, default=2000)
     parser.add_argument("--vae-batch", type=int, default=16)
-    parser.add_argument("--base-steps", type=int, default=1000)
+    parser.add_argument("--base-steps", type=int, default=3000)
     parser.add_argument("--base-batch", type=int, default=16)
     parser.add_argument("--base-reference-steps", type=int, default=1000,
                         help="Base-UNet steps after the plain ones that also teach its self-attention to read a reference.")
     parser.add_argument("--base-reference-share", type=float, default=0.5,
                         help="Share of those steps that attend to another frame of the same video (the rest stay plain).")
-    parser.add_argument("--appearance-steps", type=int, default=6000)
+    parser.add_argument("--appearance-steps", type=int, default=2400)
     parser.add_argument("--pose-steps", type=int, default=2000)
     parser.add_argument("--stage-batch", type=int, default=8)
     parser.add_argument("--stage-lr", type=float, default=2e-4)

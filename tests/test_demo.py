@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from magicpose_cli.cli import app
 from magicpose_cli.demo import DEMO_DISPLAY_HEIGHT, DEMO_SIZE
 from magicpose_cli.evaluation import (
+    EVALUATION_SEEDS,
     EvaluationSettings,
     flicker,
     generate_for_pair,
@@ -25,9 +26,12 @@ from magicpose_cli.evaluation import (
     ssim,
     vae_round_trip,
 )
-from magicpose_cli.model_store import DEMO_MODEL_DIR, locate_model
+from magicpose_cli.model_store import DEMO_MODEL_DIR, RecommendedSettings, locate_model
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.synthetic import sample_pair
+
+
+PERSON_MARGIN_DB = 1.0  # measured 2.8 dB on this pair (13.6 against 10.8); loose, so that it is not flaky
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,19 @@ def test_shipped_weights_generate_frames_of_the_model_size(demo_pipeline):
     assert not np.allclose(frames[0], frames[1])  # the two poses give two different frames
 
 
+def test_shipped_model_draws_the_person_better_than_copying_the_reference(demo_pipeline):
+    """On a held-out pair, with the settings the model recommends, the person is drawn where the pose
+    says, in the reference's clothes: better than the reference frame repeated, on the person's pixels."""
+    recommended = RecommendedSettings.read(DEMO_MODEL_DIR)
+    settings = EvaluationSettings(size=DEMO_SIZE, num_frames=4, steps=recommended.steps, guidance=recommended.guidance)
+    pair = sample_pair(EVALUATION_SEEDS[0], DEMO_SIZE, num_frames=settings.num_frames)
+    target, masks = np.stack(pair.target_frames), person_masks(pair)
+    generated = score_video(generate_for_pair(demo_pipeline, pair, settings), target, masks)
+    repeated = score_video(np.stack([pair.reference_frame] * settings.num_frames), target, masks)
+    assert generated.person_psnr > repeated.person_psnr + PERSON_MARGIN_DB
+    assert generated.psnr > repeated.psnr
+
+
 def test_shipped_model_wears_the_reference_and_its_vae_reconstructs(demo_pipeline):
     pair = sample_pair(4321, DEMO_SIZE, num_frames=2)
     target = np.stack(pair.target_frames)
@@ -62,7 +79,7 @@ def test_shipped_model_wears_the_reference_and_its_vae_reconstructs(demo_pipelin
     with_reference = score_video(generate_for_pair(demo_pipeline, pair, settings), target)
     without_reference = score_video(generate_for_pair(demo_pipeline, pair, settings, use_reference=False), target)
     assert with_reference.l1 < 0.8 * without_reference.l1
-    assert score_video(vae_round_trip(demo_pipeline, target), target).psnr > 15.0  # an untrained VAE scores about 12 dB
+    assert score_video(vae_round_trip(demo_pipeline, target), target).psnr > 20.0  # an untrained VAE scores about 12 dB
 
 
 def test_retarget_without_a_configured_model_uses_the_demo_model(tmp_path, monkeypatch):
