@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=len(EVALUATION_SEEDS))
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=7.0, help="The demo model recommends 7.")
     parser.add_argument("--noise-seeds", type=int, default=4, help="Initial-noise seeds to average the model rows over.")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

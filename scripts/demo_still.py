@@ -1,6 +1,6 @@
 """README's still of `magicpose demo`: a few frames of its reference | pose | result grid, one above the other.
 
-    python scripts/demo_still.py [--frames 0 8 16] [-o docs/demo_still.png]
+    python scripts/demo_still.py [--frames 0 8 16] [-o demo_still.png]
 
 Runs the demo exactly as `magicpose demo` does (bundled model, its recommended settings) into a
 temporary folder and stacks the chosen frames of the video it writes.
@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[0, 8, 16], help="Frame numbers of the demo video to show.")
-    parser.add_argument("-o", "--output", type=Path, default=REPO_ROOT / "docs" / "demo_still.png")
+    parser.add_argument("-o", "--output", type=Path, default=REPO_ROOT / "demo_still.png")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="magicpose-still-") as temporary:
         video = Path(temporary) / "demo.mp4"
