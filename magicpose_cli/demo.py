@@ -81,8 +81,9 @@ def run_demo(
 ) -> RetargetSummary:
     """Retarget an unseen synthetic person onto another's motion with the demo model; write ``output`` as a grid video.
 
-    ``steps`` and ``guidance`` default to the demo model's recommended settings. The inputs go to ``inputs_dir`` when given (kept; earlier ones are replaced only with
-    ``overwrite``), else to a temporary folder.
+    ``steps`` and ``guidance`` default to the demo model's recommended settings. The inputs go to
+    ``inputs_dir`` when given (kept; earlier ones are replaced only with ``overwrite``), else to a
+    temporary folder.
     """
     if not (DEMO_MODEL_DIR / "model_index.json").is_file():
         raise MagicPoseError(f"the demo model is missing from {DEMO_MODEL_DIR}; reinstall magicpose-cli")

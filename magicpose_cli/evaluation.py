@@ -57,12 +57,10 @@ def flicker(frames) -> float:
 
 def person_psnr(generated, target, person) -> float:
     """PSNR over the pixels where ``person`` (HxW bool) is set: how well the person alone is drawn."""
-    generated, target = _unit(generated), _unit(target)
-    squared_error = ((generated - target) ** 2)[np.asarray(person, dtype=bool)]
-    if squared_error.size == 0:
+    person = np.asarray(person, dtype=bool)
+    if not person.any():
         raise ValueError("the person mask is empty")
-    mse = float(squared_error.mean())
-    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+    return psnr(_unit(generated)[person], _unit(target)[person])
 
 
 def person_masks(pair: SyntheticPair) -> np.ndarray:

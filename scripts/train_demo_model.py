@@ -43,6 +43,7 @@ from rich.console import Console
 from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 
+from magicpose_cli.files import atomic_path
 from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, tiny_components
 from magicpose_cli.models.networks import MagicPoseDenoiser
 from magicpose_cli.synthetic import write_dataset
@@ -136,8 +137,8 @@ def optimise(name: str, module, loss_of, count: int, steps: int, batch_size: int
             if step % 250 == 0 or step == steps:
                 state = {"module": module.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                          "generator": generator.get_state(), "step": step, "losses": losses}  # fmt: skip
-                torch.save(state, checkpoint.with_suffix(".partial"))
-                checkpoint.with_suffix(".partial").replace(checkpoint)
+                with atomic_path(checkpoint) as temporary:
+                    torch.save(state, temporary)
     module.eval()
     return losses
 
