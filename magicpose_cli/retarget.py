@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import magicpose_cli
+from magicpose_cli.cache import check_cache_root
 from magicpose_cli.encode import EncodeResult, check_output_path, write_video
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_path, atomic_write_text, default_cache_root
@@ -159,7 +160,7 @@ def retarget(
     reference_path, driving_path, output_path = Path(reference_path), Path(driving_path), Path(output_path)
     check_output_path(output_path, options.overwrite)
     validate_options(options)
-    cache_root = Path(options.cache_root) if options.cache_root else default_cache_root()
+    cache_root = check_cache_root(Path(options.cache_root) if options.cache_root else default_cache_root())
     reference = load_reference_image(reference_path)
     model = locate_model(options.model, cache_root)
     tell(on_notice, model.notice)

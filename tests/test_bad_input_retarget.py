@@ -177,6 +177,7 @@ FAILURE_CASES = {
     "zero batch size": ([*GOOD, "--batch-size", "0"], "--batch-size must be at least 1"),
     "negative fps": ([*GOOD, "--fps", "-5"], "--fps must be positive"),
     "zero max frames": ([*GOOD, "--max-frames", "0"], "--max-frames must be at least 1"),
+    "cache folder is a file": ([*GOOD, "--cache-dir", "a_file"], "cache folder a_file is a file, not a folder"),
 }
 
 
