@@ -99,11 +99,11 @@ def score_video(generated, target, person=None) -> VideoScores:
 
 @dataclass
 class ScoreSummary:
-    """Mean and standard deviation of each score over the videos scored (pairs x noise seeds)."""
+    """Mean and standard deviation of each score over the videos scored (pairs x noise seeds), and the scores."""
 
     mean: VideoScores
     spread: VideoScores
-    videos: int
+    scores: list[VideoScores]  # one per video, in a fixed order (noise seed, then pair): two runs pair up
 
     @classmethod
     def of(cls, scores: list[VideoScores]) -> "ScoreSummary":
@@ -112,11 +112,34 @@ class ScoreSummary:
         return cls(
             mean=VideoScores(**{key: float(value.mean()) for key, value in values.items()}),
             spread=VideoScores(**{key: float(value.std()) for key, value in values.items()}),
-            videos=len(scores),
+            scores=list(scores),
         )
+
+    @property
+    def videos(self) -> int:
+        return len(self.scores)
 
     def as_dict(self) -> dict:
         return {"mean": self.mean.as_dict(), "spread": self.spread.as_dict(), "videos": self.videos}
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """One variant against another on the same videos: the spread over pairs and seeds is mostly the pairs'
+    difficulty, which both share, so a small mean difference can still hold on nearly every video."""
+
+    mean: float  # mean of (ours - theirs) per video
+    spread: float  # its standard deviation
+    wins: int  # videos where ours scores higher
+    videos: int
+
+
+def paired_difference(ours: ScoreSummary, theirs: ScoreSummary, score: str) -> PairedDifference:
+    """``score`` (a :class:`VideoScores` field) of ``ours`` minus ``theirs``, video by video."""
+    if ours.videos != theirs.videos:
+        raise ValueError(f"cannot pair {ours.videos} videos with {theirs.videos}")
+    differences = np.array([getattr(a, score) - getattr(b, score) for a, b in zip(ours.scores, theirs.scores)])
+    return PairedDifference(float(differences.mean()), float(differences.std()), int((differences > 0).sum()), len(differences))
 
 
 @dataclass(frozen=True)
@@ -195,5 +218,21 @@ def markdown_table(results: dict[str, ScoreSummary]) -> str:
         lines.append(
             f"| {name} | {mean.psnr:.2f} ± {spread.psnr:.2f} | {mean.person_psnr:.2f} ± {spread.person_psnr:.2f} "
             f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.l1:.4f} | {mean.flicker_excess:+.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def paired_markdown_table(results: dict[str, ScoreSummary], model: str) -> str:
+    """``model`` against every other row of ``results``, video by video (all rows must score the same videos)."""
+    lines = [
+        f"| {model} against | PSNR difference (dB) | person PSNR difference (dB) | videos where {model} draws the person better |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, summary in results.items():
+        if name == model:
+            continue
+        whole, person = (paired_difference(results[model], summary, score) for score in ("psnr", "person_psnr"))
+        lines.append(
+            f"| {name} | {whole.mean:+.2f} ± {whole.spread:.2f} | {person.mean:+.2f} ± {person.spread:.2f} | {person.wins} of {person.videos} |"
         )
     return "\n".join(lines)
