@@ -11,7 +11,8 @@ There is no pretrained Stable Diffusion in this world, so the script first makes
 4. builds the MagicPose starting model from it (appearance model = a copy of the base UNet, as the
    original stage 1 starts; pose ControlNet = the base UNet's encoder with zero output convolutions);
 5. runs ``magicpose train --stage appearance`` and then ``--stage pose`` exactly as a user would;
-6. for the evaluation's ablation, also runs ``--stage pose`` straight from the starting model;
+6. for the evaluation's ablation, also runs ``--stage pose`` straight from the starting model, on
+   the other core beside stages 1 and 2, so that it shows what the appearance stage adds;
 7. copies the stage-2 model into ``magicpose_cli/demo_model/``.
 
 Every step count is an option, so a longer run is one command line away. Every phase checkpoints
@@ -78,9 +79,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--base-reference-share", type=float, default=0.5,
                         help="Share of those steps that attend to another frame of the same video (the rest stay plain).")
     parser.add_argument("--appearance-steps", type=int, default=2400)
-    parser.add_argument("--pose-steps", type=int, default=2000)
+    parser.add_argument("--pose-steps", type=int, default=3000)
     parser.add_argument("--stage-batch", type=int, default=8)
     parser.add_argument("--stage-lr", type=float, default=2e-4)
+    parser.add_argument("--pose-freezes-appearance", action="store_true",
+                        help="Train the ControlNet alone in the pose stage and its ablation (the original script's "
+                             "--finetune_pose_only); by default the appearance model learns on, as its released stage-2 command does.")
     parser.add_argument("--stage-warmup", type=int, default=200, help="Learning-rate warm-up steps of each stage.")
     parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the stage weights (0: off); the shipped model uses it.")
     parser.add_argument("--skip-ablation", action="store_true", help="Do not train the pose-stage-only model.")
@@ -215,8 +219,8 @@ def starting_model(parts: dict) -> MagicPosePipeline:
     return MagicPosePipeline(**{**parts, "reference_unet": reference_unet, "controlnet": controlnet})
 
 
-def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace) -> None:
-    """One stage through the real command line, as a user would run it."""
+def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace) -> subprocess.Popen:
+    """Start one stage through the real command line, as a user would run it; the caller waits for it."""
     resume = bool(completed_checkpoints(run_dir))
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -229,11 +233,42 @@ def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: i
     ]  # fmt: skip
     if args.ema_decay > 0:
         command += ["--ema", "--ema-decay", str(args.ema_decay)]
+    if stage == "pose" and args.pose_freezes_appearance:
+        command.append("--freeze-appearance")
     if resume:
         command.append("--resume")
     console.print(" ".join(command[1:]), highlight=False)
     threads = str(args.threads)
-    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    return subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+
+
+def run_stages(data: Path, init_dir: Path, args: argparse.Namespace, timings: dict[str, float]) -> None:
+    """Stage 1 then stage 2; the ablation (stage 2 straight from the starting model) on the other core beside them."""
+    work = args.work_dir
+
+    def start(name: str, stage: str, start_model: Path, steps: int) -> subprocess.Popen | None:
+        if (work / name / "model" / "model_index.json").is_file():
+            console.print(f"{name}: reusing {work / name / 'model'}")
+            return None
+        return magicpose_train(data, stage, start_model, work / name, steps, args)
+
+    def finish(name: str, process: subprocess.Popen | None, started: float) -> None:
+        if process is not None:
+            if process.wait() != 0:
+                raise SystemExit(f"{name} failed (exit status {process.returncode}); run the same command again to resume")
+            timings[name] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    ablation = None if args.skip_ablation else start("ablation_pose_only", "pose", init_dir, args.pose_steps)
+    try:
+        finish("stage1_appearance", start("stage1_appearance", "appearance", init_dir, args.appearance_steps), started)
+        stage2_started = time.perf_counter()
+        finish("stage2_pose", start("stage2_pose", "pose", work / "stage1_appearance" / "model", args.pose_steps), stage2_started)
+        finish("ablation_pose_only", ablation, started)
+    finally:
+        if ablation is not None and ablation.poll() is None:  # stopped early: a rerun must not find it still writing
+            ablation.terminate()
+            ablation.wait()
 
 
 def ship(model_dir: Path, output: Path) -> None:
@@ -243,9 +278,9 @@ def ship(model_dir: Path, output: Path) -> None:
     shutil.copytree(model_dir, partial)
     for weights in partial.glob("*/*.safetensors"):
         save_file({name: tensor.half() for name, tensor in load_file(weights).items()}, weights, metadata={"format": "pt"})
-    card = output / "MODEL_CARD.md"
-    if card.is_file():
-        shutil.copy2(card, partial / "MODEL_CARD.md")
+    for kept in ("MODEL_CARD.md", "recommended_settings.json"):  # written by hand from the evaluation
+        if (output / kept).is_file():
+            shutil.copy2(output / kept, partial / kept)
     shutil.rmtree(output, ignore_errors=True)
     partial.rename(output)
 
@@ -291,17 +326,7 @@ def main() -> None:
         report["vae"] = {"scaling_factor": scaling_factor, "final_loss": float(np.mean(vae_losses[-50:]))}
         report["base_unet"] = {"final_loss": float(np.mean(base_losses[-50:]))}
 
-    runs = [("stage1_appearance", "appearance", init_dir, args.appearance_steps)]
-    runs.append(("stage2_pose", "pose", work / "stage1_appearance" / "model", args.pose_steps))
-    if not args.skip_ablation:
-        runs.append(("ablation_pose_only", "pose", init_dir, args.pose_steps))
-    for name, stage, start_model, steps in runs:
-        if (work / name / "model" / "model_index.json").is_file():
-            console.print(f"{name}: reusing {work / name / 'model'}")
-            continue
-        started = time.perf_counter()
-        magicpose_train(data, stage, start_model, work / name, steps, args)
-        timings[name] = time.perf_counter() - started
+    run_stages(data, init_dir, args, timings)
     final_model = work / "stage2_pose" / "model"
 
     ship(final_model, args.output)
