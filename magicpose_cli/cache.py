@@ -20,10 +20,11 @@ from pathlib import Path
 
 from magicpose_cli.errors import MagicPoseError
 
+FRAMES_KIND, POSES_KIND, MODELS_KIND = "frames", "poses", "models"  # the folders under the cache root
 CACHE_KINDS = {
-    "frames": "generated frames (retarget resumes from them)",
-    "poses": "poses extracted from driving and training videos",
-    "models": "checkpoints converted for --model",
+    FRAMES_KIND: "generated frames (retarget resumes from them)",
+    POSES_KIND: "poses extracted from driving and training videos",
+    MODELS_KIND: "checkpoints converted for --model",
 }
 HASH_MEMO_FILE = "file_hashes.json"  # hashing.hash_folder's memo of file hashes
 _SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}

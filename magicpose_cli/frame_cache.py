@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from magicpose_cli.cache import FRAMES_KIND
 from magicpose_cli.files import atomic_path, atomic_write_text
 from magicpose_cli.hashing import hash_bytes
 
@@ -32,7 +33,7 @@ class FrameCache:
     """The finished frames of one run: ``<root>/frames/<key>/<index:05d>.png`` (lossless RGB)."""
 
     def __init__(self, root: Path, key: str, description: dict | None = None):
-        self.folder = Path(root) / "frames" / key
+        self.folder = Path(root) / FRAMES_KIND / key
         self.key = key
         self.description = description or {}
         if self.folder.is_dir():

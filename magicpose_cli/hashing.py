@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from magicpose_cli.cache import HASH_MEMO_FILE
 from magicpose_cli.files import atomic_write_text
 
 
@@ -50,7 +51,7 @@ def hash_folder(folder: Path, cache_root: Path | None = None) -> str:
     ``cache_root`` by its absolute path, size and modification time.
     """
     folder = Path(folder).resolve()
-    memo_path = (cache_root / "file_hashes.json") if cache_root is not None else None
+    memo_path = (cache_root / HASH_MEMO_FILE) if cache_root is not None else None
     memo = _read_memo(memo_path)
     digest = hashlib.sha256()
     changed = False

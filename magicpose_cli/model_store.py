@@ -24,6 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
+from magicpose_cli.cache import MODELS_KIND
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
 from magicpose_cli.files import atomic_write_text
 from magicpose_cli.hashing import hash_bytes, hash_file
@@ -250,7 +251,7 @@ def converted_checkpoint(checkpoint: Path, cache_root: Path, dtype: str = "fp32"
         "converter": CONVERTER_VERSION,
         "dtype": dtype,
     }
-    folder = cache_root / "models" / hash_bytes(json.dumps(key, sort_keys=True).encode())[:32]
+    folder = cache_root / MODELS_KIND / hash_bytes(json.dumps(key, sort_keys=True).encode())[:32]
     if not (folder / "model_index.json").is_file():
         convert_checkpoint(checkpoint, folder, config_path=config, dtype=dtype, overwrite=True)
         provenance = {"checkpoint": str(checkpoint.resolve()), "config": str(config.resolve()) if config else None, **key}

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from magicpose_cli.cache import POSES_KIND
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
@@ -95,7 +96,7 @@ def default_work_dir(input_path: Path, cache_root: Path | None = None) -> Path:
     """Where extractions of one input file are kept: ``<cache root>/poses/<name>-<hash of path, size, time>``."""
     stat = input_path.stat()
     tag = hashlib.sha256(f"{input_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return (cache_root or default_cache_root()) / "poses" / f"{input_path.stem}-{tag}"
+    return (cache_root or default_cache_root()) / POSES_KIND / f"{input_path.stem}-{tag}"
 
 
 def load_pose_json_folder(
