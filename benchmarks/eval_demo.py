@@ -11,7 +11,10 @@ ground truth through the VAE and back (the best a generation in this latent spac
 A second table compares the demo model with each other row on the same videos: the spread above
 is mostly how hard each pair is, which both share, so it cannot say whether a small gap is real.
 
-    python benchmarks/eval_demo.py --work-dir /tmp/demo_run [--pairs 8] [--steps 25] [--guidance 3]
+    python benchmarks/eval_demo.py --work-dir /tmp/demo_run [--pairs 8] [--steps 20] [--guidance 7] [--scheduler dpm]
+
+Sampling settings default to the ones the model recommends (its recommended_settings.json), so the
+table scores what `magicpose demo` and `retarget` run.
 """
 
 from __future__ import annotations
@@ -29,23 +32,26 @@ from PIL import Image
 from magicpose_cli.evaluation import (
     EVALUATION_SEEDS,
     EvaluationSettings,
+    ScoreSummary,
     evaluate,
     evaluate_frames,
     generate_for_pair,
-    ScoreSummary,
     markdown_table,
     paired_markdown_table,
     vae_round_trip,
 )
-from magicpose_cli.model_store import DEMO_MODEL_DIR
+from magicpose_cli.model_store import DEMO_MODEL_DIR, RecommendedSettings
 from magicpose_cli.models import MagicPosePipeline
+from magicpose_cli.models.loading import Scheduler, load_pipeline
 from magicpose_cli.synthetic import sample_pair
 
 
-def load(folder: Path) -> MagicPosePipeline:
-    pipeline = MagicPosePipeline.from_pretrained(folder)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+def load(folder: Path, scheduler: Scheduler) -> MagicPosePipeline:
+    return load_pipeline(folder, torch.device("cpu"), torch.float32, scheduler)
+
+
+def first_given(*values):
+    return next(value for value in values if value is not None)
 
 
 def save_example(pipeline: MagicPosePipeline, settings: EvaluationSettings, path: Path) -> None:
@@ -66,19 +72,24 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEMO_MODEL_DIR)
     parser.add_argument("--pairs", type=int, default=len(EVALUATION_SEEDS))
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--guidance", type=float, default=7.0, help="The demo model recommends 7.")
+    parser.add_argument("--steps", type=int, help="Sampling steps (default: the model's recommendation).")
+    parser.add_argument("--guidance", type=float, help="Guidance scale (default: the model's recommendation).")
+    parser.add_argument("--scheduler", choices=[scheduler.value for scheduler in Scheduler],
+                        help="Sampler (default: the model's recommendation).")
     parser.add_argument("--noise-seeds", type=int, default=4, help="Initial-noise seeds to average the model rows over.")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     diffusers_logging.disable_progress_bar()
 
-    settings = EvaluationSettings(size=64, num_frames=args.frames, steps=args.steps, guidance=args.guidance)
+    recommended = RecommendedSettings.read(args.model)
+    settings = EvaluationSettings(size=64, num_frames=args.frames, steps=first_given(args.steps, recommended.steps, 25),
+                                  guidance=first_given(args.guidance, recommended.guidance, 7.0))  # fmt: skip
+    scheduler = Scheduler(first_given(args.scheduler, recommended.scheduler, Scheduler.ddim))
     seeds = EVALUATION_SEEDS[: args.pairs] if args.pairs <= len(EVALUATION_SEEDS) else range(9000, 9000 + args.pairs)
     noise_seeds = tuple(range(args.noise_seeds))
-    demo, ablation = load(args.model), load(args.work_dir / "ablation_pose_only" / "model")
-    stage1 = load(args.work_dir / "stage1_appearance" / "model")
+    demo, ablation = load(args.model, scheduler), load(args.work_dir / "ablation_pose_only" / "model", scheduler)
+    stage1 = load(args.work_dir / "stage1_appearance" / "model", scheduler)
     started = time.perf_counter()
 
     def for_each_noise_seed(summary: ScoreSummary) -> ScoreSummary:
@@ -101,10 +112,10 @@ def main() -> None:
     seconds = time.perf_counter() - started
     table = markdown_table(results) + "\n\n" + paired_markdown_table(results, "demo model")
     print(table)
-    print(f"{len(seeds)} held-out pairs x {settings.num_frames} frames x {len(noise_seeds)} noise seeds, {settings.steps} DDIM steps, guidance {settings.guidance}; {seconds:.0f} s")
+    print(f"{len(seeds)} held-out pairs x {settings.num_frames} frames x {len(noise_seeds)} noise seeds, {settings.steps} {scheduler.value} steps, guidance {settings.guidance}; {seconds:.0f} s")
     (args.work_dir / "evaluation.md").write_text(table + "\n")
     (args.work_dir / "evaluation.json").write_text(
-        json.dumps({"settings": settings.__dict__, "pairs": len(seeds), "noise_seeds": len(noise_seeds), "seconds": seconds,
+        json.dumps({"settings": settings.__dict__, "scheduler": scheduler.value, "pairs": len(seeds), "noise_seeds": len(noise_seeds), "seconds": seconds,
                     "results": {name: summary.as_dict() for name, summary in results.items()}}, indent=2)  # fmt: skip
     )
     save_example(demo, settings, args.work_dir / "example.png")

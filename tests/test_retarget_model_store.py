@@ -69,7 +69,7 @@ def test_without_a_configured_model_the_bundled_demo_model_is_used_and_announced
     assert "synthetic cartoon people" in location.notice and "--model Boese0601/MagicDance" in location.notice
     assert (location.folder / "model_index.json").is_file()
     # the settings it was trained and evaluated with (MODEL_CARD.md), for the options a user leaves unset
-    assert location.recommended == RecommendedSettings(width=64, height=64, steps=25, guidance=7.0, scheduler="ddim")
+    assert location.recommended == RecommendedSettings(width=64, height=64, steps=20, guidance=7.0, scheduler="dpm")
 
 
 def test_recommended_settings_are_optional_and_a_broken_file_is_one_clear_error(tiny_model_folder, tmp_path):

@@ -80,6 +80,7 @@ def test_without_a_model_the_demo_model_says_what_it_is_and_runs_at_its_own_sett
     said = settings_line(result.output)
     assert "canvas 64x128 (short side 64: model's recommendation" in said  # not 512x896 on a 64 px model
     assert "steps 1 (given)" in said and "guidance 7.0 (model's recommendation)" in said
+    assert "scheduler dpm (model's recommendation)" in said
 
 
 def test_fps_resamples_the_motion_and_keeps_duration_and_audio(tiny_model_dir, reference_png, tmp_path):
