@@ -43,15 +43,12 @@ from magicpose_cli.evaluation import (
 from magicpose_cli.model_store import DEMO_MODEL_DIR, RecommendedSettings
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.models.loading import Scheduler, load_pipeline
+from magicpose_cli.retarget import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, choose
 from magicpose_cli.synthetic import sample_pair
 
 
 def load(folder: Path, scheduler: Scheduler) -> MagicPosePipeline:
     return load_pipeline(folder, torch.device("cpu"), torch.float32, scheduler)
-
-
-def first_given(*values):
-    return next(value for value in values if value is not None)
 
 
 def save_example(pipeline: MagicPosePipeline, settings: EvaluationSettings, path: Path) -> None:
@@ -83,9 +80,13 @@ def main() -> None:
     diffusers_logging.disable_progress_bar()
 
     recommended = RecommendedSettings.read(args.model)
-    settings = EvaluationSettings(size=64, num_frames=args.frames, steps=first_given(args.steps, recommended.steps, 25),
-                                  guidance=first_given(args.guidance, recommended.guidance, 7.0))  # fmt: skip
-    scheduler = Scheduler(first_given(args.scheduler, recommended.scheduler, Scheduler.ddim))
+    (steps, _), (guidance, _), (scheduler, _) = (
+        choose(args.steps, recommended.steps, DEFAULT_STEPS),
+        choose(args.guidance, recommended.guidance, DEFAULT_GUIDANCE),
+        choose(args.scheduler, recommended.scheduler, DEFAULT_SCHEDULER),
+    )  # as retarget chooses them: given, else the model's recommendation, else retarget's default
+    settings = EvaluationSettings(size=64, num_frames=args.frames, steps=int(steps), guidance=float(guidance))
+    scheduler = Scheduler(scheduler)
     seeds = EVALUATION_SEEDS[: args.pairs] if args.pairs <= len(EVALUATION_SEEDS) else range(9000, 9000 + args.pairs)
     noise_seeds = tuple(range(args.noise_seeds))
     demo, ablation = load(args.model, scheduler), load(args.work_dir / "ablation_pose_only" / "model", scheduler)
