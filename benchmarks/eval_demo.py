@@ -43,7 +43,7 @@ from magicpose_cli.evaluation import (
 from magicpose_cli.model_store import DEMO_MODEL_DIR, RecommendedSettings
 from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.models.loading import Scheduler, load_pipeline
-from magicpose_cli.retarget import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, choose
+from magicpose_cli.retarget import RetargetOptions, resolve_sampling
 from magicpose_cli.synthetic import sample_pair
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, help="Sampling steps (default: the model's recommendation).")
     parser.add_argument("--guidance", type=float, help="Guidance scale (default: the model's recommendation).")
-    parser.add_argument("--scheduler", choices=[scheduler.value for scheduler in Scheduler],
+    parser.add_argument("--scheduler", type=Scheduler, choices=[scheduler.value for scheduler in Scheduler],
                         help="Sampler (default: the model's recommendation).")
     parser.add_argument("--noise-seeds", type=int, default=4, help="Initial-noise seeds to average the model rows over.")
     parser.add_argument("--threads", type=int, default=1)
@@ -79,14 +79,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     diffusers_logging.disable_progress_bar()
 
-    recommended = RecommendedSettings.read(args.model)
-    (steps, _), (guidance, _), (scheduler, _) = (
-        choose(args.steps, recommended.steps, DEFAULT_STEPS),
-        choose(args.guidance, recommended.guidance, DEFAULT_GUIDANCE),
-        choose(args.scheduler, recommended.scheduler, DEFAULT_SCHEDULER),
-    )  # as retarget chooses them: given, else the model's recommendation, else retarget's default
-    settings = EvaluationSettings(size=64, num_frames=args.frames, steps=int(steps), guidance=float(guidance))
-    scheduler = Scheduler(scheduler)
+    sampling, _ = resolve_sampling(
+        RetargetOptions(steps=args.steps, guidance=args.guidance, scheduler=args.scheduler),
+        RecommendedSettings.read(args.model), "cpu", "float32",
+    )  # as retarget resolves them: given, else the model's recommendation, else retarget's default
+    settings = EvaluationSettings(size=64, num_frames=args.frames, steps=sampling.steps, guidance=sampling.guidance)
+    scheduler = sampling.scheduler
     seeds = EVALUATION_SEEDS[: args.pairs] if args.pairs <= len(EVALUATION_SEEDS) else range(9000, 9000 + args.pairs)
     noise_seeds = tuple(range(args.noise_seeds))
     demo, ablation = load(args.model, scheduler), load(args.work_dir / "ablation_pose_only" / "model", scheduler)
