@@ -152,7 +152,7 @@ def vae_reconstruction(vae, frames: np.ndarray, batch_size: int = 8) -> np.ndarr
     a few at a time on the VAE's device."""
     decoded_batches = []
     for start in range(0, len(frames), batch_size):
-        batch = torch.from_numpy(np.asarray(frames[start : start + batch_size])).permute(0, 3, 1, 2)
+        batch = torch.from_numpy(np.array(frames[start : start + batch_size])).permute(0, 3, 1, 2)
         images = batch.to(vae.device, vae.dtype) / 127.5 - 1.0
         with torch.no_grad():
             decoded = vae.decode(vae.encode(images).latent_dist.mode()).sample

@@ -147,7 +147,7 @@ def evaluate_command(
 
         settings = protocol_settings({**protocol, "ground_truth": gt.value}, model, cache_dir, device)
         report = run_protocol(dataset, output, settings, read_video_list(videos), options, console=console, on_notice=console.print)
-        console.print(f"[green]run:[/] {output} (metrics.json, metrics_per_video.csv)", highlight=False)
+        console.print(f"[green]run:[/] {output} (metrics.json, metrics_per_video.csv)", highlight=False, soft_wrap=True)
     print_report(report)
     write_reports(report, json_path, csv_path)
 
@@ -174,7 +174,7 @@ def write_reports(report: EvaluationReport, json_path: Path | None, csv_path: Pa
 
     if json_path is not None:
         write_json(report, json_path)
-        console.print(f"[green]scores:[/] {json_path}", highlight=False)
+        console.print(f"[green]scores:[/] {json_path}", highlight=False, soft_wrap=True)
     if csv_path is not None:
         write_csv(report, csv_path)
-        console.print(f"[green]per-video scores:[/] {csv_path}", highlight=False)
+        console.print(f"[green]per-video scores:[/] {csv_path}", highlight=False, soft_wrap=True)

@@ -19,24 +19,40 @@ FEATURE_DIMS = 2048
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two N x D feature sets.
 
-    The formula and the regularisation of a singular product are pytorch-fid's (and DisCo's); it is
-    written here because pytorch-fid 0.3's own passes ``disp=`` to ``scipy.linalg.sqrtm``, which
-    SciPy 1.18 removes. Where pytorch-fid stops on a square root with a large imaginary part (a
-    sample set far smaller than D), this takes its real part.
+    With more samples than dimensions this is pytorch-fid's (and DisCo's) computation, square root
+    by ``scipy.linalg.sqrtm`` and its regularisation of a singular product; it is written here
+    because pytorch-fid 0.3's own passes ``disp=`` to ``sqrtm``, which SciPy 1.18 removes.
     """
-    from scipy import linalg
-
     features_a, features_b = (np.atleast_2d(np.asarray(features, dtype=np.float64)) for features in (features_a, features_b))
     if len(features_a) < 2 or len(features_b) < 2:
         raise ValueError("a Fréchet distance needs at least two samples on each side")
     mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
     covariance_a, covariance_b = np.atleast_2d(np.cov(features_a, rowvar=False)), np.atleast_2d(np.cov(features_b, rowvar=False))
+    if min(len(features_a), len(features_b)) <= features_a.shape[1]:
+        trace_root = _trace_root_from_samples(features_a - mean_a, features_b - mean_b)
+    else:
+        trace_root = _trace_root_by_sqrtm(covariance_a, covariance_b)
+    difference = mean_a - mean_b
+    return float(difference @ difference + np.trace(covariance_a) + np.trace(covariance_b) - 2.0 * trace_root)
+
+
+def _trace_root_by_sqrtm(covariance_a: np.ndarray, covariance_b: np.ndarray) -> float:
+    """Tr (S_a S_b)^(1/2) as pytorch-fid takes it (where it stops on a large imaginary part, the real part)."""
+    from scipy import linalg
+
     root = linalg.sqrtm(covariance_a @ covariance_b)
     if not np.isfinite(root).all():
         offset = np.eye(len(covariance_a)) * 1e-6
         root = linalg.sqrtm((covariance_a + offset) @ (covariance_b + offset))
-    difference = mean_a - mean_b
-    return float(difference @ difference + np.trace(covariance_a) + np.trace(covariance_b) - 2.0 * np.trace(np.real(root)))
+    return float(np.trace(np.real(root)))
+
+
+def _trace_root_from_samples(centred_a: np.ndarray, centred_b: np.ndarray) -> float:
+    """Tr (S_a S_b)^(1/2) for no more samples than dimensions: with S = X^T X / (n - 1), the eigenvalues
+    of S_a S_b are the squared singular values of X_a X_b^T / sqrt((n_a - 1)(n_b - 1)), so the trace is
+    their sum. Exact, where ``sqrtm`` of the singular D x D product is slow and only nearly right."""
+    gram = centred_a @ centred_b.T / np.sqrt((len(centred_a) - 1) * (len(centred_b) - 1))
+    return float(np.linalg.svd(gram, compute_uv=False).sum())
 
 
 def load_inception(device) -> tuple[object, str]:

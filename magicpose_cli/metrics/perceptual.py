@@ -30,7 +30,7 @@ def load_lpips(device) -> tuple[object, str]:
 def _tensor(frame: np.ndarray, device):
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float().div(255).to(device)
+    return torch.tensor(frame).permute(2, 0, 1)[None].float().div(255).to(device)
 
 
 def lpips_distances(network, generated: np.ndarray, target: np.ndarray, device) -> tuple[float, float]:
