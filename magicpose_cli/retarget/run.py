@@ -34,7 +34,7 @@ from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, fit_placement
 from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
-from magicpose_cli.models.loading import load_pipeline, resolve_device, resolve_dtype
+from magicpose_cli.models.loading import Device, Precision, load_pipeline, resolve_device, resolve_dtype
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
 from magicpose_cli.retarget.options import (
     RetargetOptions,
@@ -168,9 +168,9 @@ def read_driving_poses(driving_path: Path, options: RetargetOptions, reference: 
 
 def describe_device(options: RetargetOptions, device, dtype) -> str:
     """Where the networks run, and whether that was asked for or chosen."""
-    chosen = [f"{name} {value} ({'given' if getattr(options, name).value != 'auto' else 'auto'})"
-              for name, value in (("device", device), ("dtype", str(dtype).removeprefix("torch.")))]  # fmt: skip
-    return ", ".join(chosen)
+    device_source = "auto" if Device(options.device) is Device.auto else "given"
+    dtype_source = "auto" if Precision(options.dtype) is Precision.auto else "given"
+    return f"device {device} ({device_source}), dtype {str(dtype).removeprefix('torch.')} ({dtype_source})"
 
 
 def tell(on_notice: Callable[[str], None] | None, *lines: str | None) -> None:
