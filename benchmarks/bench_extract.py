@@ -12,7 +12,7 @@ and post-processing, not the networks.
 Conventions: for every image of ``--openpose-pairs`` MediaPipe's person (as `extract-pose` gives
 it) is compared with the OpenPose person nearest to it, at 512 px on the long side: the median
 over limbs of the mean distance of the limb's two ends, and the median distance of the face
-points when both have a face. README's figures come from three public pairs, copied into one folder
+points when both have a face. The figures in docs/poses.md come from three public pairs, copied into one folder
 as NAME.jpg|png + NAME.json (not in this repository; their licences differ):
 
     facebookresearch/pifuhd  sample_images/test.png + sample_images/test_keypoints.json
@@ -20,7 +20,7 @@ as NAME.jpg|png + NAME.json (not in this repository; their licences differ):
                              + example_data/keypoints/pexels-anete-lusina-4793258_keypoints.json
     nkolot/SPIN              examples/im1010.jpg + examples/im1010_openpose.json
 
-and, with OpenPose face points, 17 pairs from three more (see README, "OpenPose conventions"):
+and, with OpenPose face points, 17 pairs from three more (see docs/poses.md, "OpenPose conventions"):
 
     HyeonJeong00/smplifyx__openpose  smplify-x/data_folder/images/COCO_val2014_*.jpg
                                      + smplify-x/data_folder/keypoints/COCO_val2014_*_keypoints.json

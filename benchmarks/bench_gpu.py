@@ -24,8 +24,7 @@ from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, PromptEmbedding
 from magicpose_cli.models.configs import sd15_original_config, sd15_scheduler
 from magicpose_cli.models.conversion import unet_config, vae_config
-
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+from magicpose_cli.models.loading import TORCH_DTYPES, Precision
 
 
 def sd15_pipeline(seed: int = 0) -> MagicPosePipeline:
@@ -89,7 +88,7 @@ def precision_gap(pipe, reference, pose_maps, steps: int) -> dict[str, float]:
     """How far one fp16 frame is from the fp32 frame of the same noise."""
     frames = {}
     for name in ("fp32", "fp16"):
-        place(pipe, DTYPES[name], offload=False)
+        place(pipe, TORCH_DTYPES[Precision(name)], offload=False)
         frames[name] = generate(pipe, reference, pose_maps[:1], steps, 1).float().cpu()
     gap = (frames["fp16"] - frames["fp32"]).abs()
     return {"max": gap.max().item(), "mean": gap.mean().item(), "nan": bool(frames["fp16"].isnan().any())}
@@ -116,7 +115,7 @@ def main() -> None:
     print("| dtype | batch | cpu offload | s/frame | peak VRAM (GiB) |\n| --- | ---: | --- | ---: | ---: |")
     for dtype in args.dtypes:
         for offload in offloads:
-            place(pipe, DTYPES[dtype], offload)
+            place(pipe, TORCH_DTYPES[Precision(dtype)], offload)
             for batch in args.batch_sizes:
                 seconds, peak = time_one(pipe, reference, pose_maps, args.steps, batch)
                 print(f"| {dtype} | {batch} | {'yes' if offload else 'no'} | {seconds:.2f} | {peak:.2f} |", flush=True)

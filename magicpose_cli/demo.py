@@ -93,19 +93,11 @@ def run_demo(
     if cache_root is not None:
         cache_root = check_cache_root(cache_root)
     options = RetargetOptions(
-        model=DEMO_MODEL_DIR,
-        width=DEMO_SIZE,
-        height=DEMO_SIZE,
+        model=DEMO_MODEL_DIR, width=DEMO_SIZE, height=DEMO_SIZE,
         align=False,  # the driving poses are already on the reference's proportions
-        seed=0,
-        steps=steps,
-        guidance=guidance,
-        fps=DEMO_FPS,
-        grid=True,
-        grid_height=DEMO_DISPLAY_HEIGHT,
-        overwrite=overwrite,
-        cache_root=cache_root,
-    )
+        seed=0, steps=steps, guidance=guidance, fps=DEMO_FPS, grid=True, grid_height=DEMO_DISPLAY_HEIGHT,
+        overwrite=overwrite, cache_root=cache_root,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="magicpose-demo-") as temporary:
         inputs = write_demo_inputs(Path(inputs_dir or temporary), seed, num_frames)
         return retarget(inputs.reference, inputs.driving, Path(output), options, console=console, on_notice=on_notice)

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -28,6 +28,7 @@ from magicpose_cli.cache import MODELS_KIND
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
 from magicpose_cli.files import atomic_write_text
 from magicpose_cli.hashing import hash_bytes, hash_file
+from magicpose_cli.models.settings import RecommendedSettings
 
 DEMO_MODEL_DIR = Path(__file__).parent / "demo_model"
 PUBLISHED_MODEL = "Boese0601/MagicDance"
@@ -40,10 +41,8 @@ DEMO_MODEL_NOTICE = (
 REQUIRED_COMPONENTS = ("unet", "reference_unet", "controlnet", "vae", "scheduler")
 TEXT_COMPONENTS = ("empty_prompt", "text_encoder")
 CHECKPOINT_SUFFIXES = (".th", ".pt", ".pth", ".ckpt", ".bin", ".safetensors")
-RECOMMENDED_SETTINGS_FILE = "recommended_settings.json"
 _WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
-_SETTING_TYPES = {"width": (int,), "height": (int,), "steps": (int,), "guidance": (int, float), "scheduler": (str,)}
 _HUB_FOLDER_FILES = ["*.json", "*.safetensors", "*.txt"]
 _HUB_REFERENCE = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:/(?P<file>[\w./-]+))?")
 
@@ -52,34 +51,6 @@ NO_MODEL_MESSAGE = (
     "Hugging Face Hub and converted once), or a model folder or model_state-*.th checkpoint you have; "
     "or set MAGICPOSE_MODEL (or `model = \"...\"` in ~/.config/magicpose/config.toml)"
 )
-
-
-@dataclass(frozen=True)
-class RecommendedSettings:
-    """The sampling settings a model folder recommends, for options the user left unset (None: no advice)."""
-
-    width: int | None = None
-    height: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    scheduler: str | None = None
-
-    def write(self, folder: Path) -> None:
-        atomic_write_text(Path(folder) / RECOMMENDED_SETTINGS_FILE, json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def read(cls, folder: Path) -> RecommendedSettings:
-        path = Path(folder) / RECOMMENDED_SETTINGS_FILE
-        if not path.is_file():
-            return cls()
-        try:
-            values = json.loads(path.read_text())
-            wrong = [name for name, kinds in _SETTING_TYPES.items() if not isinstance(values.get(name), (*kinds, type(None)))]
-        except (OSError, ValueError, AttributeError) as error:
-            raise MagicPoseError(f"cannot read {path}: {error}") from None
-        if wrong:
-            raise MagicPoseError(f"cannot read {path}: wrong type for {', '.join(wrong)}")
-        return cls(**{name: values.get(name) for name in _SETTING_TYPES})
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from magicpose_cli.cli import app
 from magicpose_cli.frame_cache import FrameCache
 from magicpose_cli.models.conversion import convert_checkpoint
-from magicpose_cli.pose.driving import default_work_dir
+from magicpose_cli.driving import default_work_dir
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
 
 from conftest import FIXTURE_DIR

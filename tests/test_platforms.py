@@ -37,7 +37,7 @@ def test_commands_poses_and_video_work_without_mediapipe_and_decord(tmp_path):
         import numpy as np
         from typer.testing import CliRunner
         from magicpose_cli.cli import app
-        from magicpose_cli.pose.driving import load_driving_poses
+        from magicpose_cli.driving import load_driving_poses
         from magicpose_cli.pose.render import render_pose
         from magicpose_cli.synthetic import motion_poses, sample_identity, sample_motion
         from magicpose_cli.video import FrameSource

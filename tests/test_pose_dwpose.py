@@ -151,7 +151,7 @@ def test_pose_folders_need_no_detector(tmp_path, fixed_weights, monkeypatch):
     assert CliRunner().invoke(app, arguments).exit_code == 0
     for missing in ("mediapipe", "onnxruntime", "controlnet_aux"):
         monkeypatch.setitem(sys.modules, missing, None)  # not installed
-    from magicpose_cli.pose.driving import load_driving_poses
+    from magicpose_cli.driving import load_driving_poses
 
     json_folder = load_driving_poses(out)
     assert len(json_folder) == 2 and json_folder.keypoints[0].people

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.pose.driving import load_driving_poses
+from magicpose_cli.driving import load_driving_poses
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
 from magicpose_cli.pose.keypoints import BODY, FramePose
 from magicpose_cli.video import FrameSelection

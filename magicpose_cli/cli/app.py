@@ -1,27 +1,138 @@
-"""The Typer application object and the shared error handling of every command."""
+"""The Typer application object and the conventions every command shares.
+
+Every command is registered with :func:`command`, which gives it ``-q/--quiet`` and
+``-v/--verbose``, turns the errors a user can act on into one line, and lists the exit codes in
+its help. Output: progress, notices and summaries go to stderr through ``console``; errors through
+``error_console`` (shown even with --quiet); a command's product (the file it wrote) to stdout
+with --quiet. With ``NO_COLOR`` set, or when stderr is not a terminal, the text is plain: no
+colours, no cursor movement, progress bars only as their final state.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import time
+from enum import IntEnum
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+import magicpose_cli
 from magicpose_cli.errors import MagicPoseError
+
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 a problem with the input or the environment (one line says what to change); "
+    "2 wrong usage (an unknown option, a missing argument); 130 interrupted (Ctrl-C)."
+)
 
 app = typer.Typer(
     name="magicpose",
     help="Make the person in one photo perform the motion and expressions of a driving video.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+
+
+def _plain_text() -> bool | None:
+    """``False`` (no terminal codes at all) when NO_COLOR is set; else None: rich decides by the stream."""
+    return False if os.environ.get("NO_COLOR") else None
+
+
+console = Console(stderr=True, force_terminal=_plain_text())
+error_console = Console(stderr=True, force_terminal=_plain_text())
 
 F = TypeVar("F", bound=Callable)
+
+
+class Verbosity(IntEnum):
+    quiet = 0
+    normal = 1
+    verbose = 2
+
+
+_verbosity = Verbosity.normal
+
+
+def verbosity() -> Verbosity:
+    """How much the running command is asked to say (its -q/-v)."""
+    return _verbosity
+
+
+def detail(line: str) -> None:
+    """A line shown only with --verbose (a setting's source, a timing)."""
+    if _verbosity is Verbosity.verbose:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def report_output(path: Path | str) -> None:
+    """The file a command made: with --quiet, its path alone on stdout (the summary says it otherwise)."""
+    if _verbosity is Verbosity.quiet:
+        typer.echo(str(path))
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"magicpose {magicpose_cli.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", help="Show the version and exit.", callback=_show_version, is_eager=True),
+) -> None:
+    """Make the person in one photo perform the motion and expressions of a driving video."""
+
+
+def command(name: str, **settings) -> Callable[[F], F]:
+    """Register ``func`` as the command ``name`` with the shared options, error handling and help epilog."""
+
+    def register(func: F) -> F:
+        app.command(name, epilog=EXIT_CODES, **settings)(_with_verbosity(user_errors(func)))
+        return func
+
+    return register
+
+
+def _with_verbosity(func: F) -> F:
+    """Add -q/--quiet and -v/--verbose to a command's signature (Typer reads it) and apply them."""
+    quiet = inspect.Parameter(
+        "quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+        default=typer.Option(False, "--quiet", "-q", help="Print only errors and, at the end, the path of what was written."),
+    )  # fmt: skip
+    verbose = inspect.Parameter(
+        "verbose", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+        default=typer.Option(False, "--verbose", "-v", help="Also say where each setting came from, and how long each part took."),
+    )  # fmt: skip
+
+    @functools.wraps(func)
+    def wrapper(*args, quiet: bool = False, verbose: bool = False, **kwargs):
+        global _verbosity
+        if quiet and verbose:
+            raise typer.BadParameter("give --quiet or --verbose, not both")
+        _verbosity = Verbosity.quiet if quiet else Verbosity.verbose if verbose else Verbosity.normal
+        console.quiet = quiet
+        started = time.perf_counter()
+        try:
+            result = func(*args, **kwargs)
+            detail(f"{name_of(func)} took {time.perf_counter() - started:.1f} s")
+            return result
+        finally:
+            _verbosity, console.quiet = Verbosity.normal, False
+
+    signature = inspect.signature(func)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), quiet, verbose])
+    return wrapper  # type: ignore[return-value]
+
+
+def name_of(func: Callable) -> str:
+    return func.__name__.removesuffix("_command").replace("_", "-")
 
 
 def user_errors(func: F) -> F:
@@ -39,12 +150,12 @@ def user_errors(func: F) -> F:
         except (MagicPoseError, OSError) as error:
             if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
                 raise
-            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
                 raise
-            console.print("[bold red]error:[/] interrupted (Ctrl-C)", highlight=False)
+            error_console.print("[bold red]error:[/] interrupted (Ctrl-C)", highlight=False)
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -10,12 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from magicpose_cli.cache import CACHE_KINDS, cache_usage, check_cache_root, check_kinds, clear_cache, format_size, parse_size, shrink_cache
-from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.cli.app import Verbosity, command, console, verbosity
 from magicpose_cli.files import default_cache_root
 
 
-@app.command("cache")
-@user_errors
+@command("cache")
 def cache_command(
     clear: List[str] = typer.Option(
         [], "--clear", help=f"Delete every entry of a kind: {', '.join(CACHE_KINDS)} or all (repeatable)."
@@ -43,4 +42,4 @@ def cache_command(
     for usage in usages:
         table.add_row(usage.kind, str(usage.entries), format_size(usage.size), usage.description)
     table.add_row("total", str(sum(u.entries for u in usages)), format_size(sum(u.size for u in usages)), "", style="bold")
-    Console().print(table)
+    Console(quiet=verbosity() is Verbosity.quiet).print(table)

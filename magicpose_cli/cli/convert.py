@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.cli.app import command, console, report_output
 
 
-@app.command("convert")
-@user_errors
+@command("convert")
 def convert_command(
     checkpoint: str = typer.Argument(
         ...,
@@ -45,6 +44,7 @@ def convert_command(
             on_component=lambda name: status.update(f"converting {source.name}: {name}"),
         )  # fmt: skip
     console.print(f"[green]wrote[/] {folder}")
+    report_output(folder)
     if (folder / "model_index.json").is_file() and not (folder / "empty_prompt").is_dir():
         console.print(
             "[yellow]note:[/] the checkpoint has no CLIP text encoder (cond_stage_model.*), so the folder stores no "

@@ -7,12 +7,11 @@ from typing import Optional
 
 import typer
 
-from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.demo import DEMO_FRAMES, DEMO_PAIR_SEED, run_demo
 
 
-@app.command("demo")
-@user_errors
+@command("demo")
 def demo_command(
     output: Path = typer.Option(Path("magicpose_demo.mp4"), "--output", "-o", help="The mp4 to write."),
     frames: int = typer.Option(DEMO_FRAMES, help="Frames of driving motion."),
@@ -31,9 +30,11 @@ def demo_command(
     Writes reference | pose | result side by side. The demo model only knows synthetic people
     (see magicpose_cli/demo_model/MODEL_CARD.md); use `magicpose retarget --model` for real weights.
     """
-    summary = run_demo(output, frames, steps, guidance, seed, inputs_dir, cache_dir, overwrite, console=console)
+    summary = run_demo(output, frames, steps, guidance, seed, inputs_dir, cache_dir, overwrite, console=console, on_notice=detail)
     console.print(
         f"[green]demo video:[/] {summary.output} ({summary.frames} frames, {summary.seconds:.1f} s; "
         "made by the tiny demo model trained on synthetic people, 64x64)",
         highlight=False,
     )
+    detail("timings: " + ", ".join(f"{part} {seconds:.1f} s" for part, seconds in summary.timings.items()))
+    report_output(summary.output)

@@ -8,15 +8,14 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.detectors import ANNOTATOR_DIR_ENV, DetectorName, resolve_detector
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
 from magicpose_cli.video import FrameSelection
 
 
-@app.command("extract-pose")
-@user_errors
+@command("extract-pose")
 def extract_pose(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="A video file or a folder of images."),
     output_dir: Path = typer.Option(..., "--output", "-o", help="Folder for the JSON files, maps and manifest."),
@@ -75,3 +74,5 @@ def extract_pose(
         f"-> {result.output_dir}",
         highlight=False,
     )
+    detail(f"detector {settings.detector} ({'auto: the first one installed' if detector is DetectorName.AUTO else 'given'})")
+    report_output(result.output_dir)

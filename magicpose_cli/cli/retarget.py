@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.framing import FitMode
 from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.models.pipeline import GuidanceMode
@@ -21,8 +21,7 @@ _OUTPUT = "Output"
 _MEMORY = "Device and memory"
 
 
-@app.command("retarget")
-@user_errors
+@command("retarget")
 def retarget_command(
     reference: Path = typer.Argument(..., help="Photo of the person to animate (PNG, JPEG, ...; RGBA and greyscale work)."),
     driving: Path = typer.Argument(
@@ -100,8 +99,9 @@ def retarget_command(
         vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload, fps=fps, audio=audio,
         grid=grid, overwrite=overwrite, force=force, frames_dir=frames_dir, cache_root=cache_dir,
     )  # fmt: skip
-    summary = retarget(reference, driving, output, options, console=console, on_notice=console.print)
+    summary = retarget(reference, driving, output, options, console=console, on_notice=console.print, on_detail=detail)
     print_summary(summary)
+    report_output(summary.output)
 
 
 def print_summary(summary: RetargetSummary) -> None:
@@ -115,3 +115,4 @@ def print_summary(summary: RetargetSummary) -> None:
     table.add_row("total time", f"{summary.seconds:.1f} s")
     table.add_row("output", str(summary.output))
     console.print(table)
+    detail("timings: " + ", ".join(f"{part} {seconds:.1f} s" for part, seconds in summary.timings.items()))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.cli.app import command, console
 from magicpose_cli.training import TrainConfig, train
 
 _DATA = "Data"
@@ -29,8 +29,7 @@ RUN_DIR/model, which `magicpose retarget --model` loads.
 """
 
 
-@app.command("train", help=TRAIN_HELP)
-@user_errors
+@command("train", help=TRAIN_HELP)
 def train_command(
     data: Path = typer.Option(
         ...,

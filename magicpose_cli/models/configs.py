@@ -8,7 +8,7 @@ import dataclasses
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
 
-from magicpose_cli.model_store import RecommendedSettings
+from magicpose_cli.models.settings import RecommendedSettings
 from magicpose_cli.models.networks import AppearanceUNet, PromptEmbedding
 
 ORIGINAL_SAMPLING_SETTINGS = RecommendedSettings(steps=50, guidance=7.0, scheduler="ddim")
@@ -108,16 +108,10 @@ def tiny_components(
     for residual_conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
         torch.nn.init.normal_(residual_conv.weight, std=0.02)  # untrained but not inert
     vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
-        up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
-        block_out_channels=vae_channels,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-    )
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=vae_channels, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * len(vae_channels), up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
+        norm_num_groups=8, sample_size=64,
+    )  # fmt: skip
     empty_prompt = PromptEmbedding(77, cross_attention_dim)
     empty_prompt.embeds.data.normal_()
     return {

@@ -34,6 +34,7 @@ from diffusers.loaders.single_file_utils import (
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_directory
 from magicpose_cli.models.configs import ORIGINAL_SAMPLING_SETTINGS, SD15_RECOMMENDED_SETTINGS, sd15_original_config
+from magicpose_cli.models.loading import TORCH_DTYPES, Precision
 from magicpose_cli.models.networks import AppearanceUNet, PromptEmbedding
 
 CONVERTER_VERSION = 2
@@ -45,9 +46,6 @@ POSE_PREFIX = "pose_control_model."
 CONTROLNET_PREFIX = "control_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-CONVERSION_DTYPES = ("auto", *DTYPES)
 
 # CLIP's tokenizer (openai/clip-vit-large-patch14, as SD 1.5 uses it) turns "" into
 # <|startoftext|> followed by <|endoftext|>, and pads to 77 tokens with <|endoftext|>.
@@ -287,11 +285,13 @@ def checkpoint_kind(state: dict) -> str:
 def conversion_dtype(dtype: str, kind: str) -> torch.dtype:
     """The folder's weight dtype: ``auto`` is float16 for a MagicPose checkpoint (an inference model,
     half the size) and float32 for the pieces that start a training run."""
-    if dtype not in CONVERSION_DTYPES:
-        raise MagicPoseError(f"--dtype must be one of {', '.join(CONVERSION_DTYPES)}, got {dtype!r}")
-    if dtype == "auto":
+    try:
+        precision = Precision(dtype)
+    except ValueError:
+        raise MagicPoseError(f"--dtype must be one of {', '.join(choice.value for choice in Precision)}, got {dtype!r}") from None
+    if precision is Precision.auto:
         return torch.float16 if kind == "magicpose" else torch.float32
-    return DTYPES[dtype]
+    return TORCH_DTYPES[precision]
 
 
 def build_components(
@@ -358,14 +358,10 @@ def _write_model_folder(
 
 
 def convert_checkpoint(
-    checkpoint_path: str | Path,
-    output_dir: str | Path,
-    config_path: str | Path | None = None,
-    controlnet_path: str | Path | None = None,
-    dtype: str = "fp32",
-    overwrite: bool = False,
+    checkpoint_path: str | Path, output_dir: str | Path, config_path: str | Path | None = None,
+    controlnet_path: str | Path | None = None, dtype: str = "fp32", overwrite: bool = False,
     on_component: Callable[[str], None] = lambda name: None,
-) -> Path:
+) -> Path:  # fmt: skip
     """Convert an original-layout checkpoint into a ``save_pretrained`` folder, written atomically.
 
     - a MagicPose checkpoint becomes a complete MagicPose model folder, recommending the original

@@ -136,15 +136,9 @@ class MagicPosePipeline(DiffusionPipeline):
     ):
         super().__init__()
         self.register_modules(
-            unet=unet,
-            reference_unet=reference_unet,
-            controlnet=controlnet,
-            vae=vae,
-            scheduler=scheduler,
-            empty_prompt=empty_prompt,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-        )
+            unet=unet, reference_unet=reference_unet, controlnet=controlnet, vae=vae, scheduler=scheduler,
+            empty_prompt=empty_prompt, text_encoder=text_encoder, tokenizer=tokenizer,
+        )  # fmt: skip
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.pose_map_processor = PoseMapProcessor()

@@ -69,7 +69,7 @@ _HEAD_FROM_MESH = {
     BODY["left_ear"]: int(MESH_TO_IBUG68[16]),
 }
 # OpenPose hip distance / MediaPipe hip distance: 1.07 and 1.21 on the two full-body public pairs
-# measured (README, "OpenPose conventions"); COCO-style hips sit further out. The cautious end.
+# measured (docs/poses.md, "OpenPose conventions"); COCO-style hips sit further out. The cautious end.
 HIP_SPREAD = 1.07
 
 # A body point MediaPipe sees with lower visibility than this is reported as missing,

@@ -174,19 +174,12 @@ class _Figure:
             point=point,
             face=person_pose.face[:, :2].astype(np.float64),
             hands={side: hand[:, :2].astype(np.float64) for side, hand in (("right", person_pose.right_hand), ("left", person_pose.left_hand))},
-            unit=unit,
-            arm_radius=identity.arm_radius * unit,
-            leg_radius=identity.leg_radius * unit,
-            head_radius=radius,
-            head_centre=(point["left_ear"] + point["right_ear"]) / 2 - 0.08 * radius * up,
-            head_right=right,
-            head_up=up,
-            mid_hip=mid_hip,
-            torso_vector=torso_vector,
-            torso_px=torso_px,
-            torso_up=torso_up,
+            unit=unit, arm_radius=identity.arm_radius * unit, leg_radius=identity.leg_radius * unit,
+            head_radius=radius, head_centre=(point["left_ear"] + point["right_ear"]) / 2 - 0.08 * radius * up,
+            head_right=right, head_up=up,
+            mid_hip=mid_hip, torso_vector=torso_vector, torso_px=torso_px, torso_up=torso_up,
             torso_across=np.array([-torso_up[1], torso_up[0]]),
-        )
+        )  # fmt: skip
 
 
 def _draw_legs(canvas, identity: Identity, figure: _Figure) -> None:

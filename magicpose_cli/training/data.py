@@ -114,7 +114,7 @@ def _scan_video_files(data_dir: Path, min_frames: int, report: Callable[[str], N
 
     Only frames where the detector found the person are used (not the gaps it fills in).
     """
-    from magicpose_cli.pose.driving import default_work_dir
+    from magicpose_cli.driving import default_work_dir
     from magicpose_cli.pose.extract import PoseSettings, extract_poses
     from magicpose_cli.pose.temporal import STATUS_DETECTED
 

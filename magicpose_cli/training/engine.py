@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_directory, atomic_write_text, removed_on_failure
 from magicpose_cli.models import MagicPosePipeline
+from magicpose_cli.models.loading import TORCH_DTYPES, Precision
 from magicpose_cli.training.checkpoints import (
     checkpoint_dir,
     latest_checkpoint,
@@ -38,7 +39,8 @@ from magicpose_cli.training.stages import DenoisingLoss, Stage, freeze_all_but, 
 
 CONFIG_FILE = "train_config.json"
 MODEL_DIR = "model"
-MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+MIXED_PRECISION = {"no": Precision.fp32, "fp16": Precision.fp16, "bf16": Precision.bf16}
+"""accelerate's --mixed-precision names, and the precision the frozen networks then compute in."""
 STREAM_STEP = 3  # the random stream of noise/timesteps/posterior samples (data.py uses 1 and 2)
 # Settings a resumed run must share with the run it continues: they decide what the checkpoint holds.
 RESUME_MUST_MATCH = ("stage", "freeze_appearance", "ema")
@@ -237,7 +239,7 @@ class Trainer:
             for name in ("unet", *self.trained):
                 pipeline.components[name].enable_gradient_checkpointing()
         pipeline.to(device)
-        frozen_dtype = MIXED_PRECISION[config.mixed_precision]
+        frozen_dtype = TORCH_DTYPES[MIXED_PRECISION[config.mixed_precision]]
         for name in ("unet", "reference_unet", "controlnet", "vae"):
             if name not in self.trained and frozen_dtype != torch.float32:
                 pipeline.components[name].to(dtype=frozen_dtype)

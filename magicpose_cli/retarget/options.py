@@ -1,0 +1,194 @@
+"""Retarget's settings: the options a run can be given, and how each one is resolved.
+
+Each setting is the user's value, else the model folder's recommendation, else our default, and
+the run says which; everything that decides the generated pixels goes into ``Sampling`` (and so
+into the frame cache's key). A new option lands here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from magicpose_cli.driving import DrivingPoses
+from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, generation_size, training_scale_size
+from magicpose_cli.models.loading import Device, Precision, Scheduler
+from magicpose_cli.models.pipeline import GuidanceMode
+from magicpose_cli.models.settings import RecommendedSettings
+from magicpose_cli.retarget.outputs import check_frames_dir
+
+DEFAULT_STEPS = 50
+DEFAULT_GUIDANCE = 7.0
+DEFAULT_SCHEDULER = Scheduler.ddim
+
+
+@dataclass
+class RetargetOptions:
+    """Everything a retarget run can be asked to do differently (the CLI options)."""
+
+    model: Path | None = None
+    size: int | None = None  # short side of the default, driving-shaped canvas; None: the model's advice, else 512
+    width: int | None = None  # a fixed canvas instead (with fit)
+    height: int | None = None
+    fit: FitMode | None = None  # None: pad on a fixed canvas, stretch (the rounding only) on the default one
+    align: bool | None = None  # None: align keypoints, leave pose maps as they are; True with pose maps is refused
+    face: bool = True
+    hands: bool = True
+    pose_size: tuple[int, int] | None = None  # canvas of OpenPose JSON that has none
+    max_frames: int | None = None
+    seed: int = 0
+    batch_size: int = 4
+    steps: int | None = None  # None (also guidance, scheduler): the model's recommendation, else the default
+    guidance: float | None = None
+    guidance_mode: GuidanceMode = GuidanceMode.image
+    scheduler: Scheduler | None = None
+    device: Device = Device.auto
+    dtype: Precision = Precision.auto
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+    fps: float | None = None
+    audio: bool = True
+    grid: bool = False
+    grid_height: int | None = None  # panel height of the grid for display; None: the generated frames' height
+    overwrite: bool = False
+    force: bool = False
+    frames_dir: Path | None = None
+    cache_root: Path | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What decides the generated frames besides model and inputs (all of it goes into the cache key)."""
+
+    seed: int
+    batch_size: int
+    steps: int
+    guidance: float
+    guidance_mode: GuidanceMode
+    scheduler: Scheduler
+    device: str
+    dtype: str
+    vae_slicing: bool
+    vae_tiling: bool
+
+    def key(self) -> dict:
+        return {name: getattr(value, "value", value) for name, value in asdict(self).items()}
+
+
+def validate_options(options: RetargetOptions) -> None:
+    """Refuse bad settings, and options that would do nothing, before any slow work starts
+    (the enums are checked where they are converted)."""
+    checks = [
+        (options.batch_size >= 1, f"--batch-size must be at least 1, got {options.batch_size}"),
+        (options.steps is None or options.steps >= 1, f"--steps must be at least 1, got {options.steps}"),
+        (options.fps is None or options.fps > 0, f"--fps must be positive, got {options.fps}"),
+        (options.max_frames is None or options.max_frames >= 1, "--max-frames must be at least 1"),
+        (
+            options.size is None or (options.width is None and options.height is None),
+            "give either --size (the short side of a canvas shaped like the driving poses) or --width/--height (a fixed canvas), not both",
+        ),
+        (
+            GuidanceMode(options.guidance_mode) is GuidanceMode.image,
+            "--guidance-mode text guides on the text prompt, and retarget has none: both branches would get the same "
+            "empty prompt and --guidance would change nothing; use --guidance-mode image (the default)",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise MagicPoseError(message)
+    if options.frames_dir is not None:
+        check_frames_dir(Path(options.frames_dir))
+
+
+def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
+    """Pose options that rendered pose maps cannot honour are refused rather than silently ignored."""
+    if driving.map_files is None:
+        return
+    asked = [flag for flag, given in (("--no-face", not options.face), ("--no-hands", not options.hands), ("--align", options.align)) if given]
+    if asked:
+        raise MagicPoseError(
+            f"{' and '.join(asked)} cannot apply to a folder of rendered pose maps (they are used as drawn); "
+            "give a video or OpenPose JSON instead, or leave the option out"
+        )
+
+
+def resolve_sampling(
+    options: RetargetOptions, recommended: RecommendedSettings, device: str, dtype: str
+) -> tuple[Sampling, dict[str, tuple[object, str]]]:
+    """The sampling settings: each one the user's, else the model's recommendation, else the default;
+    with (value, where it came from) per setting for the notice."""
+    if options.cpu_offload and device == "cpu":
+        raise MagicPoseError("--cpu-offload keeps models on the CPU until a GPU needs them; running on the CPU, it would change nothing")
+    chosen = {
+        "steps": choose(options.steps, recommended.steps, DEFAULT_STEPS),
+        "guidance": choose(options.guidance, recommended.guidance, DEFAULT_GUIDANCE),
+        "scheduler": choose(options.scheduler, recommended.scheduler, DEFAULT_SCHEDULER),
+    }
+    try:
+        scheduler = Scheduler(chosen["scheduler"][0])
+    except ValueError:
+        raise MagicPoseError(f"the model recommends an unknown scheduler {chosen['scheduler'][0]!r}; pass --scheduler") from None
+    sampling = Sampling(
+        options.seed, options.batch_size, int(chosen["steps"][0]), float(chosen["guidance"][0]),
+        GuidanceMode(options.guidance_mode), scheduler, device, dtype, options.vae_slicing, options.vae_tiling,
+    )  # fmt: skip
+    return sampling, chosen
+
+
+def choose(given: object, recommended: object, default: object) -> tuple[object, str]:
+    """(value, source): the user's value, else the model's recommendation, else the default."""
+    if given is not None:
+        return given, "given"
+    if recommended is not None:
+        return recommended, "model's recommendation"
+    return default, "default"
+
+
+def generation_canvas(
+    options: RetargetOptions, recommended: RecommendedSettings, driving: DrivingPoses, reference_shape: tuple[int, ...]
+) -> tuple[Placement, FitMode, str]:
+    """Where the poses go on the generation canvas, how the reference is fitted to it, and a phrase
+    saying where the canvas size came from.
+
+    Without --width/--height the canvas has the poses' shape with its short side at the training
+    scale (--size, else the model's recommended size, else 512): the person is as large as in
+    training, nothing is cut, and only the rounding to multiples of 64 is stretched (and undone).
+    A reference of another shape (poses not aligned to it) is letterboxed there, not distorted.
+    """
+    if options.width is not None or options.height is not None:
+        width, height = generation_size(options.width, options.height)
+        fit = FitMode(options.fit or FitMode.pad)
+        return driving.placement(width, height, fit), fit, "given"
+    recommended_sides = [side for side in (recommended.width, recommended.height) if side]
+    short_side, source = choose(options.size, min(recommended_sides) if recommended_sides else None, DEFAULT_GENERATION_SIZE)
+    width, height = training_scale_size(driving.canvas_width, driving.canvas_height, int(short_side))
+    fit = FitMode(options.fit or FitMode.stretch)
+    same_shape = training_scale_size(reference_shape[1], reference_shape[0], int(short_side)) == (width, height)
+    reference_fit = fit if options.fit is not None or same_shape else FitMode.pad
+    return driving.placement(width, height, fit), reference_fit, f"short side {short_side}: {source}; shaped like the {driving.canvas_width}x{driving.canvas_height} poses"
+
+
+def vae_tiling_notice(model_folder: Path, placement: Placement) -> str | None:
+    """A line when --vae-tiling will change nothing: the VAE only tiles a picture larger than its
+    ``sample_size`` (diffusers' AutoencoderKL)."""
+    try:
+        tile = json.loads((model_folder / "vae" / "config.json").read_text())["sample_size"]
+    except (OSError, ValueError, KeyError):
+        return None
+    tile = tile[0] if isinstance(tile, (list, tuple)) else tile
+    width, height = placement.canvas_width, placement.canvas_height
+    if not isinstance(tile, int) or max(width, height) > tile:
+        return None
+    return f"--vae-tiling changes nothing at {width}x{height}: this model's VAE decodes up to {tile}x{tile} in one piece"
+
+
+def describe_settings(placement: Placement, canvas_source: str, chosen: dict[str, tuple[object, str]]) -> str:
+    """One line saying what the run uses and where each setting came from."""
+    parts = [f"canvas {placement.canvas_width}x{placement.canvas_height} ({canvas_source})"]
+    parts += [f"{name} {getattr(value, 'value', value)} ({source})" for name, (value, source) in chosen.items()]
+    return "settings: " + ", ".join(parts)
+
+

@@ -1,0 +1,192 @@
+"""`magicpose retarget`: the person of a reference photo performing the motion of a driving video.
+
+The work is a row of small steps, each its own function:
+read the reference -> read the driving poses -> align them to the reference -> place both on the
+generation canvas -> generate the missing frames batch by batch into the frame cache ->
+restore the driving shape (and build the grid) -> encode the mp4 with the driving audio.
+
+Every generated frame goes to the frame cache as soon as its batch is done. Batches are always
+cut at the same boundaries and every batch starts from the same shared noise, so a resumed run
+produces exactly the bytes an uninterrupted one does.
+
+Memory stays flat in the video's length: only keypoints are kept for the whole video; pose maps
+are drawn when a batch (or the cache key's hash) needs them, frames go to the cache as they are
+made and are read back one at a time for encoding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from magicpose_cli.cache import check_cache_root
+from magicpose_cli.driving import DrivingPoses, load_driving_poses
+from magicpose_cli.encode import check_output_path
+from magicpose_cli.files import default_cache_root
+from magicpose_cli.framing import FitMode, fit_placement
+from magicpose_cli.images import read_image
+from magicpose_cli.model_store import locate_model
+from magicpose_cli.models.loading import Device, Precision, load_pipeline, resolve_device, resolve_dtype
+from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
+from magicpose_cli.retarget.options import (
+    RetargetOptions,
+    check_pose_options,
+    describe_settings,
+    generation_canvas,
+    resolve_sampling,
+    vae_tiling_notice,
+    validate_options,
+)
+from magicpose_cli.retarget.outputs import encode_output, keep_frames, output_frames
+from magicpose_cli.video import FrameSelection
+
+
+@dataclass
+class RetargetSummary:
+    output: Path
+    frames: int
+    generated: int
+    cache_hits: int
+    seconds: float
+    fps: float
+    audio_codec: str | None
+    model_source: str
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per part of the run, in order
+
+    @property
+    def seconds_per_frame(self) -> float:
+        return self.seconds / self.frames if self.frames else 0.0
+
+
+def new_progress(console: Console | None) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+class Stopwatch:
+    """Seconds spent in each named part of a run (``with stopwatch("encoding"): ...``)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, part: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - started
+
+
+def retarget(
+    reference_path: Path,
+    driving_path: Path,
+    output_path: Path,
+    options: RetargetOptions,
+    console: Console | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    on_batch_saved: Callable[[int, int], None] | None = None,
+    on_detail: Callable[[str], None] | None = None,
+) -> RetargetSummary:
+    """Run the whole retarget.
+
+    ``on_notice`` gets lines worth telling the user (e.g. the demo model is in use), ``on_detail``
+    lines for the curious (where the model, device and cache are);
+    ``on_batch_saved(batch_index, num_batches)`` is called after each batch reaches the cache.
+    """
+    started = time.perf_counter()
+    stopwatch = Stopwatch()
+    reference_path, driving_path, output_path = Path(reference_path), Path(driving_path), Path(output_path)
+    check_output_path(output_path, options.overwrite)
+    validate_options(options)
+    cache_root = check_cache_root(Path(options.cache_root) if options.cache_root else default_cache_root())
+    reference = load_reference_image(reference_path)
+    with stopwatch("finding the model"):
+        model = locate_model(options.model, cache_root)
+    tell(on_notice, model.notice)
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype))
+    tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
+    with new_progress(console) as progress:
+        with stopwatch("driving poses"):
+            driving = read_driving_poses(driving_path, options, reference, progress, cache_root)
+        placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
+        tiling = vae_tiling_notice(model.folder, placement) if options.vae_tiling else None
+        tell(on_notice, driving.notice, describe_settings(placement, canvas_source, chosen), tiling)
+        reference_canvas = place_reference(reference, placement.canvas_width, placement.canvas_height, reference_fit)
+        pose_maps = driving.pose_maps(placement, face=options.face, hands=options.hands)
+        with stopwatch("cache key"):
+            cache = open_frame_cache(cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode, sampling)
+        tell(on_detail, f"frame cache: {cache.folder}")
+        if options.force:
+            cache.clear()
+        load = partial(
+            load_pipeline, model.folder, device, dtype, sampling.scheduler, options.vae_slicing, options.vae_tiling, options.cpu_offload
+        )
+        with stopwatch("generation"):
+            generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved)
+        with stopwatch("writing the output"):
+            if options.frames_dir is not None:
+                keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))
+            frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps if options.grid else None, options.grid_height)
+            audio_source = driving_path if options.audio and driving_path.is_file() else None
+            encoded = encode_output(frames, len(pose_maps), output_path, driving.fps, audio_source, options.overwrite, progress)
+    return RetargetSummary(
+        output=output_path, frames=encoded.frames, generated=generated, cache_hits=len(pose_maps) - generated,
+        seconds=time.perf_counter() - started, fps=driving.fps, audio_codec=encoded.audio_codec, model_source=model.source,
+        timings=stopwatch.seconds,
+    )  # fmt: skip
+
+
+def read_driving_poses(driving_path: Path, options: RetargetOptions, reference: np.ndarray, progress: Progress, cache_root: Path) -> DrivingPoses:
+    """The driving poses (extracted and cached where the input is a video), fitted to the reference body unless --no-align."""
+    driving = load_driving_poses(
+        driving_path, FrameSelection(fps=options.fps), options.max_frames, progress=progress, cache_root=cache_root,
+        pose_size=options.pose_size,
+    )  # fmt: skip
+    check_pose_options(options, driving)
+    if options.align is not False and driving.keypoints is not None:
+        driving = driving.aligned_to(reference)
+    return driving
+
+
+def describe_device(options: RetargetOptions, device, dtype) -> str:
+    """Where the networks run, and whether that was asked for or chosen."""
+    device_source = "auto" if Device(options.device) is Device.auto else "given"
+    dtype_source = "auto" if Precision(options.dtype) is Precision.auto else "given"
+    return f"device {device} ({device_source}), dtype {str(dtype).removeprefix('torch.')} ({dtype_source})"
+
+
+def tell(on_notice: Callable[[str], None] | None, *lines: str | None) -> None:
+    """Pass the lines that say something to ``on_notice``."""
+    for line in lines:
+        if line and on_notice is not None:
+            on_notice(line)
+
+
+def load_reference_image(path: Path) -> np.ndarray:
+    """The reference photo as HxWx3 uint8 RGB, read as every command reads images (magicpose_cli.images)."""
+    return read_image(path, what="reference image")
+
+
+def place_reference(reference: np.ndarray, width: int, height: int, fit: FitMode) -> np.ndarray:
+    """The reference on the generation canvas; letterbox padding continues its edge pixels."""
+    placement = fit_placement(reference.shape[1], reference.shape[0], width, height, fit)
+    return placement.place_image(reference, fill="edge")
+
