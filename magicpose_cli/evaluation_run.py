@@ -216,7 +216,7 @@ def run_protocol(
     on_notice: Callable[[str], None] | None = None,
 ) -> EvaluationReport:
     """Generate the test frames of ``dataset`` (the ``videos`` listed, else all) into ``run_dir`` and score them."""
-    from magicpose_cli.retarget import new_progress
+    from magicpose_cli.retarget.run import new_progress
 
     dataset, run_dir = Path(dataset), Path(run_dir)
     check_run_dir(run_dir)

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from magicpose_cli.cli.app import app, console, user_errors
+from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.scoring import ALL_METRICS, HIGHER_IS_BETTER, EvaluationOptions, EvaluationReport
@@ -92,8 +92,7 @@ def protocol_settings(given: dict, model: Path | None, cache_dir: Path | None, d
     return ProtocolSettings(model=model, cache_root=cache_dir, device=device, **chosen)
 
 
-@app.command("evaluate")
-@user_errors
+@command("evaluate")
 def evaluate_command(
     generated: Optional[Path] = typer.Argument(
         None, help="Generated frames: a folder of frames, a folder of per-video frame folders or videos, or a video."
@@ -146,8 +145,9 @@ def evaluate_command(
         from magicpose_cli.evaluation_run import read_video_list, run_protocol
 
         settings = protocol_settings({**protocol, "ground_truth": gt.value}, model, cache_dir, device)
-        report = run_protocol(dataset, output, settings, read_video_list(videos), options, console=console, on_notice=console.print)
+        report = run_protocol(dataset, output, settings, read_video_list(videos), options, console=console, on_notice=detail)
         console.print(f"[green]run:[/] {output} (metrics.json, metrics_per_video.csv)", highlight=False, soft_wrap=True)
+        report_output(output / "metrics.json")
     print_report(report)
     write_reports(report, json_path, csv_path)
 
@@ -155,7 +155,7 @@ def evaluate_command(
 def score_folders(generated, ground_truth, options, protocol, model, output, videos, gt) -> EvaluationReport:
     """GENERATED against GROUND_TRUTH; the protocol's options are refused here, where they would do nothing."""
     from magicpose_cli.metrics.inputs import match_inputs
-    from magicpose_cli.retarget import new_progress
+    from magicpose_cli.retarget.run import new_progress
     from magicpose_cli.scoring import evaluate_videos
 
     if generated is None or ground_truth is None:
@@ -175,6 +175,8 @@ def write_reports(report: EvaluationReport, json_path: Path | None, csv_path: Pa
     if json_path is not None:
         write_json(report, json_path)
         console.print(f"[green]scores:[/] {json_path}", highlight=False, soft_wrap=True)
+        report_output(json_path)
     if csv_path is not None:
         write_csv(report, csv_path)
         console.print(f"[green]per-video scores:[/] {csv_path}", highlight=False, soft_wrap=True)
+        report_output(csv_path)
