@@ -243,3 +243,16 @@ def test_dataset_protocol_generates_scores_and_resumes(tmp_path):
     (tmp_path / "foreign" / "mine.txt").write_text("keep")
     refused = run(*arguments[:4], "-o", tmp_path / "foreign")
     assert refused.exit_code == 1 and "did not write" in refused.output
+
+
+def test_a_missing_metric_package_is_one_line_saying_what_to_install(folders, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lpips", None)  # as if lpips were not installed: its import fails
+    generated, truth = folders
+    result = run(generated, truth, "--metrics", "lpips,ssim", "--json", tmp_path / "out.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["skipped"] == {"lpips": "needs the lpips package: pip install lpips"} and "ssim" in report["metrics"]
+    nothing = run(generated, truth, "--metrics", "lpips")
+    assert nothing.exit_code == 1 and "no metric can run: lpips: needs the lpips package: pip install lpips" in nothing.output
