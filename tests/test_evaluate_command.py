@@ -12,7 +12,6 @@ import cv2
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data
 from skimage.metrics import structural_similarity
@@ -28,13 +27,7 @@ from magicpose_cli.synthetic import sample_pair
 CHEAP = "ssim,psnr,psnr_disco,l1,l1_disco,temporal_error,flicker_excess"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared CI machine, two threads that wait on each other take several times longer."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(*arguments) -> object:
@@ -128,7 +121,7 @@ def bad_inputs(root: Path) -> dict[str, tuple[list[Path], str]]:
         "missing": ([root / "absent", root / "gt"], "GENERATED not found"),
         "one side only": ([root / "gt"], "give GENERATED and GROUND_TRUTH"),
         "unknown metric": ([root / "gt", root / "gt", "--metrics", "ssim,fidd"], "unknown metric 'fidd'"),
-        "protocol option": ([root / "gt", root / "gt", "--steps", "3"], "--steps only apply with --dataset"),
+        "protocol option": ([root / "gt", root / "gt", "--steps", "3"], "--steps is for --dataset only"),
     }
 
 

@@ -163,7 +163,7 @@ def score_folders(generated, ground_truth, options, protocol, model, output, vid
     given = [f"--{name.replace('_', '-')}" for name, value in {**protocol, "model": model, "output": output, "videos": videos}.items() if value is not None]
     given += ["--gt"] if gt is not GroundTruth.real else []
     if given:
-        raise MagicPoseError(f"{', '.join(given)} only apply with --dataset (generating the test set)")
+        raise MagicPoseError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --dataset only (generating the test set)")
     pairs = match_inputs(generated, ground_truth)
     with new_progress(console) as progress:
         return evaluate_videos(pairs, options, progress)

@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from magicpose_cli.metrics.fid import FEATURE_DIMS, frechet_distance, inception_features
+from magicpose_cli.metrics.fid import frechet_distance, inception_features
 from magicpose_cli.metrics.images import DISCO_IDENTICAL_PSNR, l1, l1_disco, psnr, psnr_disco, ssim
 from magicpose_cli.metrics.perceptual import lpips_distances
 from magicpose_cli.metrics.temporal import flicker_excess, temporal_error, temporal_psnr
@@ -153,48 +153,73 @@ class FaceScorer(Scorer):
         self.face_cos.close()
 
 
-class FidScorer(Scorer):
-    """pytorch-fid features of every frame, batched by size, and their Fréchet distance."""
+class FeatureScorer(Scorer):
+    """Network features of generated and ground-truth inputs, computed a batch at a time, for a Fréchet distance."""
 
-    metrics = ("fid",)
-
-    def __init__(self, network, device, batch_size: int = 50):
+    def __init__(self, network, device, batch_size: int):
         self.network, self.device, self.batch_size = network, device, batch_size
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.features: tuple[list, list] = ([], [])
 
-    def add(self, number, generated, target):
-        if self.pending and self.pending[0][0].shape != generated.shape:
-            self.flush()
+    def featurize(self, inputs: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def queue(self, generated: np.ndarray, target: np.ndarray) -> None:
         self.pending.append((generated, target))
         if len(self.pending) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
-            for side, frames in zip(self.features, zip(*self.pending)):
-                side.append(inception_features(self.network, list(frames), self.device))
+            for side, inputs in zip(self.features, zip(*self.pending)):
+                side.append(self.featurize(list(inputs)))
             self.pending = []
 
-    def finish(self, results):
+    def all_features(self) -> tuple[np.ndarray, np.ndarray]:
         self.flush()
-        generated, target = (np.concatenate(side) for side in self.features)
+        return tuple(np.concatenate(side) if side else np.zeros((0, 1)) for side in self.features)
+
+    def write_distance(self, results: Results, name: str, samples: str) -> None:
+        """The Fréchet distance of the two feature sets as ``name``, noted when the samples are too few to trust it."""
+        generated, target = self.all_features()
         if len(generated) < 2:
-            results.skipped["fid"] = "needs at least two frames"
+            results.skipped[name] = f"needs at least two {samples}, the videos give {len(generated)}"
             return
-        results.metrics["fid"] = frechet_distance(generated, target)
-        if len(generated) <= FEATURE_DIMS:
-            results.notes.append(f"fid from {len(generated)} frames: with no more frames than its {FEATURE_DIMS} features it is biased high")
+        results.metrics[name] = frechet_distance(generated, target)
+        if len(generated) <= generated.shape[1]:
+            results.notes.append(f"{name} from {len(generated)} {samples}: with no more samples than its {generated.shape[1]} features it is biased high")
 
 
-class ClipScorer(Scorer):
+class FidScorer(FeatureScorer):
+    """pytorch-fid features of every frame, batched by size, and their Fréchet distance."""
+
+    metrics = ("fid",)
+
+    def __init__(self, network, device, batch_size: int = 50):
+        super().__init__(network, device, batch_size)
+
+    def featurize(self, inputs):
+        return inception_features(self.network, inputs, self.device)
+
+    def add(self, number, generated, target):
+        if self.pending and self.pending[0][0].shape != generated.shape:
+            self.flush()
+        self.queue(generated, target)
+
+    def finish(self, results):
+        self.write_distance(results, "fid", "frames")
+
+
+class ClipScorer(FeatureScorer):
     """FID-VID or FVD: clips of consecutive frames through a video network, and the Fréchet distance."""
 
     def __init__(self, metric: ClipMetric, network, device, batch_size: int = 4):
-        self.metric, self.metrics, self.network, self.device, self.batch_size = metric, (metric.name,), network, device, batch_size
+        super().__init__(network, device, batch_size)
+        self.metric, self.metrics = metric, (metric.name,)
         self.windows = (ClipWindows(), ClipWindows())
-        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self.features: tuple[list, list] = ([], [])
+
+    def featurize(self, inputs):
+        return clip_features(self.network, inputs, self.device)
 
     def start_video(self, name):
         super().start_video(name)
@@ -204,22 +229,8 @@ class ClipScorer(Scorer):
     def add(self, number, generated, target):
         clips = [windows.push(number, resize_frame(frame, self.metric.size)) for windows, frame in zip(self.windows, (generated, target))]
         if clips[0] is not None:
-            self.pending.append(tuple(clip_input(self.metric, clip) for clip in clips))
-        if len(self.pending) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            for side, clips in zip(self.features, zip(*self.pending)):
-                side.append(clip_features(self.network, list(clips), self.device))
-            self.pending = []
+            self.queue(*(clip_input(self.metric, clip) for clip in clips))
 
     def finish(self, results):
-        self.flush()
-        clips = sum(len(features) for features in self.features[0])
-        results.counts[f"{self.metric.name}_clips"] = clips
-        if clips < 2:
-            results.skipped[self.metric.name] = f"needs at least two clips of 16 consecutive frames, the videos give {clips}"
-            return
-        generated, target = (np.concatenate(side) for side in self.features)
-        results.metrics[self.metric.name] = frechet_distance(generated, target)
+        results.counts[f"{self.metric.name}_clips"] = len(self.all_features()[0])
+        self.write_distance(results, self.metric.name, "clips of 16 consecutive frames")
