@@ -172,7 +172,7 @@ def generate_video(name: str, targets: list[str], run_dir: Path, settings: Proto
     shutil.rmtree(frames_dir, ignore_errors=True)
 
 
-def write_vae_ground_truth(names: list[str], run_dir: Path, settings: ProtocolSettings) -> None:
+def write_vae_ground_truth(names: list[str], run_dir: Path, settings: ProtocolSettings, progress=None) -> None:
     """ground_truth_vae/<video>/: each cropped real frame through the model's VAE and back, as the original's "GT"."""
     import torch
     from diffusers import AutoencoderKL
@@ -187,10 +187,14 @@ def write_vae_ground_truth(names: list[str], run_dir: Path, settings: ProtocolSe
     cache_root = check_cache_root(Path(settings.cache_root) if settings.cache_root else default_cache_root())
     folder = locate_model(settings.model, cache_root).folder
     vae = AutoencoderKL.from_pretrained(folder / "vae").to(resolve_device(settings.device), torch.float32).eval()
-    for name in names:
+    frames = {name: list_images(run_dir / "ground_truth" / name) for name in names}
+    task = progress.add_task("VAE ground truth", total=sum(map(len, frames.values()))) if progress is not None else None
+    for name, paths in frames.items():
         with atomic_directory(run_dir / "ground_truth_vae" / name) as output:
-            for path in list_images(run_dir / "ground_truth" / name):
+            for path in paths:
                 _save_png(output / path.name, to_uint8(vae_reconstruction(vae, read_image(path)[None])[0]))
+                if task is not None:
+                    progress.advance(task)
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -235,12 +239,11 @@ def run_protocol(
             prepared[video.name] = targets
     if not prepared:
         raise MagicPoseError(f"no video of {dataset} has a frame to generate ({'; '.join(notes) or 'all blank'})")
-    truth = "ground_truth"
-    if settings.ground_truth == "vae":
-        write_vae_ground_truth(list(prepared), run_dir, settings)
-        truth = "ground_truth_vae"
-    pairs = [pair for name in prepared for pair in _video_pairs(run_dir, name, truth)]
+    truth = "ground_truth_vae" if settings.ground_truth == "vae" else "ground_truth"
     with new_progress(console) as progress:
+        if settings.ground_truth == "vae":
+            write_vae_ground_truth(list(prepared), run_dir, settings, progress)
+        pairs = [pair for name in prepared for pair in _video_pairs(run_dir, name, truth)]
         report = evaluate_videos(pairs, evaluation, progress)
     report.notes[:0] = notes
     write_json(report, run_dir / "metrics.json", extra={"protocol": record})

@@ -19,12 +19,17 @@ def load_lpips(device) -> tuple[object, str]:
     The small linear heads ship inside the lpips wheel; the backbone torchvision would download is
     looked for first, so nothing is fetched.
     """
+    import warnings
+
     import lpips
 
     path = locate(VGG16, None)
     digest = checked_sha256(VGG16, path)
     load_tensors(path)  # plain tensors only, before torchvision reads the same file
-    return lpips.LPIPS(net="vgg", verbose=False).to(device).eval(), digest
+    with warnings.catch_warnings():  # lpips 0.1.4 asks torchvision for pretrained=True, which it calls deprecated
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+        network = lpips.LPIPS(net="vgg", verbose=False)
+    return network.to(device).eval(), digest
 
 
 def _tensor(frame: np.ndarray, device):
