@@ -72,7 +72,7 @@ def print_report(report: EvaluationReport) -> None:
         if name not in report.metrics and name not in report.skipped:
             continue
         value = format_value(name, report.metrics[name]) if name in report.metrics else "[yellow]skipped[/]"
-        paper = format_value(name, report.paper[name]) if name in report.paper else ""
+        paper = f"{report.paper[name]:g}" if name in report.paper else ""
         table.add_row(f"{name} {'↑' if name in HIGHER_IS_BETTER else '↓'}", value, paper, DESCRIPTIONS[name])
     console.print(table)
     reasons: dict[str, list[str]] = {}
