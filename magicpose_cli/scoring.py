@@ -18,6 +18,7 @@ from pathlib import Path
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_write_text
 from magicpose_cli.hashing import hash_file
+from magicpose_cli.metrics import ALL_METRICS, PAPER_TIKTOK
 from magicpose_cli.metrics.inputs import VideoPair
 from magicpose_cli.metrics.scorers import (
     IMAGE_METRICS,
@@ -32,14 +33,6 @@ from magicpose_cli.metrics.scorers import (
     TemporalScorer,
 )
 
-# In the order of the paper's table, then the corrected and the video metrics.
-ALL_METRICS = (
-    "fid", "ssim", "psnr_disco", "psnr", "lpips_disco", "lpips", "l1_disco", "l1", "face_cos", "fid_vid", "fvd",
-    "temporal_error", "temporal_psnr", "flicker_excess",
-)  # fmt: skip
-HIGHER_IS_BETTER = {"ssim", "psnr", "psnr_disco", "face_cos", "temporal_psnr"}
-# MagicPose on TikTok (Chang et al., ICML 2024, Table 1), each beside the metric computed as it was.
-PAPER_TIKTOK = {"fid": 25.50, "ssim": 0.752, "psnr_disco": 29.53, "lpips_disco": 0.292, "l1_disco": 0.81e-4, "face_cos": 0.426, "fid_vid": 46.30}
 _PIP_NAMES = {"pytorch_fid": "pytorch-fid", "lpips": "lpips", "scipy": "scipy", "onnxruntime": "onnxruntime"}
 
 

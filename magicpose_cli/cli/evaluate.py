@@ -7,15 +7,18 @@ import math
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.metrics import ALL_METRICS, HIGHER_IS_BETTER
 from magicpose_cli.models.loading import Device, Precision, Scheduler
-from magicpose_cli.scoring import ALL_METRICS, HIGHER_IS_BETTER, EvaluationOptions, EvaluationReport
+
+if TYPE_CHECKING:  # the metrics load only when the command runs
+    from magicpose_cli.scoring import EvaluationReport
 
 _METRICS = "Metrics and weights"
 _PROTOCOL = "Test protocol (--dataset)"
@@ -130,6 +133,8 @@ def evaluate_command(
 ) -> None:
     """Score generated frames against the ground truth with the paper's metrics, the published variants
     beside the corrected ones (docs/evaluation.md); or, with --dataset, generate the test set first."""
+    from magicpose_cli.scoring import EvaluationOptions
+
     options = EvaluationOptions(parse_metrics(metrics), weights_dir, face_model, annotator_dir, device.value)
     for path in (json_path, csv_path):
         check_report_path(path, overwrite)
