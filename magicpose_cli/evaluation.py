@@ -19,12 +19,19 @@ import torch
 
 # The metrics live in magicpose_cli.metrics (one implementation for these tables and `magicpose
 # evaluate`); they are importable from here too.
-from magicpose_cli.metrics.images import l1, psnr, ssim, to_unit  # noqa: F401
+from magicpose_cli.metrics import images
+from magicpose_cli.metrics.images import l1, psnr, to_unit  # noqa: F401
 from magicpose_cli.metrics.temporal import flicker, flicker_excess, temporal_error, temporal_psnr  # noqa: F401
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.synthetic import SyntheticPair, draw_background, sample_pair
 
 EVALUATION_SEEDS = tuple(range(9000, 9008))  # held-out pairs: sample_pair people never appear in write_dataset data
+
+
+def ssim(generated, target) -> float:
+    """SSIM of two HxWx3 images with the colour channels averaged, as the demo tables score (the
+    paper's grey SSIM is ``magicpose_cli.metrics.images.ssim``)."""
+    return images.ssim(generated, target, grayscale=False)
 
 
 def person_psnr(generated, target, person) -> float:
@@ -64,7 +71,7 @@ def score_video(generated, target, person=None) -> VideoScores:
         raise ValueError(f"generated frames are {generated.shape} but the ground truth is {target.shape}")
     return VideoScores(
         psnr=float(np.mean([psnr(g, t) for g, t in zip(generated, target)])),
-        ssim=float(np.mean([ssim(g, t, grayscale=False) for g, t in zip(generated, target)])),
+        ssim=float(np.mean([ssim(g, t) for g, t in zip(generated, target)])),
         l1=float(np.mean([l1(g, t) for g, t in zip(generated, target)])),
         person_psnr=float("nan") if person is None else float(np.mean([person_psnr(*frame) for frame in zip(generated, target, person)])),
         flicker_excess=flicker_excess(generated, target),

@@ -2,15 +2,14 @@
 distance against scipy's formula, LPIPS and pytorch-fid fed as their packages feed them, and clip windows.
 
 tests/fixtures/eval_networks holds every key and shape of the networks DisCo's tool/metrics builds
-(resnet3d.resnet50 shortcut B, InceptionI3d(400)) and their outputs for seeded weights; make_fixture.py
-there wrote them by running the original code (see its docstring). The published resnet-50-kinetics.pth
+(resnet3d.resnet50 shortcut B, InceptionI3d(400)) and their outputs for seeded weights (its README says
+how they were made). The published resnet-50-kinetics.pth
 stores that state dict under "state_dict" with DataParallel's "module." prefix and, saved by PyTorch
 0.3, without num_batches_tracked; i3d_pretrained_400.pt is the bare state dict.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -22,6 +21,8 @@ from PIL import Image
 from scipy import linalg
 from skimage import data
 
+from eval_network_seeds import seeded_clip, seeded_state_dict
+
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.metrics.fid import frechet_distance, inception_features, load_inception
 from magicpose_cli.metrics.inputs import match_inputs
@@ -30,9 +31,6 @@ from magicpose_cli.metrics.video import FID_VID, FVD, clip_starts, load_clip_net
 from magicpose_cli.metrics.weights import FID_INCEPTION, VGG16
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval_networks"
-_spec = importlib.util.spec_from_file_location("eval_network_fixture", FIXTURES / "make_fixture.py")
-fixture = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fixture)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -41,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def published_checkpoint(name: str, folder: Path, with_batch_counts: bool = False) -> Path:
     """Seeded weights saved in the layout of the published file ``name``."""
     shapes = json.loads((FIXTURES / f"{name}.keys.json").read_text())
-    state = fixture.seeded_state_dict(shapes)
+    state = seeded_state_dict(shapes)
     if name == "resnet-50-kinetics":
         state = {f"module.{key}": value for key, value in state.items() if with_batch_counts or not key.endswith("num_batches_tracked")}
         state = {"epoch": 200, "arch": "resnet-50", "state_dict": state, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}}
@@ -68,7 +66,7 @@ def test_video_networks_load_the_published_layout_and_compute_the_original(tmp_p
     shapes = json.loads((FIXTURES / f"{name}.keys.json").read_text())
     assert {key: list(value.shape) for key, value in network.state_dict().items()} == shapes
     with torch.no_grad():
-        output = network(fixture.seeded_clip(metric.size, 16))[0]
+        output = network(seeded_clip(metric.size, 16))[0]
     expected = torch.tensor(json.loads((FIXTURES / f"{name}.expected.json").read_text())["output"])
     assert output.shape == expected.shape == ((2048,) if metric is FID_VID else (400,))
     torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-4)
