@@ -64,7 +64,7 @@ def sample_strip(pipeline: MagicPosePipeline, dataset: ClipDataset, num_inferenc
     sample = dataset.load(choice, 0)
     generated = pipeline(
         reference_image=sample["reference"].unsqueeze(0), pose_maps=sample["pose_map"], num_inference_steps=num_inference_steps,
-        generator=torch.Generator().manual_seed(seed), output_type="pt", context_frames=dataset.clip_frames,
+        generator=torch.Generator().manual_seed(seed), output_type="pt", context_frames=dataset.clip_frames, context_overlap=0,
         frames_per_batch=dataset.clip_frames,
     ).images  # fmt: skip
     rows = [
