@@ -5,7 +5,8 @@ person B on A's proportions, and the frames of A really performing it. A model i
 those poses and compared frame by frame (PSNR, SSIM, L1), on the person alone (PSNR over the pixels
 where the ground truth differs from that person's empty background: a flat wall copied from the
 reference scores well on the whole frame without drawing anyone), and for temporal stability by
-how much more its frames change from one to the next than the ground truth's do (flicker).
+how much more its frames change from one to the next than the ground truth's do (flicker) and how far
+its frame-to-frame changes are from the ground truth's (temporal error).
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def flicker(frames) -> float:
     return float(np.abs(np.diff(frames, axis=0)).mean())
 
 
+def temporal_error(generated, target) -> float:
+    """Mean |(g[t+1] - g[t]) - (t[t+1] - t[t])| over consecutive frames in [0, 1] (0.0 for fewer than two):
+    0 when the video moves exactly as the ground truth does; flicker and frozen frames both score."""
+    generated, target = _unit(generated), _unit(target)
+    if generated.shape != target.shape:
+        raise ValueError(f"generated frames are {generated.shape} but the ground truth is {target.shape}")
+    if len(generated) < 2:
+        return 0.0
+    return float(np.abs(np.diff(generated, axis=0) - np.diff(target, axis=0)).mean())
+
+
 def person_psnr(generated, target, person) -> float:
     """PSNR over the pixels where ``person`` (HxW bool) is set: how well the person alone is drawn."""
     person = np.asarray(person, dtype=bool)
@@ -77,6 +89,7 @@ class VideoScores:
     l1: float
     person_psnr: float  # PSNR on the person's pixels only (nan when no mask was given)
     flicker_excess: float  # generated flicker minus ground-truth flicker
+    temporal_error: float  # mean |generated - ground-truth| of consecutive-frame differences
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +97,7 @@ class VideoScores:
 
 def score_video(generated, target, person=None) -> VideoScores:
     """Frame-averaged PSNR, SSIM and L1 of ``generated`` against ``target`` (both N x H x W x 3), PSNR on
-    the ``person`` masks (N x H x W) when given, and the excess flicker."""
+    the ``person`` masks (N x H x W) when given, the excess flicker and the temporal error."""
     generated, target = _unit(generated), _unit(target)
     if generated.shape != target.shape:
         raise ValueError(f"generated frames are {generated.shape} but the ground truth is {target.shape}")
@@ -94,6 +107,7 @@ def score_video(generated, target, person=None) -> VideoScores:
         l1=float(np.mean([l1(g, t) for g, t in zip(generated, target)])),
         person_psnr=float("nan") if person is None else float(np.mean([person_psnr(*frame) for frame in zip(generated, target, person)])),
         flicker_excess=flicker(generated) - flicker(target),
+        temporal_error=temporal_error(generated, target),
     )
 
 
@@ -211,14 +225,14 @@ def evaluate(
 def markdown_table(results: dict[str, ScoreSummary]) -> str:
     """The scores as a Markdown table, one row per model variant: mean ± standard deviation over the videos."""
     lines = [
-        "| variant | PSNR (dB) ↑ | person PSNR (dB) ↑ | SSIM ↑ | L1 ↓ | flicker excess ↓ |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | PSNR (dB) ↑ | person PSNR (dB) ↑ | SSIM ↑ | L1 ↓ | flicker excess ↓ | temporal error ↓ |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, summary in results.items():
         mean, spread = summary.mean, summary.spread
         lines.append(
             f"| {name} | {mean.psnr:.2f} ± {spread.psnr:.2f} | {mean.person_psnr:.2f} ± {spread.person_psnr:.2f} "
-            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.l1:.4f} | {mean.flicker_excess:+.4f} |"
+            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.l1:.4f} | {mean.flicker_excess:+.4f} | {mean.temporal_error:.4f} |"
         )
     return "\n".join(lines)
 

@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--clip-frames", type=int, default=16)
     parser.add_argument("--clip-stride", type=int, default=1, help="1: consecutive frames, as the demo and the evaluation play them.")
+    parser.add_argument("--clip-noise", default="shared", help="shared (as the demo samples) or per-frame (as AnimateDiff trains).")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=2, help="Clips per step.")
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -58,7 +59,7 @@ def train_motion(data: Path, run_dir: Path, args: argparse.Namespace) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
     command = [
         sys.executable, "-m", "magicpose_cli", "train", "--data", str(data), "--stage", "motion", "--model", str(DEMO_MODEL_DIR),
-        "-o", str(run_dir), "--resolution", "64", "--clip-frames", str(args.clip_frames), "--clip-stride", str(args.clip_stride),
+        "-o", str(run_dir), "--resolution", "64", "--clip-frames", str(args.clip_frames), "--clip-stride", str(args.clip_stride), "--clip-noise", args.clip_noise,
         "--batch-size", str(args.batch), "--max-steps", str(args.steps), "--learning-rate", str(args.lr),
         "--warmup-steps", str(args.warmup), "--num-workers", "0", "--checkpoint-every", str(args.checkpoint_every),
         "--checkpoints-total-limit", "2", "--sample-every", "500", "--sample-steps", "20", "--seed", "0",
@@ -87,10 +88,11 @@ def main() -> None:
     if not (data / f"person_{args.videos - 1:05d}" / "meta.json").is_file():
         write_dataset(data, args.videos, args.frames, size=64, seed=args.data_seed)
     print(f"data ready after {time.perf_counter() - started:.0f} s", flush=True)
-    train_motion(data, args.work_dir / "motion", args)
+    run_dir = args.work_dir / f"motion-{args.clip_noise}"
+    train_motion(data, run_dir, args)
     print(f"trained after {time.perf_counter() - started:.0f} s", flush=True)
     if args.ship:
-        ship(args.work_dir / "motion" / "motion_module", DEMO_MOTION_MODULE_DIR)
+        ship(run_dir / "motion_module", DEMO_MOTION_MODULE_DIR)
         print(f"shipped to {DEMO_MOTION_MODULE_DIR}")
 
 

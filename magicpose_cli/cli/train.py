@@ -57,6 +57,10 @@ def train_command(
     ),
     clip_frames: int = typer.Option(16, help="Motion stage: frames per training clip.", rich_help_panel=_DATA),
     clip_stride: int = typer.Option(4, help="Motion stage: a clip takes every N-th frame of its video.", rich_help_panel=_DATA),
+    clip_noise: str = typer.Option(
+        "per-frame", help="Motion stage: per-frame noise (as AnimateDiff trains) or one draw shared by a clip's frames (as "
+        "retarget's --noise shared samples).", rich_help_panel=_DATA,
+    ),
     resolution: int = typer.Option(512, help="Square training size in pixels (multiple of 64 for SD 1.5).", rich_help_panel=_DATA),
     max_frame_gap: Optional[int] = typer.Option(
         None, help="Reference and target at most this many frames apart (default: any two frames of a video).",
@@ -96,7 +100,7 @@ def train_command(
         sample_count=sample_count, sample_steps=sample_steps, resume=resume, max_frame_gap=max_frame_gap,
         freeze_appearance=freeze_appearance, seed=seed, ema=ema, ema_decay=ema_decay,
         gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
-        clip_frames=clip_frames, clip_stride=clip_stride, motion_module=motion_module,
+        clip_frames=clip_frames, clip_stride=clip_stride, clip_noise=clip_noise, motion_module=motion_module,
     )  # fmt: skip
     model_dir = train(config, console=console)
     console.print(f"[green]saved:[/] {model_dir}", highlight=False)

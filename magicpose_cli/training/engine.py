@@ -46,7 +46,8 @@ MIXED_PRECISION = {"no": Precision.fp32, "fp16": Precision.fp16, "bf16": Precisi
 STREAM_STEP = 3  # the random stream of noise/timesteps/posterior samples (data.py uses 1 and 2)
 # Settings a resumed run must share with the run it continues: they decide what the checkpoint holds.
 RESUME_MUST_MATCH = ("stage", "freeze_appearance", "ema")
-MOTION_RESUME_MUST_MATCH = ("clip_frames", "clip_stride", "motion_module")
+MOTION_RESUME_MUST_MATCH = ("clip_frames", "clip_stride", "clip_noise", "motion_module")
+CLIP_NOISE = ("per-frame", "shared")
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TrainConfig:
     num_workers: int = 2
     clip_frames: int = 16  # the motion stage: frames per clip, every clip_stride-th, from motion_module (None: from scratch)
     clip_stride: int = 4
+    clip_noise: str = "per-frame"  # as AnimateDiff trains; "shared": one draw per clip, as MagicPose samples by default
     motion_module: Path | None = None
 
     def to_json(self) -> str:
@@ -100,6 +102,8 @@ def _check_paths(config: TrainConfig) -> None:
 def check_config(config: TrainConfig) -> Stage:
     stage = get_stage(config.stage)
     trained_parts(stage, config.freeze_appearance)  # refuses --freeze-appearance in stage 1
+    if config.clip_noise not in CLIP_NOISE:
+        raise MagicPoseError(f"--clip-noise must be one of {', '.join(CLIP_NOISE)}, got {config.clip_noise!r}")
     if config.mixed_precision not in MIXED_PRECISION:
         raise MagicPoseError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {config.mixed_precision!r}")
     positive = {"--max-steps": config.max_steps, "--gradient-accumulation": config.gradient_accumulation,
@@ -293,7 +297,7 @@ class Trainer:
             with self.accelerator.accumulate(self.loss_module), self.accelerator.autocast():
                 loss = training_loss(
                     self.loss_module, self.pipeline.vae, batch, self.prompt_embeds, generator,
-                    self.num_train_timesteps, self.stage.uses_pose,
+                    self.num_train_timesteps, self.stage.uses_pose, self.config.clip_noise == "shared",
                 )  # fmt: skip
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients and self.config.max_grad_norm > 0:

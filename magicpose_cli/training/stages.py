@@ -147,13 +147,19 @@ def training_loss(
     generator: torch.Generator,
     num_train_timesteps: int,
     uses_pose: bool,
+    shared_noise: bool = False,
 ) -> torch.Tensor:
-    """The loss of one micro-batch (of pairs, or of clips: ``target`` B x F x 3 x H x W); every random draw comes from ``generator``."""
+    """The loss of one micro-batch (of pairs, or of clips: ``target`` B x F x 3 x H x W, whose frames get
+    their own noise, or with ``shared_noise`` one draw per clip); every random draw comes from ``generator``."""
     num_frames = batch["target"].shape[1] if batch["target"].ndim == 5 else 1
     with torch.no_grad():
         latents = _encode(vae, batch["target"].flatten(0, 1) if num_frames > 1 else batch["target"], generator)
         reference_latents = _encode(vae, batch["reference"], generator)
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    if shared_noise and num_frames > 1:
+        clips = torch.randn((latents.shape[0] // num_frames, 1, *latents.shape[1:]), generator=generator)
+        noise = clips.expand(-1, num_frames, *latents.shape[1:]).flatten(0, 1).to(latents.device)
+    else:
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
     timesteps = torch.randint(0, num_train_timesteps, (latents.shape[0] // num_frames,), generator=generator).to(latents.device)
     pose_maps = batch["pose_map"].to(latents.device) if uses_pose else None
     if pose_maps is not None and num_frames > 1:
