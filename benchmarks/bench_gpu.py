@@ -9,6 +9,10 @@ noise and reports how far apart they are (pixels in [0, 1]).
 
     python benchmarks/bench_gpu.py                      # the whole table (about 10 minutes on an H100)
     python benchmarks/bench_gpu.py --offload no --dtypes fp16 --batch-sizes 1 4
+    python benchmarks/bench_gpu.py --motion --frames 24     # with a random SD 1.5 motion module (mm_sd_v15_v2 layout)
+
+With ``--motion`` the whole video is denoised in context windows of 16 frames overlapping by 4 and
+"batch" is the decoding batch; the seconds are per frame of the video.
 
 Only the pipeline's public API is used, so the numbers follow whatever the pipeline does inside.
 """
@@ -19,7 +23,7 @@ import argparse
 import time
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, PromptEmbedding
 from magicpose_cli.models.configs import sd15_original_config, sd15_scheduler
@@ -103,15 +107,19 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
     parser.add_argument("--offload", choices=["both", "no", "yes"], default="both")
     parser.add_argument("--skip-precision", action="store_true", help="Skip the fp16-vs-fp32 frame.")
+    parser.add_argument("--motion", action="store_true", help="Add a random SD 1.5 motion module (453 M parameters, v2 layout).")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu needs a CUDA GPU (this machine has none)")
 
     pipe = sd15_pipeline()
+    if args.motion:
+        pipe = MagicPosePipeline(**{**pipe.components, "motion_adapter": MotionAdapter()})
     pipe.set_progress_bar_config(disable=True)
     reference, pose_maps = inputs(args.frames, args.size)
     offloads = {"both": [False, True], "no": [False], "yes": [True]}[args.offload]
-    print(f"{torch.cuda.get_device_name()}, {args.size}x{args.size}, {args.steps} DDIM steps, guidance 7, {args.frames} frames")
+    motion = ", motion module in windows of 16 overlapping by 4" if args.motion else ""
+    print(f"{torch.cuda.get_device_name()}, {args.size}x{args.size}, {args.steps} DDIM steps, guidance 7, {args.frames} frames{motion}")
     print("| dtype | batch | cpu offload | s/frame | peak VRAM (GiB) |\n| --- | ---: | --- | ---: | ---: |")
     for dtype in args.dtypes:
         for offload in offloads:
