@@ -28,8 +28,11 @@ class Precision(str, Enum):
 
 
 class Scheduler(str, Enum):
+    """The sampler: DDIM (the original's), DPM-Solver++ 2M (with Karras sigmas: ``dpm-karras``) or UniPC."""
+
     ddim = "ddim"
     dpm = "dpm"
+    dpm_karras = "dpm-karras"
     unipc = "unipc"
 
 
@@ -59,6 +62,18 @@ def resolve_dtype(precision: Precision | str, device: torch.device) -> torch.dty
     return TORCH_DTYPES[precision]
 
 
+def make_scheduler(scheduler: Scheduler | str, config):
+    """The sampler asked for over a model's noise schedule (``config``: its scheduler's config)."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
+    scheduler = Scheduler(scheduler)
+    if scheduler is Scheduler.dpm_karras:
+        return DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
+    return {Scheduler.ddim: DDIMScheduler, Scheduler.dpm: DPMSolverMultistepScheduler, Scheduler.unipc: UniPCMultistepScheduler}[
+        scheduler
+    ].from_config(config)
+
+
 def load_pipeline(
     folder: Path,
     device: torch.device,
@@ -74,7 +89,6 @@ def load_pipeline(
     The CLIP text encoder and tokenizer are loaded only ``with_text_encoder`` (a text prompt);
     the default empty prompt is stored in the folder as an embedding.
     """
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
     from diffusers.utils import logging as diffusers_logging
 
     from magicpose_cli.models.pipeline import MagicPosePipeline
@@ -82,8 +96,7 @@ def load_pipeline(
     diffusers_logging.disable_progress_bar()
     without_text = {} if with_text_encoder else {"text_encoder": None, "tokenizer": None}
     pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, **without_text)
-    scheduler_class = {Scheduler.ddim: DDIMScheduler, Scheduler.dpm: DPMSolverMultistepScheduler, Scheduler.unipc: UniPCMultistepScheduler}
-    pipe.scheduler = scheduler_class[Scheduler(scheduler)].from_config(pipe.scheduler.config)
+    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     if vae_slicing:
         pipe.vae.enable_slicing()
     if vae_tiling:

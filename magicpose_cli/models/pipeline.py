@@ -16,7 +16,10 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from magicpose_cli.models.feature_reuse import DeepFeatureCache, reused_deep_features
+from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.networks import AppearanceUNet, MagicPoseDenoiser, PromptEmbedding
+from magicpose_cli.models.pose_maps import PoseMapProcessor
 from magicpose_cli.models.reference_attention import ReferenceFeatures
 
 CPU = torch.device("cpu")
@@ -36,43 +39,6 @@ class MagicPoseOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class PoseMapProcessor:
-    """Pose maps in any usual form as an Nx3xHxW float tensor in [0,1], the ControlNet's input range.
-
-    The type decides the scale, never the values: uint8 arrays, uint8 tensors and PIL images are
-    divided by 255; float arrays (HxWx3) and float tensors (3xHxW) are taken as already in [0,1].
-    """
-
-    @staticmethod
-    def frames(pose_maps) -> Sequence:
-        """Any pose-map input as a sequence of single maps; a 4-D tensor or array is split by indexing."""
-        if isinstance(pose_maps, PIL.Image.Image) or (isinstance(pose_maps, (torch.Tensor, np.ndarray)) and pose_maps.ndim == 3):
-            return [pose_maps]
-        return pose_maps
-
-    @staticmethod
-    def to_tensor(pose_map) -> torch.Tensor:
-        """One map as a 3xHxW float tensor in [0,1]."""
-        if isinstance(pose_map, PIL.Image.Image):
-            pose_map = np.asarray(pose_map.convert("RGB"))
-        if isinstance(pose_map, np.ndarray):
-            if pose_map.ndim != 3 or pose_map.shape[-1] != 3:
-                raise ValueError(f"pose maps must be N x 3 x H x W tensors or H x W x 3 arrays, got an array of {pose_map.shape}")
-            pose_map = torch.from_numpy(np.array(pose_map)).permute(2, 0, 1)  # a copy: PIL's arrays are read-only
-        if not isinstance(pose_map, torch.Tensor):
-            raise TypeError(f"a pose map must be an array, a PIL image or a tensor, got {type(pose_map).__name__}")
-        if pose_map.ndim != 3 or pose_map.shape[0] != 3:
-            raise ValueError(f"pose maps must be N x 3 x H x W (N >= 1), got a map of {tuple(pose_map.shape)}")
-        return pose_map.float() / 255.0 if pose_map.dtype == torch.uint8 else pose_map.float()
-
-    def preprocess(self, pose_maps: Sequence) -> torch.Tensor:
-        """Maps of one size stacked as Nx3xHxW."""
-        tensors = [self.to_tensor(pose_map) for pose_map in pose_maps]
-        if any(tensor.shape != tensors[0].shape for tensor in tensors):
-            raise ValueError("all pose maps must have the same size")
-        return torch.stack(tensors)
-
-
 StepFeatures = tuple[ReferenceFeatures, ReferenceFeatures | None]
 """The reference features of one step: for the conditional branch, and for ``"text"`` mode's negative one."""
 
@@ -88,18 +54,28 @@ class StepReferenceFeatures:
     first batch computes them and the later batches reuse them. Between batches they wait on the
     CPU (at 512x512 the SD 1.5 self-attention inputs are 11.6 M values per step: 23 MB in
     float16, 1.2 GB for 50 steps), so the accelerator holds only the current step's.
+    With ``reuse_interval`` k > 1 they are computed every k-th step and serve the k - 1 steps after it.
     """
 
-    def __init__(self, compute: Callable[[torch.Tensor], StepFeatures], keep: bool):
-        self.compute, self.keep = compute, keep
+    def __init__(self, compute: Callable[[torch.Tensor], StepFeatures], keep: bool, reuse_interval: int = 1):
+        if reuse_interval < 1:
+            raise ValueError(f"the appearance reuse interval must be at least 1, got {reuse_interval}")
+        self.compute, self.keep, self.reuse_interval = compute, keep, reuse_interval
         self.kept: dict[int, StepFeatures] = {}
+        self.latest: tuple[int, StepFeatures] | None = None
 
     def at(self, step_index: int, timestep: torch.Tensor, device: torch.device) -> StepFeatures:
-        if step_index in self.kept:
-            return tuple(_features_on(features, device) for features in self.kept[step_index])
+        source = step_index - step_index % self.reuse_interval  # the step whose features serve this one
+        if source in self.kept:
+            return tuple(_features_on(features, device) for features in self.kept[source])
+        if self.latest is not None and self.latest[0] == source:
+            return self.latest[1]
+        if source != step_index:
+            raise ValueError(f"step {step_index} needs the appearance features of step {source}, which were not computed")
         computed = self.compute(timestep)
         if self.keep:
-            self.kept[step_index] = tuple(_features_on(features, CPU) for features in computed)
+            self.kept[source] = tuple(_features_on(features, CPU) for features in computed)
+        self.latest = (source, computed) if self.reuse_interval > 1 else None
         return computed
 
 
@@ -179,6 +155,9 @@ class MagicPosePipeline(DiffusionPipeline):
         callback_on_step_end: Callable[["MagicPosePipeline", int, int, dict], dict | None] | None = None,
         use_reference: bool = True,
         skip_batch: Callable[[range], bool] | None = None,
+        guidance_interval: GuidanceInterval | tuple[float, float] = GuidanceInterval(),
+        deep_reuse_interval: int = 1,
+        appearance_reuse_interval: int = 1,
     ) -> Iterator[tuple[range, list[PIL.Image.Image] | np.ndarray | torch.Tensor]]:
         """Yield ``(frame indices, frames)`` batch by batch, so a long video never sits in memory whole.
 
@@ -186,11 +165,15 @@ class MagicPosePipeline(DiffusionPipeline):
         read one batch at a time) or an Nx3xHxW tensor. ``skip_batch(frame indices) -> True`` skips
         a batch (e.g. cached) without changing any other frame. The noise is drawn in float32 where
         ``generator`` lives (the CPU if none), so a CPU generator gives it on every device alike.
-        ``use_reference=False`` switches appearance attention off.
+        ``use_reference=False`` switches appearance attention off. Fewer network evaluations:
+        ``guidance_interval`` (see :class:`GuidanceInterval`) guides only the steps inside it;
+        ``deep_reuse_interval`` k > 1 runs the UNet's and ControlNet's deep blocks every k-th step
+        only (:mod:`~magicpose_cli.models.feature_reuse`); ``appearance_reuse_interval`` k > 1 the appearance model.
         """
         pose_maps = self.pose_map_processor.frames(pose_maps)
         height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps)
         guidance_mode = GuidanceMode(guidance_mode)
+        guidance_interval = guidance_interval if isinstance(guidance_interval, GuidanceInterval) else GuidanceInterval(*guidance_interval)
         num_frames = len(pose_maps)
         batches = frame_batches(num_frames, frames_per_batch)
         todo = [index for index, frames in enumerate(batches) if skip_batch is None or not skip_batch(frames)]
@@ -202,8 +185,9 @@ class MagicPosePipeline(DiffusionPipeline):
         initial_noise = self.prepare_latents(num_frames, height, width, generator, latents, per_frame_noise)
         reference_latents = self.encode_reference(reference_image, height, width) if use_reference else None
         references = self.prepare_reference_features(
-            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep=len(todo) > 1
-        )
+            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep=len(todo) > 1,
+            reuse_interval=appearance_reuse_interval,
+        )  # fmt: skip
 
         # 2. Denoise and decode batch by batch.
         for batch_index in todo:
@@ -214,6 +198,7 @@ class MagicPosePipeline(DiffusionPipeline):
                 batch_noise.expand(len(frames), -1, -1, -1).clone(), batch_poses.to(self._execution_device, self.unet.dtype),
                 references, prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode,
                 callback_on_step_end, {"batch_index": batch_index, "num_batches": len(batches)},
+                guidance_interval, DeepFeatureCache(deep_reuse_interval),
             )  # fmt: skip
             yield frames, self.decode(batch_latents, output_type)
 
@@ -245,17 +230,25 @@ class MagicPosePipeline(DiffusionPipeline):
         guidance_mode: GuidanceMode,
         callback_on_step_end=None,
         batch_info: dict | None = None,
+        guidance_interval: GuidanceInterval = GuidanceInterval(),
+        deep_features: DeepFeatureCache | None = None,
     ) -> torch.Tensor:
-        """The sampling loop for one batch of frames; returns their final latents."""
+        """The sampling loop for one batch of frames; returns their final latents.
+
+        A step outside ``guidance_interval`` runs the conditional branch alone; ``deep_features``
+        (this batch's own) serves the deep blocks between the steps that compute them.
+        """
         self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
         latents = latents * self.scheduler.init_noise_sigma
-        with self.progress_bar(total=len(self.scheduler.timesteps)) as progress:
+        deep_features = deep_features or DeepFeatureCache()
+        with self.progress_bar(total=len(self.scheduler.timesteps)) as progress, reused_deep_features(deep_features, self.denoiser.unet, self.denoiser.controlnet):
             for step_index, timestep in enumerate(self.scheduler.timesteps):
                 model_input = self.scheduler.scale_model_input(latents, timestep)
                 reference, negative_reference = references.at(step_index, timestep, latents.device) if references is not None else (None, None)
+                guided = guidance_interval.guides(timestep, self.scheduler.config.num_train_timesteps)
                 noise = self.guided_noise(
                     model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds,
-                    negative_prompt_embeds, guidance_scale, guidance_mode,
+                    negative_prompt_embeds, guidance_scale if guided else 1.0, guidance_mode, deep_features, step_index,
                 )  # fmt: skip
                 latents = self.scheduler.step(noise, timestep, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:
@@ -275,15 +268,21 @@ class MagicPosePipeline(DiffusionPipeline):
         negative_prompt_embeds: torch.Tensor,
         guidance_scale: float,
         guidance_mode: GuidanceMode,
+        deep_features: DeepFeatureCache | None = None,
+        step_index: int = 0,
     ) -> torch.Tensor:
-        """Classifier-free guided noise prediction for a batch of frames at one timestep."""
-        conditional = self.denoiser(latents, timestep, prompt_embeds, reference, pose_maps)
+        """Classifier-free guided noise prediction for a batch of frames at one timestep
+        (``guidance_scale`` 1: the conditional branch alone); each branch is its own stream of ``deep_features``."""
+        deep_features = deep_features or DeepFeatureCache()
+        with deep_features.stream("conditional", step_index):
+            conditional = self.denoiser(latents, timestep, prompt_embeds, reference, pose_maps)
         if self.uses_conditional_only(guidance_scale, guidance_mode, prompt_embeds, negative_prompt_embeds):
             return conditional
-        if guidance_mode == GuidanceMode.image:
-            unconditional = self.denoiser(latents, timestep, prompt_embeds)
-        else:
-            unconditional = self.denoiser(latents, timestep, negative_prompt_embeds, negative_reference, pose_maps)
+        with deep_features.stream("unconditional", step_index):
+            if guidance_mode == GuidanceMode.image:
+                unconditional = self.denoiser(latents, timestep, prompt_embeds)
+            else:
+                unconditional = self.denoiser(latents, timestep, negative_prompt_embeds, negative_reference, pose_maps)
         return unconditional + guidance_scale * (conditional - unconditional)
 
     @staticmethod
@@ -295,7 +294,7 @@ class MagicPosePipeline(DiffusionPipeline):
         return guidance_mode == GuidanceMode.text and same_text
 
     def prepare_reference_features(
-        self, reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep: bool
+        self, reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep: bool, reuse_interval: int = 1
     ) -> StepReferenceFeatures | None:
         """Features of the reference per step, for the conditional branch and (``"text"`` mode) the negative one."""
         if reference_latents is None:
@@ -309,7 +308,7 @@ class MagicPosePipeline(DiffusionPipeline):
             negative = self.denoiser.reference_features(reference_latents, timestep, negative_prompt_embeds) if negative_needed else None
             return positive, negative
 
-        return StepReferenceFeatures(features, keep)
+        return StepReferenceFeatures(features, keep, reuse_interval)
 
     def encode_reference(self, reference_image, height: int | None = None, width: int | None = None) -> torch.Tensor:
         """Reference latent: VAE posterior mode times the scaling factor (no noise is added).

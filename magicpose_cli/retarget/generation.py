@@ -86,6 +86,9 @@ def generate_missing_frames(
         output_type="np",
         callback_on_step_end=count_step,
         skip_batch=lambda frames: all(cache.has(index) for index in frames),
+        guidance_interval=sampling.guidance_interval,
+        deep_reuse_interval=sampling.deep_reuse,
+        appearance_reuse_interval=sampling.appearance_reuse,
     )
     try:
         for frames, images in batches:

@@ -14,14 +14,17 @@ from pathlib import Path
 from magicpose_cli.driving import DrivingPoses
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, generation_size, training_scale_size
+from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.models.pipeline import GuidanceMode
 from magicpose_cli.models.settings import RecommendedSettings
 from magicpose_cli.retarget.outputs import check_frames_dir
+from magicpose_cli.retarget.presets import Preset, preset_settings
 
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 7.0
 DEFAULT_SCHEDULER = Scheduler.ddim
+DEFAULT_GUIDANCE_INTERVAL = (0.0, 1.0)  # every step guided
 
 
 @dataclass
@@ -44,6 +47,10 @@ class RetargetOptions:
     guidance: float | None = None
     guidance_mode: GuidanceMode = GuidanceMode.image
     scheduler: Scheduler | None = None
+    preset: Preset | None = None  # None: quality, the schedule without a preset
+    guidance_interval: tuple[float, float] | None = None  # None (also the reuses): the preset's, else the default
+    deep_reuse: int | None = None
+    appearance_reuse: int | None = None
     device: Device = Device.auto
     dtype: Precision = Precision.auto
     vae_slicing: bool = False
@@ -73,6 +80,9 @@ class Sampling:
     dtype: str
     vae_slicing: bool
     vae_tiling: bool
+    guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL
+    deep_reuse: int = 1
+    appearance_reuse: int = 1
 
     def key(self) -> dict:
         return {name: getattr(value, "value", value) for name, value in asdict(self).items()}
@@ -84,6 +94,8 @@ def validate_options(options: RetargetOptions) -> None:
     checks = [
         (options.batch_size >= 1, f"--batch-size must be at least 1, got {options.batch_size}"),
         (options.steps is None or options.steps >= 1, f"--steps must be at least 1, got {options.steps}"),
+        (options.deep_reuse is None or options.deep_reuse >= 1, f"--deep-reuse must be at least 1, got {options.deep_reuse}"),
+        (options.appearance_reuse is None or options.appearance_reuse >= 1, f"--appearance-reuse must be at least 1, got {options.appearance_reuse}"),
         (options.fps is None or options.fps > 0, f"--fps must be positive, got {options.fps}"),
         (options.max_frames is None or options.max_frames >= 1, "--max-frames must be at least 1"),
         (
@@ -99,6 +111,13 @@ def validate_options(options: RetargetOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise MagicPoseError(message)
+    if options.guidance_interval is not None:
+        try:
+            GuidanceInterval(*options.guidance_interval)
+        except (TypeError, ValueError):
+            raise MagicPoseError(
+                f"--guidance-interval LO HI needs 0 <= LO <= HI <= 1 (fractions of the noise schedule), got {options.guidance_interval}"
+            ) from None
     if options.frames_dir is not None:
         check_frames_dir(Path(options.frames_dir))
 
@@ -118,24 +137,44 @@ def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
 def resolve_sampling(
     options: RetargetOptions, recommended: RecommendedSettings, device: str, dtype: str
 ) -> tuple[Sampling, dict[str, tuple[object, str]]]:
-    """The sampling settings: each one the user's, else the model's recommendation, else the default;
-    with (value, where it came from) per setting for the notice."""
+    """The sampling settings: each one the user's, else the preset's, else the model's recommendation,
+    else the default; with (value, where it came from) per setting for the notice (the guidance
+    interval and the reuses only where they are not the default's every-step computation)."""
     if options.cpu_offload and device == "cpu":
         raise MagicPoseError("--cpu-offload keeps models on the CPU until a GPU needs them; running on the CPU, it would change nothing")
-    chosen = {
-        "steps": choose(options.steps, recommended.steps, DEFAULT_STEPS),
-        "guidance": choose(options.guidance, recommended.guidance, DEFAULT_GUIDANCE),
-        "scheduler": choose(options.scheduler, recommended.scheduler, DEFAULT_SCHEDULER),
-    }
+    quality = {"steps": choose(None, recommended.steps, DEFAULT_STEPS), "scheduler": choose(None, recommended.scheduler, DEFAULT_SCHEDULER)}
     try:
-        scheduler = Scheduler(chosen["scheduler"][0])
+        quality_scheduler = Scheduler(quality["scheduler"][0])
     except ValueError:
-        raise MagicPoseError(f"the model recommends an unknown scheduler {chosen['scheduler'][0]!r}; pass --scheduler") from None
+        if options.scheduler is None:
+            raise MagicPoseError(f"the model recommends an unknown scheduler {quality['scheduler'][0]!r}; pass --scheduler") from None
+        quality_scheduler = Scheduler(options.scheduler)
+    preset = Preset(options.preset or Preset.quality)
+    from_preset = preset_settings(preset, int(quality["steps"][0]), quality_scheduler)
+
+    def with_preset(name: str, fallback: tuple[object, str]) -> tuple[object, str]:
+        """The user's value, else the preset's, else ``fallback`` (the quality schedule's)."""
+        given = getattr(options, name)
+        return (given, "given") if given is not None else (from_preset[name], f"preset {preset.value}") if name in from_preset else fallback
+
+    chosen = {
+        "preset": (preset, "given" if options.preset else "default"),
+        "steps": with_preset("steps", quality["steps"]),
+        "guidance": choose(options.guidance, recommended.guidance, DEFAULT_GUIDANCE),
+        "scheduler": with_preset("scheduler", quality["scheduler"]),
+        "guidance_interval": with_preset("guidance_interval", (DEFAULT_GUIDANCE_INTERVAL, "default")),
+        "deep_reuse": with_preset("deep_reuse", (1, "default")),
+        "appearance_reuse": with_preset("appearance_reuse", (1, "default")),
+    }
     sampling = Sampling(
         options.seed, options.batch_size, int(chosen["steps"][0]), float(chosen["guidance"][0]),
-        GuidanceMode(options.guidance_mode), scheduler, device, dtype, options.vae_slicing, options.vae_tiling,
+        GuidanceMode(options.guidance_mode), Scheduler(chosen["scheduler"][0]), device, dtype, options.vae_slicing, options.vae_tiling,
+        tuple(float(end) for end in chosen["guidance_interval"][0]), int(chosen["deep_reuse"][0]), int(chosen["appearance_reuse"][0]),
     )  # fmt: skip
-    return sampling, chosen
+    return sampling, {name: choice for name, choice in chosen.items() if name not in _EVERY_STEP or choice[1] != "default"}
+
+
+_EVERY_STEP = ("guidance_interval", "deep_reuse", "appearance_reuse")
 
 
 def choose(given: object, recommended: object, default: object) -> tuple[object, str]:
@@ -188,7 +227,13 @@ def vae_tiling_notice(model_folder: Path, placement: Placement) -> str | None:
 def describe_settings(placement: Placement, canvas_source: str, chosen: dict[str, tuple[object, str]]) -> str:
     """One line saying what the run uses and where each setting came from."""
     parts = [f"canvas {placement.canvas_width}x{placement.canvas_height} ({canvas_source})"]
-    parts += [f"{name} {getattr(value, 'value', value)} ({source})" for name, (value, source) in chosen.items()]
+    parts += [f"{name.replace('_', ' ')} {describe_value(value)} ({source})" for name, (value, source) in chosen.items()]
     return "settings: " + ", ".join(parts)
+
+
+def describe_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return "-".join(f"{end:g}" for end in value)
+    return str(getattr(value, "value", value))
 
 

@@ -1,0 +1,124 @@
+"""Network evaluations per frame of each preset and speed option, counted, and their wall time against `quality`.
+
+Counts: every variant samples a video on a tiny random model with its real step count, at batch 1
+and 4, while ``NetworkEvaluations`` (hooks on the UNet, ControlNet and appearance model) counts the
+images each network processes, split into conditional and plain (unconditional) calls and into
+calls that ran the deep blocks and calls that reused them. Counts do not depend on the model's
+size; the UNet-equivalents weigh each kind of call by its FLOPs at SD 1.5 size and 512x512,
+measured with torch's FLOP counter on the meta device (no weights are allocated).
+Two schedules are the quality baseline: the published model's (no recommendation: 50 DDIM steps)
+and the demo model's (its recommended 20 DPM-Solver++ steps).
+
+Times: the presets against `quality` in one run on a mid-size random model.
+
+    python benchmarks/bench_presets.py [--frames 8] [--variants quality preset=balanced preset=fast deep=2 ...]
+    python benchmarks/bench_presets.py --skip-timing
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_gpu import sd15_pipeline  # noqa: E402
+from speed_variants import describe, resolve_variant, sampler_for  # noqa: E402
+
+from magicpose_cli.model_store import DEMO_MODEL_DIR  # noqa: E402
+from magicpose_cli.models import MagicPosePipeline, tiny_components  # noqa: E402
+from magicpose_cli.models.counting import NetworkEvaluations, measure_costs  # noqa: E402
+from magicpose_cli.models.settings import RecommendedSettings  # noqa: E402
+
+SCHEDULES = {"published model (50 DDIM steps)": RecommendedSettings(), "demo model (20 DPM-Solver++ steps)": RecommendedSettings.read(DEMO_MODEL_DIR)}
+DEFAULT_VARIANTS = [
+    "quality", "preset=balanced", "preset=fast", "scheduler=dpm,steps=25", "scheduler=dpm,steps=20", "scheduler=dpm,steps=15",
+    "interval=0.2-1", "deep=2", "deep=3", "app=2",
+]  # fmt: skip
+COLUMNS = [("unet", "conditional", "deep"), ("unet", "conditional", "shallow"), ("unet", "plain", "deep"), ("unet", "plain", "shallow"),
+           ("controlnet", "conditional", "deep"), ("controlnet", "conditional", "shallow"), ("appearance", "conditional", "deep")]  # fmt: skip
+
+
+def inputs(frames: int, latent: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    side = latent * 8
+    return torch.rand(1, 3, side, side, generator=generator) * 2 - 1, torch.rand(frames, 3, side, side, generator=generator)
+
+
+def sample(pipe, config, spec, recommended, frames, batch, latent) -> tuple[object, float, torch.Tensor]:
+    """(resolved settings, seconds, latents) of one variant's video."""
+    sampling = resolve_variant(spec, recommended, batch_size=batch)
+    reference, poses = inputs(frames, latent)
+    started = time.perf_counter()
+    latents = sampler_for(pipe, sampling, config)(
+        reference, poses, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance, frames_per_batch=batch,
+        generator=torch.Generator().manual_seed(0), output_type="latent",
+    ).images  # fmt: skip
+    return sampling, time.perf_counter() - started, latents
+
+
+def count_table(costs, variants, frames) -> None:
+    pipe = MagicPosePipeline(**tiny_components(seed=0))
+    pipe.set_progress_bar_config(disable=True)
+    config = pipe.scheduler.config
+    counter = NetworkEvaluations(pipe)
+    header = " | ".join("/".join(column) for column in COLUMNS)
+    for schedule, recommended in SCHEDULES.items():
+        print(f"\n{schedule}, {frames} frames; images per frame, UNet-equivalents at SD 1.5 size\n")
+        print(f"| variant | settings | batch | {header} | UNet-eq. per frame | vs quality |\n|---|---|---:|" + "---:|" * (len(COLUMNS) + 2))
+        for batch in (1, 4):
+            baseline = None
+            for spec in variants:
+                counter.clear()
+                sampling, _, _ = sample(pipe, config, spec, recommended, frames, batch, latent=8)
+                per_frame = [counter.counts[column] / frames for column in COLUMNS]
+                equivalents = counter.unet_equivalents(costs) / frames
+                baseline = baseline or equivalents
+                print(f"| {spec} | {describe(sampling)} | {batch} | " + " | ".join(f"{value:.2f}" for value in per_frame)
+                      + f" | {equivalents:.1f} | {equivalents / baseline:.2f}x |", flush=True)  # fmt: skip
+    counter.remove()
+
+
+def timing_table(variants, frames, batch, latent, threads) -> None:
+    pipe = MagicPosePipeline(**tiny_components(seed=0, block_out_channels=(32, 64, 128), cross_attention_dim=128))
+    pipe.set_progress_bar_config(disable=True)
+    config = pipe.scheduler.config
+    print(f"\nwall time: UNet channels (32, 64, 128), latents {latent}x{latent}, {frames} frames at batch {batch}, {threads} CPU threads\n")
+    print("| schedule | variant | settings | seconds per frame | vs quality | max abs latent difference to quality |\n|---|---|---|---:|---:|---:|")
+    for schedule, recommended in SCHEDULES.items():
+        baseline = None
+        for spec in variants:
+            sampling, seconds, latents = sample(pipe, config, spec, recommended, frames, batch, latent)
+            baseline = baseline or (seconds, latents)
+            difference = (latents - baseline[1]).abs().max().item()
+            print(f"| {schedule} | {spec} | {describe(sampling)} | {seconds / frames:.2f} | x{baseline[0] / seconds:.2f} | {difference:.3f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=8, help="Frames of the counted video.")
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, help="The first is the baseline (speed_variants.py).")
+    parser.add_argument("--timed-variants", nargs="+", default=["quality", "preset=balanced", "preset=fast"])
+    parser.add_argument("--time-frames", type=int, default=4)
+    parser.add_argument("--time-batch", type=int, default=4)
+    parser.add_argument("--time-latent", type=int, default=32, help="Latent side of the timed model (image side / 8).")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with torch.device("meta"):
+        costs = measure_costs(sd15_pipeline(), 64, 64)
+    print("per image, in plain-UNet calls (SD 1.5, 512x512; a plain UNet call is "
+          f"{costs.unet_flops / 1e9:.0f} GFLOP): conditional UNet {costs.unet_conditional:.3f} (shallow {costs.unet_conditional_shallow:.3f}), "
+          f"plain UNet 1 (shallow {costs.unet_plain_shallow:.3f}), ControlNet {costs.controlnet:.3f} (shallow {costs.controlnet_shallow:.3f}), "
+          f"appearance model {costs.appearance:.3f}")  # fmt: skip
+    count_table(costs, args.variants, args.frames)
+    if not args.skip_timing:
+        timing_table(args.timed_variants, args.time_frames, args.time_batch, args.time_latent, args.threads)
+
+
+if __name__ == "__main__":
+    main()
