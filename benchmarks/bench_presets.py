@@ -30,10 +30,11 @@ from speed_variants import describe, resolve_variant, sampler_for  # noqa: E402
 
 from magicpose_cli.model_store import DEMO_MODEL_DIR  # noqa: E402
 from magicpose_cli.models import MagicPosePipeline, tiny_components  # noqa: E402
+from magicpose_cli.models.configs import SD15_RECOMMENDED_SETTINGS  # noqa: E402
 from magicpose_cli.models.counting import NetworkEvaluations, measure_costs  # noqa: E402
 from magicpose_cli.models.settings import RecommendedSettings  # noqa: E402
 
-SCHEDULES = {"published model (50 DDIM steps)": RecommendedSettings(), "demo model (20 DPM-Solver++ steps)": RecommendedSettings.read(DEMO_MODEL_DIR)}
+SCHEDULES = {"published model (50 DDIM steps)": SD15_RECOMMENDED_SETTINGS, "demo model (20 DPM-Solver++ steps)": RecommendedSettings.read(DEMO_MODEL_DIR)}
 DEFAULT_VARIANTS = [
     "quality", "preset=balanced", "preset=fast", "scheduler=dpm,steps=25", "scheduler=dpm,steps=20", "scheduler=dpm,steps=15",
     "interval=0.2-1", "deep=2", "deep=3", "app=2",

@@ -40,8 +40,8 @@ def sample(pipe, num_frames: int = 2, frames_per_batch: int = 2, on_step=None, *
     ).images  # fmt: skip
 
 
-def counts_per_step(pipe, **options) -> list[dict]:
-    """What each step of a 2-frame batch computed, by kind of call."""
+def counted(pipe, **options) -> tuple[list[dict], torch.Tensor]:
+    """What each step of a 2-frame batch computed, by kind of call; and the frames' latents."""
     counter, steps = NetworkEvaluations(pipe), []
 
     def on_step(*_args):
@@ -49,38 +49,37 @@ def counts_per_step(pipe, **options) -> list[dict]:
         counter.clear()
 
     try:
-        sample(pipe, on_step=on_step, **options)
+        latents = sample(pipe, on_step=on_step, **options)
     finally:
         counter.remove()
-    return steps
+    return steps, latents
 
 
-def test_the_guidance_interval_skips_the_unconditional_unet_exactly_outside_it(pipe):
-    steps = counts_per_step(pipe, guidance_interval=(0.3, 0.7))  # guides t = 601 and 401 only
+@pytest.fixture(scope="module")
+def today(pipe) -> tuple[list[dict], torch.Tensor]:
+    """The default schedule: its counts per step and its latents."""
+    return counted(pipe)
+
+
+def test_the_guidance_interval_skips_the_unconditional_unet_exactly_outside_it(pipe, today):
+    steps, narrower = counted(pipe, guidance_interval=(0.3, 0.7))  # guides t = 601 and 401 only
     assert [step.get("unet/plain/deep", 0) for step in steps] == [0, 2, 2, 0, 0]
     assert [step["unet/conditional/deep"] for step in steps] == [2] * STEPS
     assert [step["controlnet/conditional/deep"] for step in steps] == [2] * STEPS
     assert [step["appearance/conditional/deep"] for step in steps] == [1] * STEPS
-    every_step = counts_per_step(pipe)
-    assert [step["unet/plain/deep"] for step in every_step] == [2] * STEPS
+    assert [step["unet/plain/deep"] for step in today[0]] == [2] * STEPS
+    assert torch.equal(sample(pipe, guidance_interval=(0.0, 1.0)), today[1])  # an interval over all steps is today's
+    assert (narrower - today[1]).abs().max() > 1e-3
 
 
-def test_an_interval_over_all_steps_is_todays_output_and_a_narrower_one_is_not(pipe):
-    today = sample(pipe)
-    assert torch.equal(sample(pipe, guidance_interval=(0.0, 1.0)), today)
-    assert (sample(pipe, guidance_interval=(0.3, 0.7)) - today).abs().max() > 1e-3
-
-
-def test_deep_features_are_recomputed_every_interval_per_branch_and_interval_one_is_no_reuse(pipe):
-    today = sample(pipe)
-    assert torch.equal(sample(pipe, deep_reuse_interval=1), today)
-    steps = counts_per_step(pipe, deep_reuse_interval=2)
+def test_deep_features_are_recomputed_every_interval_per_branch_and_interval_one_is_no_reuse(pipe, today):
+    assert torch.equal(sample(pipe, deep_reuse_interval=1), today[1])
+    steps, reused = counted(pipe, deep_reuse_interval=2)
     deep = [0, 2, 4]
     for kind in ("unet/conditional", "unet/plain", "controlnet/conditional"):
         assert [step.get(f"{kind}/deep", 0) for step in steps] == [2 if index in deep else 0 for index in range(STEPS)], kind
         assert [step.get(f"{kind}/shallow", 0) for step in steps] == [0 if index in deep else 2 for index in range(STEPS)], kind
-    reused = sample(pipe, deep_reuse_interval=2)
-    assert (reused - today).abs().max() > 1e-4 and torch.isfinite(reused).all()
+    assert (reused - today[1]).abs().max() > 1e-4 and torch.isfinite(reused).all()
     assert type(pipe.unet.mid_block).__name__ == "UNetMidBlock2DCrossAttn"  # the blocks are put back
 
 
@@ -102,16 +101,13 @@ def test_a_computing_step_under_the_reuse_stand_ins_is_the_plain_network(pipe):
     assert torch.equal(recomputed, fresh) and (reused - fresh).abs().max() > 1e-5
 
 
-def test_appearance_features_reused_over_steps_whatever_the_batches(pipe):
-    today = sample(pipe, num_frames=3)
-    assert torch.equal(sample(pipe, num_frames=3, appearance_reuse_interval=1), today)
-    counter = NetworkEvaluations(pipe)
-    together = sample(pipe, num_frames=3, frames_per_batch=3, appearance_reuse_interval=2)
-    assert counter.total("appearance") == 3  # steps 0, 2 and 4
-    counter.remove()
-    one_by_one = sample(pipe, num_frames=3, frames_per_batch=1, appearance_reuse_interval=2)
+def test_appearance_features_reused_over_steps_whatever_the_batches(pipe, today):
+    assert torch.equal(sample(pipe, appearance_reuse_interval=1), today[1])
+    steps, together = counted(pipe, appearance_reuse_interval=2)
+    assert [step.get("appearance/conditional/deep", 0) for step in steps] == [1, 0, 1, 0, 1]
+    one_by_one = sample(pipe, frames_per_batch=1, appearance_reuse_interval=2)  # the second batch reads the kept ones
     assert torch.allclose(together, one_by_one, atol=1e-4)
-    assert (together - today).abs().max() > 1e-4
+    assert (together - today[1]).abs().max() > 1e-4
 
 
 def test_the_costs_weigh_each_kind_of_call():
@@ -121,11 +117,12 @@ def test_the_costs_weigh_each_kind_of_call():
     assert costs.unet_conditional_shallow < costs.unet_conditional and 0.5 < costs.appearance < 1
 
 
-def test_karras_sigmas_and_unipc_are_their_own_samplers(pipe):
+def test_karras_sigmas_first_order_and_unipc_are_their_own_samplers(pipe):
     karras = make_scheduler(Scheduler.dpm_karras, pipe.scheduler.config)
     assert karras.config.use_karras_sigmas and type(karras).__name__ == "DPMSolverMultistepScheduler"
     assert type(make_scheduler("unipc", pipe.scheduler.config)).__name__ == "UniPCMultistepScheduler"
     assert not make_scheduler("dpm", pipe.scheduler.config).config.use_karras_sigmas
+    assert make_scheduler("dpm-1", pipe.scheduler.config).config.solver_order == 1
 
 
 def test_presets_resolve_from_the_quality_schedule_and_given_options_win():
@@ -150,12 +147,15 @@ def quick_model(tiny_model_dir, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("preset", [preset.value for preset in Preset])
-def test_every_preset_resumes_to_the_same_bytes_in_its_own_cache(preset, quick_model, reference_png, json_folder, tmp_path):
+@pytest.mark.parametrize(
+    ("preset", "speed_options"),
+    [("balanced", {"guidance_interval": (0.5, 1.0), "deep_reuse": 2, "appearance_reuse": 2}), ("fast", {})],
+)  # quality is the default: test_retarget's resume test
+def test_every_preset_resumes_to_the_same_bytes_in_its_own_cache(preset, speed_options, quick_model, reference_png, json_folder, tmp_path):
     def run(name: str, **extra):
         options = RetargetOptions(
             model=quick_model, preset=preset, batch_size=2, max_frames=3, align=False, cache_root=tmp_path / "cache",
-            frames_dir=tmp_path / name, overwrite=True,
+            frames_dir=tmp_path / name, overwrite=True, **speed_options,
         )  # fmt: skip
         return retarget(reference_png, json_folder, tmp_path / f"{name}.mp4", options, **extra)
 

@@ -65,8 +65,8 @@ def retarget_command(
         "has not, so it is refused.", rich_help_panel=_GENERATION,
     ),
     scheduler: Optional[Scheduler] = typer.Option(
-        None, help="ddim, or dpm (DPM-Solver++ 2M), dpm-karras (with Karras sigmas) / unipc for fewer steps "
-        "(default: the model's recommendation, else ddim).", rich_help_panel=_GENERATION,
+        None, help="ddim, or dpm (DPM-Solver++ 2M), dpm-karras (with Karras sigmas), unipc for fewer steps; dpm-1 "
+        "(first order) for very few (default: the model's recommendation, else ddim).", rich_help_panel=_GENERATION,
     ),
     preset: Optional[Preset] = typer.Option(
         None, help="quality (default: the model's schedule), balanced (under half its network evaluations per frame), "

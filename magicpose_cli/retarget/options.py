@@ -143,14 +143,8 @@ def resolve_sampling(
     if options.cpu_offload and device == "cpu":
         raise MagicPoseError("--cpu-offload keeps models on the CPU until a GPU needs them; running on the CPU, it would change nothing")
     quality = {"steps": choose(None, recommended.steps, DEFAULT_STEPS), "scheduler": choose(None, recommended.scheduler, DEFAULT_SCHEDULER)}
-    try:
-        quality_scheduler = Scheduler(quality["scheduler"][0])
-    except ValueError:
-        if options.scheduler is None:
-            raise MagicPoseError(f"the model recommends an unknown scheduler {quality['scheduler'][0]!r}; pass --scheduler") from None
-        quality_scheduler = Scheduler(options.scheduler)
     preset = Preset(options.preset or Preset.quality)
-    from_preset = preset_settings(preset, int(quality["steps"][0]), quality_scheduler)
+    from_preset = preset_settings(preset, int(quality["steps"][0]))
 
     def with_preset(name: str, fallback: tuple[object, str]) -> tuple[object, str]:
         """The user's value, else the preset's, else ``fallback`` (the quality schedule's)."""
@@ -166,9 +160,13 @@ def resolve_sampling(
         "deep_reuse": with_preset("deep_reuse", (1, "default")),
         "appearance_reuse": with_preset("appearance_reuse", (1, "default")),
     }
+    try:
+        scheduler = Scheduler(chosen["scheduler"][0])
+    except ValueError:
+        raise MagicPoseError(f"the model recommends an unknown scheduler {chosen['scheduler'][0]!r}; pass --scheduler") from None
     sampling = Sampling(
         options.seed, options.batch_size, int(chosen["steps"][0]), float(chosen["guidance"][0]),
-        GuidanceMode(options.guidance_mode), Scheduler(chosen["scheduler"][0]), device, dtype, options.vae_slicing, options.vae_tiling,
+        GuidanceMode(options.guidance_mode), scheduler, device, dtype, options.vae_slicing, options.vae_tiling,
         tuple(float(end) for end in chosen["guidance_interval"][0]), int(chosen["deep_reuse"][0]), int(chosen["appearance_reuse"][0]),
     )  # fmt: skip
     return sampling, {name: choice for name, choice in chosen.items() if name not in _EVERY_STEP or choice[1] != "default"}
