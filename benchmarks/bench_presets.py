@@ -36,8 +36,8 @@ from magicpose_cli.models.settings import RecommendedSettings  # noqa: E402
 
 SCHEDULES = {"published model (50 DDIM steps)": SD15_RECOMMENDED_SETTINGS, "demo model (20 DPM-Solver++ steps)": RecommendedSettings.read(DEMO_MODEL_DIR)}
 DEFAULT_VARIANTS = [
-    "quality", "preset=balanced", "preset=fast", "scheduler=dpm,steps=25", "scheduler=dpm,steps=20", "scheduler=dpm,steps=15",
-    "interval=0.2-1", "deep=2", "deep=3", "app=2",
+    "quality", "preset=balanced", "preset=fast", "scheduler=dpm,steps=20", "interval=0.2-1", "interval=0.5-1",
+    "deep=2", "deep=3", "app=2", "preset=balanced,deep=2",
 ]  # fmt: skip
 COLUMNS = [("unet", "conditional", "deep"), ("unet", "conditional", "shallow"), ("unet", "plain", "deep"), ("unet", "plain", "shallow"),
            ("controlnet", "conditional", "deep"), ("controlnet", "conditional", "shallow"), ("appearance", "conditional", "deep")]  # fmt: skip

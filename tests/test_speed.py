@@ -139,12 +139,9 @@ def test_presets_resolve_from_the_quality_schedule_and_given_options_win():
 
 
 @pytest.fixture(scope="module")
-def quick_model(tiny_model_dir, tmp_path_factory) -> Path:
+def quick_model(recommending_tiny_model) -> Path:
     """The tiny model recommending 4 DDIM steps, so that every preset runs in a few steps."""
-    folder = tmp_path_factory.mktemp("quick") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    RecommendedSettings(width=64, height=64, steps=4, guidance=3.0, scheduler="ddim").write(folder)
-    return folder
+    return recommending_tiny_model(RecommendedSettings(width=64, height=64, steps=4, guidance=3.0, scheduler="ddim"))
 
 
 @pytest.mark.parametrize(
