@@ -46,7 +46,9 @@ class NetworkEvaluations:
 
     def _start(self, name: str, args: tuple, kwargs: dict) -> None:
         conditional = name == "controlnet" or kwargs.get("down_block_additional_residuals") is not None or bool(kwargs.get("cross_attention_kwargs"))
-        self._pending[name] = {"images": args[0].shape[0], "kind": "conditional" if conditional else "plain", "deep": False}
+        sample = args[0]  # a motion UNet's is videos x channels x frames x h x w: it counts the frames
+        images = sample.shape[0] * (sample.shape[2] if sample.ndim == 5 else 1)
+        self._pending[name] = {"images": images, "kind": "conditional" if conditional else "plain", "deep": False}
 
     def _finish(self, name: str) -> None:
         call = self._pending.pop(name)

@@ -9,8 +9,9 @@ UNet's deep blocks, so on those steps its deep blocks are skipped the same way.
 
 The blocks are swapped for stand-ins (:class:`ReusedBlock`) for the length of a batch and put
 back afterwards; no UNet code is forked. What is kept lives in a :class:`DeepFeatureCache`, one per
-batch, which the sampling loop passes along, keyed by a stream (a guidance branch; with context
-windows, a window and a branch), so branches and windows never mix their features.
+batch, which the sampling loop passes along, keyed by a stream (a guidance branch), so the
+branches never mix their features. With a motion module the whole video moves step by step, so
+the cache would hold every context window's deep features at once: the pipeline refuses that.
 """
 
 from __future__ import annotations

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from magicpose_cli.models.context_windows import ContextFusion
+from magicpose_cli.models.denoising_state import DenoisingState
 from magicpose_cli.models.feature_reuse import DeepFeatureCache, reused_deep_features
 from magicpose_cli.models.guidance import GuidanceInterval
+from magicpose_cli.models.motion import make_faithful, motion_transformers, motion_unet
 from magicpose_cli.models.networks import AppearanceUNet, MagicPoseDenoiser, PromptEmbedding
 from magicpose_cli.models.pose_maps import PoseMapProcessor
-from magicpose_cli.models.reference_attention import ReferenceFeatures
+from magicpose_cli.models.reference_attention import ReferenceFeatures, StepFeatures, StepReferenceFeatures
+from magicpose_cli.models.vae_decoding import LatentDecodingMixin
+from magicpose_cli.models.video_denoising import DEFAULT_CONTEXT_FRAMES, DEFAULT_CONTEXT_OVERLAP, NoiseMode, VideoDenoisingMixin
 
 CPU = torch.device("cpu")
 
@@ -39,57 +43,21 @@ class MagicPoseOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-StepFeatures = tuple[ReferenceFeatures, ReferenceFeatures | None]
-"""The reference features of one step: for the conditional branch, and for ``"text"`` mode's negative one."""
-
-
-def _features_on(features: ReferenceFeatures | None, device: torch.device) -> ReferenceFeatures | None:
-    return None if features is None else {name: feature.to(device, non_blocking=True) for name, feature in features.items()}
-
-
-class StepReferenceFeatures:
-    """The appearance model's features at each denoising step, computed once for the whole video.
-
-    They depend only on the reference, the timestep and the text, never on the frames, so the
-    first batch computes them and the later batches reuse them. Between batches they wait on the
-    CPU (at 512x512 the SD 1.5 self-attention inputs are 11.6 M values per step: 23 MB in
-    float16, 1.2 GB for 50 steps), so the accelerator holds only the current step's.
-    With ``reuse_interval`` k > 1 they are computed every k-th step and serve the k - 1 steps after it.
-    """
-
-    def __init__(self, compute: Callable[[torch.Tensor], StepFeatures], keep: bool, reuse_interval: int = 1):
-        if reuse_interval < 1:
-            raise ValueError(f"the appearance reuse interval must be at least 1, got {reuse_interval}")
-        self.compute, self.keep, self.reuse_interval = compute, keep, reuse_interval
-        self.kept: dict[int, StepFeatures] = {}
-        self.latest: tuple[int, StepFeatures] | None = None
-
-    def at(self, step_index: int, timestep: torch.Tensor, device: torch.device) -> StepFeatures:
-        source = step_index - step_index % self.reuse_interval  # the step whose features serve this one
-        if source in self.kept:
-            return tuple(_features_on(features, device) for features in self.kept[source])
-        if self.latest is not None and self.latest[0] == source:
-            return self.latest[1]
-        if source != step_index:
-            raise ValueError(f"step {step_index} needs the appearance features of step {source}, which were not computed")
-        computed = self.compute(timestep)
-        if self.keep:
-            self.kept[source] = tuple(_features_on(features, CPU) for features in computed)
-        self.latest = (source, computed) if self.reuse_interval > 1 else None
-        return computed
-
-
 def frame_batches(num_frames: int, frames_per_batch: int) -> list[range]:
     """Frame indices of each batch, always cut at multiples of ``frames_per_batch`` (so resuming is exact)."""
     return [range(start, min(start + frames_per_batch, num_frames)) for start in range(0, num_frames, frames_per_batch)]
 
 
-class MagicPosePipeline(DiffusionPipeline):
-    """MagicPose sampling for one frame or a thousand.
+class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMixin):
+    """MagicPose sampling for one frame or a thousand, with or without a motion module.
 
     All frames share the reference features and, by default, one initial noise, so a video is
-    as consistent as the model allows. Frames are denoised in batches; per step the appearance
-    model runs once for the whole video, and the ControlNet only in branches that use the pose.
+    as consistent as the model allows. Without a motion module frames are denoised in batches; per
+    step the appearance model runs once for the whole video, and the ControlNet only in branches
+    that use the pose. With one (``motion_adapter``, an AnimateDiff MotionAdapter) the main UNet
+    becomes a motion UNet running the frames of a context window together, and the whole video is
+    denoised step by step (:class:`VideoDenoisingMixin`); appearance attention stays on the spatial
+    self-attention, so the motion modules never see reference tokens.
 
     Guidance modes: ``"image"`` (the original default) guides on reference and pose: the
     unconditional branch is the plain SD UNet with the same text. ``"text"`` keeps reference and
@@ -97,11 +65,11 @@ class MagicPosePipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->reference_unet->controlnet->unet->vae"
-    _optional_components = ["empty_prompt", "text_encoder", "tokenizer"]
+    _optional_components = ["empty_prompt", "text_encoder", "tokenizer", "motion_adapter"]
 
     def __init__(
         self,
-        unet: UNet2DConditionModel,
+        unet: UNet2DConditionModel | UNetMotionModel,
         reference_unet: AppearanceUNet,
         controlnet: ControlNetModel,
         vae: AutoencoderKL,
@@ -109,11 +77,16 @@ class MagicPosePipeline(DiffusionPipeline):
         empty_prompt: PromptEmbedding | None = None,
         text_encoder=None,
         tokenizer=None,
+        motion_adapter: MotionAdapter | None = None,
     ):
         super().__init__()
+        if motion_adapter is not None and not isinstance(unet, UNetMotionModel):
+            unet = motion_unet(unet, motion_adapter)  # built from the UNet's and the adapter's own modules
+        for transformer in motion_transformers(unet):
+            make_faithful(transformer)
         self.register_modules(
             unet=unet, reference_unet=reference_unet, controlnet=controlnet, vae=vae, scheduler=scheduler,
-            empty_prompt=empty_prompt, text_encoder=text_encoder, tokenizer=tokenizer,
+            empty_prompt=empty_prompt, text_encoder=text_encoder, tokenizer=tokenizer, motion_adapter=motion_adapter,
         )  # fmt: skip
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
@@ -128,6 +101,10 @@ class MagicPosePipeline(DiffusionPipeline):
         if built is None or any(a is not b for a, b in zip((built.unet, built.reference_unet, built.controlnet), networks)):
             self._denoiser = built = MagicPoseDenoiser(*networks)
         return built
+
+    @property
+    def has_motion(self) -> bool:
+        return isinstance(self.unet, UNetMotionModel)
 
     def __call__(self, *args, return_dict: bool = True, **kwargs) -> MagicPoseOutput | tuple:
         """Generate one frame per pose map: the arguments of :meth:`generate_batches`, its batches joined."""
@@ -149,12 +126,18 @@ class MagicPosePipeline(DiffusionPipeline):
         negative_prompt_embeds: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
-        per_frame_noise: bool = False,
+        noise: NoiseMode | str | None = None,
         frames_per_batch: int = 4,
         output_type: str = "pil",
         callback_on_step_end: Callable[["MagicPosePipeline", int, int, dict], dict | None] | None = None,
         use_reference: bool = True,
         skip_batch: Callable[[range], bool] | None = None,
+        context_frames: int | None = None,
+        context_overlap: int = DEFAULT_CONTEXT_OVERLAP,
+        context_fusion: ContextFusion | str = ContextFusion.pyramid,
+        motion_scale: float = 1.0,
+        resume_state: DenoisingState | None = None,
+        on_state: Callable[[DenoisingState], None] | None = None,
         guidance_interval: GuidanceInterval | tuple[float, float] = GuidanceInterval(),
         deep_reuse_interval: int = 1,
         appearance_reuse_interval: int = 1,
@@ -162,52 +145,74 @@ class MagicPosePipeline(DiffusionPipeline):
         """Yield ``(frame indices, frames)`` batch by batch, so a long video never sits in memory whole.
 
         ``pose_maps``: any sequence of maps (uint8 HxWx3 arrays, PIL images, 3xHxW tensors in [0,1],
-        read one batch at a time) or an Nx3xHxW tensor. ``skip_batch(frame indices) -> True`` skips
-        a batch (e.g. cached) without changing any other frame. The noise is drawn in float32 where
+        read one batch or window at a time) or an Nx3xHxW tensor. ``skip_batch(frame indices) -> True``
+        skips a batch (e.g. cached) without changing any other frame. ``noise``: see :class:`NoiseMode`
+        (None: shared, or per-frame with a motion module). The noise is drawn in float32 where
         ``generator`` lives (the CPU if none), so a CPU generator gives it on every device alike.
-        ``use_reference=False`` switches appearance attention off. Fewer network evaluations:
-        ``guidance_interval`` (see :class:`GuidanceInterval`) guides only the steps inside it;
-        ``deep_reuse_interval`` k > 1 runs the UNet's and ControlNet's deep blocks every k-th step
-        only (:mod:`~magicpose_cli.models.feature_reuse`); ``appearance_reuse_interval`` k > 1 the appearance model.
+        ``use_reference=False`` switches appearance attention off. Fewer evaluations: ``guidance_interval``
+        (:class:`GuidanceInterval`) guides only the steps in it; k > 1 runs the appearance model
+        (``appearance_reuse_interval``) or the deep blocks (``deep_reuse_interval``, no motion module) every k-th step.
+
+        With a motion module: windows of ``context_frames`` (default 16) overlapping by
+        ``context_overlap``, fused by ``context_fusion``; ``motion_scale`` blends the modules' output
+        with their input; ``resume_state``/``on_state`` resume and report the whole-video state
+        (:class:`DenoisingState`); batches are then decoding batches.
         """
         pose_maps = self.pose_map_processor.frames(pose_maps)
-        height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps)
-        guidance_mode = GuidanceMode(guidance_mode)
+        height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps, deep_reuse_interval)
+        guidance_mode, noise = GuidanceMode(guidance_mode), self.noise_mode(noise)
         guidance_interval = guidance_interval if isinstance(guidance_interval, GuidanceInterval) else GuidanceInterval(*guidance_interval)
         num_frames = len(pose_maps)
         batches = frame_batches(num_frames, frames_per_batch)
         todo = [index for index, frames in enumerate(batches) if skip_batch is None or not skip_batch(frames)]
         if not todo:
             return
+        windows = self.video_windows(num_frames, context_frames, context_overlap, motion_scale)
 
         # 1. The text, the initial noise, the reference latent and its features per step.
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(prompt, prompt_embeds, negative_prompt_embeds)
-        initial_noise = self.prepare_latents(num_frames, height, width, generator, latents, per_frame_noise)
+        tile_frames = len(windows[0]) if windows else context_frames or DEFAULT_CONTEXT_FRAMES
+        initial_noise = self.prepare_latents(num_frames, height, width, generator, latents, noise, tile_frames)
         reference_latents = self.encode_reference(reference_image, height, width) if use_reference else None
         references = self.prepare_reference_features(
-            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep=len(todo) > 1,
-            reuse_interval=appearance_reuse_interval,
-        )  # fmt: skip
+            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, len(todo) > 1 and not self.has_motion,
+            appearance_reuse_interval,
+        )
+        denoising = (prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode, guidance_interval)
 
-        # 2. Denoise and decode batch by batch.
+        # 2a. With a motion module: the whole video step by step, window by window; then decode batch by batch.
+        if self.has_motion:
+            video_latents = self.denoise_video(
+                initial_noise.expand(num_frames, -1, -1, -1).clone(), pose_maps, references, *denoising, windows,
+                context_fusion, resume_state, on_state, callback_on_step_end,
+            )  # fmt: skip
+            for batch_index in todo:
+                frames = batches[batch_index]
+                yield frames, self.decode(video_latents[frames.start : frames.stop], output_type)
+            return
+
+        # 2b. Without one: denoise and decode batch by batch (each frame is denoised on its own).
         for batch_index in todo:
             frames = batches[batch_index]
             batch_poses = self.pose_map_processor.preprocess([pose_maps[index] for index in frames])
             batch_noise = initial_noise[frames.start : frames.stop] if len(initial_noise) > 1 else initial_noise
             batch_latents = self.denoise(
                 batch_noise.expand(len(frames), -1, -1, -1).clone(), batch_poses.to(self._execution_device, self.unet.dtype),
-                references, prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode,
-                callback_on_step_end, {"batch_index": batch_index, "num_batches": len(batches)},
-                guidance_interval, DeepFeatureCache(deep_reuse_interval),
+                references, *denoising, callback_on_step_end, {"batch_index": batch_index, "num_batches": len(batches)},
+                DeepFeatureCache(deep_reuse_interval),
             )  # fmt: skip
             yield frames, self.decode(batch_latents, output_type)
 
-    def check_inputs(self, reference_image, pose_maps: Sequence, guidance_mode, frames_per_batch, num_inference_steps) -> tuple[int, int]:
+    def check_inputs(
+        self, reference_image, pose_maps: Sequence, guidance_mode, frames_per_batch, num_inference_steps, deep_reuse_interval: int = 1
+    ) -> tuple[int, int]:
         """Refuse bad inputs before any network runs; returns the pose maps' (height, width)."""
         if guidance_mode not in {mode.value for mode in GuidanceMode}:
             raise ValueError(f"guidance_mode must be one of {[mode.value for mode in GuidanceMode]}, got {guidance_mode!r}")
-        if frames_per_batch < 1 or num_inference_steps < 1:
-            raise ValueError("frames_per_batch and num_inference_steps must be at least 1")
+        if frames_per_batch < 1 or num_inference_steps < 1 or deep_reuse_interval < 1:
+            raise ValueError("frames_per_batch, num_inference_steps and deep_reuse_interval must be at least 1")
+        if deep_reuse_interval > 1 and self.has_motion:  # its cache would hold every context window's deep features at once
+            raise ValueError("deep-feature reuse runs without a motion module only (with one it would keep every window's deep features)")
         if len(pose_maps) == 0:
             raise ValueError("pose_maps must be N x 3 x H x W (N >= 1), got no pose maps")
         height, width = self.pose_map_processor.to_tensor(pose_maps[0]).shape[1:]
@@ -228,27 +233,26 @@ class MagicPosePipeline(DiffusionPipeline):
         num_inference_steps: int,
         guidance_scale: float,
         guidance_mode: GuidanceMode,
+        guidance_interval: GuidanceInterval = GuidanceInterval(),
         callback_on_step_end=None,
         batch_info: dict | None = None,
-        guidance_interval: GuidanceInterval = GuidanceInterval(),
         deep_features: DeepFeatureCache | None = None,
     ) -> torch.Tensor:
         """The sampling loop for one batch of frames; returns their final latents.
 
-        A step outside ``guidance_interval`` runs the conditional branch alone; ``deep_features``
-        (this batch's own) serves the deep blocks between the steps that compute them.
+        ``deep_features`` (this batch's own) serves the deep blocks between the steps that compute them.
         """
         self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
         latents = latents * self.scheduler.init_noise_sigma
         deep_features = deep_features or DeepFeatureCache()
-        with self.progress_bar(total=len(self.scheduler.timesteps)) as progress, reused_deep_features(deep_features, self.denoiser.unet, self.denoiser.controlnet):
+        networks = (self.denoiser.unet, self.denoiser.controlnet)
+        with self.progress_bar(total=len(self.scheduler.timesteps)) as progress, reused_deep_features(deep_features, *networks):
             for step_index, timestep in enumerate(self.scheduler.timesteps):
                 model_input = self.scheduler.scale_model_input(latents, timestep)
-                reference, negative_reference = references.at(step_index, timestep, latents.device) if references is not None else (None, None)
-                guided = guidance_interval.guides(timestep, self.scheduler.config.num_train_timesteps)
+                reference, negative_reference = self.step_references(references, step_index, latents.device)
                 noise = self.guided_noise(
-                    model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds,
-                    negative_prompt_embeds, guidance_scale if guided else 1.0, guidance_mode, deep_features, step_index,
+                    model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds, negative_prompt_embeds,
+                    self.step_guidance(guidance_scale, guidance_interval, timestep), guidance_mode, deep_features, step_index,
                 )  # fmt: skip
                 latents = self.scheduler.step(noise, timestep, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:
@@ -284,6 +288,14 @@ class MagicPosePipeline(DiffusionPipeline):
             else:
                 unconditional = self.denoiser(latents, timestep, negative_prompt_embeds, negative_reference, pose_maps)
         return unconditional + guidance_scale * (conditional - unconditional)
+
+    def step_references(self, references: StepReferenceFeatures | None, step_index: int, device) -> StepFeatures:
+        """The reference features serving ``step_index`` of the scheduler's timesteps (none without a reference)."""
+        return references.at(step_index, self.scheduler.timesteps, device) if references is not None else (None, None)
+
+    def step_guidance(self, guidance_scale: float, guidance_interval: GuidanceInterval, timestep) -> float:
+        """The guidance scale of the step at ``timestep``: 1 (the conditional branch alone) outside the interval."""
+        return guidance_scale if guidance_interval.guides(timestep, self.scheduler.config.num_train_timesteps) else 1.0
 
     @staticmethod
     def uses_conditional_only(guidance_scale: float, guidance_mode: GuidanceMode, prompt_embeds, negative_prompt_embeds) -> bool:
@@ -349,45 +361,19 @@ class MagicPosePipeline(DiffusionPipeline):
         dtype = self.unet.dtype
         return prompt_embeds.to(device, dtype), negative_prompt_embeds.to(device, dtype)
 
-    def prepare_latents(self, num_frames, height, width, generator, latents, per_frame_noise) -> torch.Tensor:
-        """The initial noise: 1 (shared by all frames) or ``num_frames`` x 4 x h x w."""
-        shape = (
-            num_frames if per_frame_noise else 1,
-            self.unet.config.in_channels,
-            height // self.vae_scale_factor,
-            width // self.vae_scale_factor,
-        )
+    def prepare_latents(self, num_frames, height, width, generator, latents, noise: NoiseMode, tile_frames: int) -> torch.Tensor:
+        """The initial noise: 1 x 4 x h x w (shared by all frames) or ``num_frames`` x 4 x h x w (per
+        frame, or ``tile_frames`` draws repeated over the video)."""
+        draws = {NoiseMode.shared: 1, NoiseMode.per_frame: num_frames, NoiseMode.tiled: min(tile_frames, num_frames)}[noise]
+        shape = (draws, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         if latents is None:
             draw_device = generator.device if generator is not None else CPU
             latents = randn_tensor(shape, generator=generator, device=draw_device, dtype=torch.float32)
+            if noise is NoiseMode.tiled:
+                latents = latents[torch.arange(num_frames) % draws]
         elif latents.ndim != 4 or latents.shape[0] not in (1, num_frames) or tuple(latents.shape[1:]) != shape[1:]:
             raise ValueError(f"latents must be 1 or {num_frames} x {shape[1]} x {shape[2]} x {shape[3]}, got {tuple(latents.shape)}")
         return latents.to(self._execution_device, self.unet.dtype)
-
-    def decode(self, latents: torch.Tensor, output_type: str):
-        if output_type == "latent":
-            return latents
-        return self.image_processor.postprocess(self.vae_decode(latents), output_type=output_type)
-
-    def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents to images in [-1,1]. SD 1.5's VAE can overflow float16 (inf, then NaN); a batch
-        that does is decoded again with the VAE upcast to float32."""
-        scaled = latents / self.vae.config.scaling_factor
-        images = self.vae.decode(scaled.to(self.vae.dtype), return_dict=False)[0]
-        if self.vae.dtype == torch.float16 and not torch.isfinite(images).all():
-            with self.upcast_vae():
-                images = self.vae.decode(scaled.float(), return_dict=False)[0]
-        return images
-
-    @contextmanager
-    def upcast_vae(self):
-        """The VAE in float32 for the duration, then back in its own dtype."""
-        dtype = self.vae.dtype
-        self.vae.to(torch.float32)
-        try:
-            yield
-        finally:
-            self.vae.to(dtype)
 
     @staticmethod
     def _join(outputs: list):

@@ -1,4 +1,4 @@
-"""Pose maps in any usual form (arrays, PIL images, tensors) as the ControlNet's input."""
+"""Pose maps in any usual form as the ControlNet's input: an Nx3xHxW float tensor in [0,1]."""
 
 from __future__ import annotations
 

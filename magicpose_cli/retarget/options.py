@@ -8,16 +8,19 @@ into the frame cache's key). A new option lands here.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from magicpose_cli.driving import DrivingPoses
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, generation_size, training_scale_size
+from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.loading import Device, Precision, Scheduler
-from magicpose_cli.models.pipeline import GuidanceMode
+from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
 from magicpose_cli.models.settings import RecommendedSettings
+from magicpose_cli.models.video_denoising import DEFAULT_MOTION_NOISE
+from magicpose_cli.retarget.motion import MotionSettings, validate_motion_options
 from magicpose_cli.retarget.outputs import check_frames_dir
 from magicpose_cli.retarget.presets import Preset, preset_settings
 
@@ -64,6 +67,13 @@ class RetargetOptions:
     force: bool = False
     frames_dir: Path | None = None
     cache_root: Path | None = None
+    noise: NoiseMode | None = None  # None: shared, or per-frame with a motion module
+    motion_module: str | Path | None = None  # None: $MAGICPOSE_MOTION_MODULE, the config file's, the demo one with the demo model
+    no_motion: bool = False
+    context_frames: int | None = None  # None (also the three below): the default, see retarget/motion.py
+    context_overlap: int | None = None
+    context_fusion: ContextFusion | None = None
+    motion_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,12 +90,26 @@ class Sampling:
     dtype: str
     vae_slicing: bool
     vae_tiling: bool
+    noise: NoiseMode = NoiseMode.shared
+    motion: MotionSettings | None = None  # None: no motion module
     guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL
     deep_reuse: int = 1
     appearance_reuse: int = 1
 
     def key(self) -> dict:
-        return {name: getattr(value, "value", value) for name, value in asdict(self).items()}
+        """The settings for the cache key; those added after the first release (noise, motion, the
+        guidance interval and the reuses) only where they differ from their defaults, so the keys
+        of runs that use none of them stay what they were."""
+        key = {}
+        for name in (field.name for field in fields(self)):
+            value = getattr(self, name)
+            if name in _KEYED_WHEN_NOT and value == _KEYED_WHEN_NOT[name]:
+                continue
+            key[name] = value.key() if isinstance(value, MotionSettings) else getattr(value, "value", value)
+        return key
+
+
+_KEYED_WHEN_NOT = {"noise": NoiseMode.shared, "motion": None, "guidance_interval": DEFAULT_GUIDANCE_INTERVAL, "deep_reuse": 1, "appearance_reuse": 1}
 
 
 def validate_options(options: RetargetOptions) -> None:
@@ -118,6 +142,7 @@ def validate_options(options: RetargetOptions) -> None:
             raise MagicPoseError(
                 f"--guidance-interval LO HI needs 0 <= LO <= HI <= 1 (fractions of the noise schedule), got {options.guidance_interval}"
             ) from None
+    validate_motion_options(options)
     if options.frames_dir is not None:
         check_frames_dir(Path(options.frames_dir))
 
@@ -135,11 +160,12 @@ def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
 
 
 def resolve_sampling(
-    options: RetargetOptions, recommended: RecommendedSettings, device: str, dtype: str
+    options: RetargetOptions, recommended: RecommendedSettings, device: str, dtype: str, motion: MotionSettings | None = None
 ) -> tuple[Sampling, dict[str, tuple[object, str]]]:
     """The sampling settings: each one the user's, else the preset's, else the model's recommendation,
     else the default; with (value, where it came from) per setting for the notice (the guidance
-    interval and the reuses only where they are not the default's every-step computation)."""
+    interval and the reuses only where they are not the default's every-step computation).
+    ``motion``: the motion module's settings, if one runs."""
     if options.cpu_offload and device == "cpu":
         raise MagicPoseError("--cpu-offload keeps models on the CPU until a GPU needs them; running on the CPU, it would change nothing")
     quality = {"steps": choose(None, recommended.steps, DEFAULT_STEPS), "scheduler": choose(None, recommended.scheduler, DEFAULT_SCHEDULER)}
@@ -164,10 +190,16 @@ def resolve_sampling(
         scheduler = Scheduler(chosen["scheduler"][0])
     except ValueError:
         raise MagicPoseError(f"the model recommends an unknown scheduler {chosen['scheduler'][0]!r}; pass --scheduler") from None
+    if motion is not None and int(chosen["deep_reuse"][0]) > 1:
+        raise MagicPoseError("--deep-reuse runs without a motion module only (with one it would keep every context window's deep features); add --no-motion or leave it out")
+    noise = choose(options.noise, None, DEFAULT_MOTION_NOISE if motion is not None else NoiseMode.shared)
+    if motion is not None or options.noise is not None:
+        chosen["noise"] = noise
     sampling = Sampling(
         options.seed, options.batch_size, int(chosen["steps"][0]), float(chosen["guidance"][0]),
         GuidanceMode(options.guidance_mode), scheduler, device, dtype, options.vae_slicing, options.vae_tiling,
-        tuple(float(end) for end in chosen["guidance_interval"][0]), int(chosen["deep_reuse"][0]), int(chosen["appearance_reuse"][0]),
+        NoiseMode(noise[0]), motion, tuple(float(end) for end in chosen["guidance_interval"][0]), int(chosen["deep_reuse"][0]),
+        int(chosen["appearance_reuse"][0]),
     )  # fmt: skip
     return sampling, {name: choice for name, choice in chosen.items() if name not in _EVERY_STEP or choice[1] != "default"}
 
