@@ -10,14 +10,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_motion import pipelines, tiny_adapter, video_inputs
 from test_retarget import json_folder, run_cli  # noqa: F401 (a fixture)
 
+from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.model_store import RecommendedSettings
 from magicpose_cli.models import MagicPosePipeline, tiny_components
 from magicpose_cli.models.counting import NetworkEvaluations, measure_costs
+from magicpose_cli.models.denoising_state import DenoisingState
 from magicpose_cli.models.feature_reuse import DeepFeatureCache, reused_deep_features
 from magicpose_cli.models.loading import Scheduler, make_scheduler
 from magicpose_cli.retarget import RetargetOptions, resolve_sampling, retarget
+from magicpose_cli.retarget.motion import MotionSettings
 from magicpose_cli.retarget.presets import Preset
 
 STEPS = 5  # DDIM "leading": timesteps 801, 601, 401, 201, 1
@@ -183,3 +187,56 @@ def test_the_cli_takes_a_preset_and_an_interval_and_says_where_each_setting_came
     assert len(frames) == 2 and not np.array_equal(*(np.asarray(Image.open(path)) for path in frames))
     wrong = run_cli(*arguments, "--guidance-interval", "0.8", "0.2", "--cache-dir", tmp_path / "cache", "--overwrite")
     assert wrong.exit_code == 1 and "--guidance-interval LO HI needs 0 <= LO <= HI <= 1" in " ".join(wrong.output.split())
+
+
+@pytest.fixture(scope="module")
+def moving_pipe() -> MagicPosePipeline:
+    """The tiny model with a tiny random motion module: the whole-video, windowed denoising."""
+    return pipelines(tiny_adapter())[1]
+
+
+def video_counted(pipe, on_state=None, resume_state=None, **options) -> tuple[list[dict], torch.Tensor]:
+    """Per step of a 6-frame video in windows of 4 overlapping by 2: what was computed; and the final latents."""
+    counter, steps = NetworkEvaluations(pipe), []
+
+    def on_step(*_args):
+        steps.append({"/".join(kind): count for kind, count in counter.counts.items()})
+        counter.clear()
+
+    inputs = {**video_inputs(6, steps=STEPS), "context_frames": 4, "context_overlap": 2}
+    try:
+        latents = pipe(**inputs, output_type="latent", callback_on_step_end=on_step, on_state=on_state, resume_state=resume_state, **options).images
+    finally:
+        counter.remove()
+    return steps, latents
+
+
+def test_with_a_motion_module_the_interval_and_appearance_reuse_apply_to_every_window(moving_pipe):
+    steps, every = video_counted(moving_pipe)
+    window_frames = steps[0]["unet/conditional/deep"]
+    assert window_frames > 6 and [step["unet/plain/deep"] for step in steps] == [window_frames] * STEPS  # overlaps run twice
+    assert [step["controlnet/conditional/deep"] for step in steps] == [window_frames] * STEPS
+    steps, narrower = video_counted(moving_pipe, guidance_interval=(0.3, 0.7), appearance_reuse_interval=2)
+    assert [step.get("unet/plain/deep", 0) for step in steps] == [0, window_frames, window_frames, 0, 0]
+    assert [step.get("appearance/conditional/deep", 0) for step in steps] == [1, 0, 1, 0, 1]  # once per step for the whole video
+    assert torch.equal(video_counted(moving_pipe, guidance_interval=(0.0, 1.0), appearance_reuse_interval=1)[1], every)
+    assert (narrower - every).abs().max() > 1e-3
+
+
+def test_a_windowed_run_with_reused_appearance_resumes_exactly_from_a_step_that_reused(moving_pipe):
+    states = []
+    options = {"guidance_interval": (0.3, 1.0), "appearance_reuse_interval": 2}
+    _, whole = video_counted(moving_pipe, on_state=lambda state: states.append(DenoisingState.from_dict(state.as_dict())), **options)
+    steps, resumed = video_counted(moving_pipe, resume_state=states[2], **options)  # step 3 reuses the features of step 2
+    assert len(steps) == STEPS - 3 and steps[0].get("appearance/conditional/deep") == 1
+    assert torch.equal(resumed, whole)
+
+
+def test_deep_reuse_with_a_motion_module_is_refused_in_one_line(moving_pipe):
+    with pytest.raises(ValueError, match="deep-feature reuse runs without a motion module only"):
+        video_counted(moving_pipe, deep_reuse_interval=2)
+    motion = MotionSettings(16, 4, "pyramid", 1.0)
+    with pytest.raises(MagicPoseError, match="--deep-reuse runs without a motion module only"):
+        resolve_sampling(RetargetOptions(deep_reuse=2), RecommendedSettings(), "cpu", "float32", motion)
+    balanced, _ = resolve_sampling(RetargetOptions(preset="balanced"), RecommendedSettings(), "cpu", "float32", motion)
+    assert (balanced.steps, balanced.scheduler, balanced.key()["motion"]["context_frames"]) == (25, Scheduler.dpm1, 16)
