@@ -93,7 +93,8 @@ class EvaluationCosts:
         return self.unet_conditional if depth == "deep" else self.unet_conditional_shallow
 
 
-def _flops(run) -> int:
+def count_flops(run) -> int:
+    """Floating-point operations of ``run()`` (on the meta device too)."""
     with FlopCounterMode(display=False) as counter:
         run()
     return counter.get_total_flops()
@@ -108,7 +109,7 @@ def measure_costs(pipe, latent_height: int, latent_width: int) -> EvaluationCost
     pose = torch.zeros(1, 3, latent_height * pipe.vae_scale_factor, latent_width * pipe.vae_scale_factor, device=device, dtype=dtype)
     context = torch.zeros(1, 77, pipe.unet.config.cross_attention_dim, device=device, dtype=dtype)
     timestep, denoiser = torch.tensor(500, device=device), pipe.denoiser
-    appearance = _flops(lambda: denoiser.reference_features(latents, timestep, context))
+    appearance = count_flops(lambda: denoiser.reference_features(latents, timestep, context))
     reference = denoiser.reference_features(latents, timestep, context)
 
     def controlnet():
@@ -117,7 +118,7 @@ def measure_costs(pipe, latent_height: int, latent_width: int) -> EvaluationCost
     def calls():
         return {"plain": lambda: denoiser(latents, timestep, context), "conditional": lambda: denoiser(latents, timestep, context, reference, pose)}
 
-    full = {kind: _flops(run) for kind, run in calls().items()}
+    full = {kind: count_flops(run) for kind, run in calls().items()}
     cache = DeepFeatureCache(interval=2)
     shallow = {}
     with reused_deep_features(cache, pipe.unet, pipe.controlnet):
@@ -125,12 +126,12 @@ def measure_costs(pipe, latent_height: int, latent_width: int) -> EvaluationCost
             with cache.stream(kind, 0):
                 run()
             with cache.stream(kind, 1):
-                shallow[kind] = _flops(run)
+                shallow[kind] = count_flops(run)
         with cache.stream("controlnet", 0):
             controlnet()
         with cache.stream("controlnet", 1):
-            controlnet_shallow = _flops(controlnet)
-    controlnet_full = _flops(controlnet)
+            controlnet_shallow = count_flops(controlnet)
+    controlnet_full = count_flops(controlnet)
     unet = full["plain"]
     return EvaluationCosts(
         unet_conditional=(full["conditional"] - controlnet_full) / unet,
