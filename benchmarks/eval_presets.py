@@ -2,7 +2,7 @@
 
 Each variant samples the same synthetic pairs from the same initial noise seeds as the first
 variant (``quality``, the model's own schedule unless told otherwise) and is scored against the
-ground truth (PSNR, person PSNR, SSIM, flicker excess), against the first variant's frames of the
+ground truth (PSNR, person PSNR, SSIM, temporal error, flicker excess), against the first variant's frames of the
 same video (PSNR to quality), and video by video against it on the person (paired difference).
 Its cost is counted while it samples (``NetworkEvaluations``: hooks on the networks) and weighed
 by what each kind of call costs at SD 1.5 size and 512x512 (FLOPs on the meta device).
@@ -97,8 +97,8 @@ def table(results: list[dict]) -> str:
     quality = results[0]
     summaries = [ScoreSummary.of([VideoScores(**score) for score in result["scores"]]) for result in results]
     lines = [
-        "| variant | settings | UNet-eq. per frame | vs quality | PSNR | person PSNR | SSIM | flicker excess | person PSNR − quality (videos better) | PSNR to quality's frames |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| variant | settings | UNet-eq. per frame | vs quality | PSNR | person PSNR | SSIM | temporal error | flicker excess | person PSNR − quality (videos better) | PSNR to quality's frames |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for result, summary in zip(results, summaries):
         mean, spread = summary.mean, summary.spread
@@ -108,7 +108,7 @@ def table(results: list[dict]) -> str:
             f"| {result['spec']} | {result['settings']} | {result['unet_equivalents_per_frame']:.1f} "
             f"| {result['unet_equivalents_per_frame'] / quality['unet_equivalents_per_frame']:.2f}x "
             f"| {mean.psnr:.2f} ± {spread.psnr:.2f} | {mean.person_psnr:.2f} ± {spread.person_psnr:.2f} "
-            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.flicker_excess:+.4f} "
+            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.temporal_error:.4f} ± {spread.temporal_error:.4f} | {mean.flicker_excess:+.4f} "
             f"| {difference.mean:+.2f} ± {difference.spread:.2f} ({difference.wins}/{difference.videos}) "
             + (f"| {to_quality.mean():.1f} ± {to_quality.std():.1f} |" if to_quality is not None and np.isfinite(to_quality).all() else "| - |")
         )
