@@ -4,7 +4,7 @@ Layers, bottom-up (a module may import from its own layer and the ones below):
 1. ground: errors, files, caches' root, hashing, image and video files;
 2. models and poses: the networks, the pipeline and model folders' settings; pose detection and its keypoint types;
 3. what joins them: framing, the frame cache, the model store, the driving input, synthetic data;
-4. the work: retarget, training, evaluation, the demo;
+4. the work: retarget, training, evaluation, the demo, the web app;
 5. the command line.
 Every function-level import counts too: a lazy import is still a dependency.
 """
@@ -21,7 +21,7 @@ LAYERS = [
     ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode"],
     ["models", "pose"],
     ["framing", "frame_cache", "model_store", "driving", "synthetic"],
-    ["retarget", "training", "evaluation", "demo"],
+    ["retarget", "training", "evaluation", "demo", "ui"],
     ["cli", "__main__"],
 ]
 

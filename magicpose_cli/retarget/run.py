@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -46,6 +46,7 @@ from magicpose_cli.retarget.options import (
     validate_options,
 )
 from magicpose_cli.retarget.outputs import encode_output, keep_frames, output_frames
+from magicpose_cli.retarget.pipelines import PipelineCache
 from magicpose_cli.video import FrameSelection
 
 
@@ -102,12 +103,17 @@ def retarget(
     on_notice: Callable[[str], None] | None = None,
     on_batch_saved: Callable[[int, int], None] | None = None,
     on_detail: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    pipelines: PipelineCache | None = None,
 ) -> RetargetSummary:
     """Run the whole retarget.
 
     ``on_notice`` gets lines worth telling the user (e.g. the demo model is in use), ``on_detail``
     lines for the curious (where the model, device and cache are);
     ``on_batch_saved(batch_index, num_batches)`` is called after each batch reaches the cache.
+    ``progress``: a rich Progress of the caller's that gets the tasks (extracting poses, denoising
+    frames and steps, encoding) instead of bars drawn on ``console``; ``pipelines``: loaded models
+    kept between runs (the app), instead of loading the model for this run alone.
     """
     started = time.perf_counter()
     stopwatch = Stopwatch()
@@ -123,7 +129,7 @@ def retarget(
     dtype = resolve_dtype(options.dtype, device)
     sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype))
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
-    with new_progress(console) as progress:
+    with nullcontext(progress) if progress is not None else new_progress(console) as progress:
         with stopwatch("driving poses"):
             driving = read_driving_poses(driving_path, options, reference, progress, cache_root)
         placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
@@ -137,8 +143,9 @@ def retarget(
         if options.force:
             cache.clear()
         load = partial(
-            load_pipeline, model.folder, device, dtype, sampling.scheduler, options.vae_slicing, options.vae_tiling, options.cpu_offload
-        )
+            load_pipeline if pipelines is None else pipelines.load,
+            model.folder, device, dtype, sampling.scheduler, options.vae_slicing, options.vae_tiling, options.cpu_offload,
+        )  # fmt: skip
         with stopwatch("generation"):
             generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved)
         with stopwatch("writing the output"):

@@ -1,0 +1,79 @@
+"""Loaded pipelines kept between retarget runs, for a process that runs many (the app).
+
+`magicpose retarget` runs once and loads its model once; an app that loaded the weights again on
+every click would spend most of a short run loading. The key is everything ``load_pipeline`` is
+given plus the model folder's files (names, sizes, modification times), so a folder whose weights
+were replaced is loaded anew. Only the newest ``capacity`` pipelines are kept: one model on a GPU
+is the usual budget, so the old one is let go before the next is loaded.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import torch
+
+from magicpose_cli.models.loading import Scheduler, load_pipeline
+
+
+def folder_stamp(folder: Path) -> tuple:
+    """The folder's path and every file's relative name, size and modification time: cheap to read,
+    and different whenever a file is written again."""
+    folder = Path(folder).resolve()
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    return (str(folder), *((path.relative_to(folder).as_posix(), path.stat().st_size, path.stat().st_mtime_ns) for path in files))
+
+
+class PipelineCache:
+    """``load(...)`` takes ``load_pipeline``'s arguments and returns the pipeline loaded for them, loading only on a miss.
+
+    ``loading(folder)`` gives a context the loading of a miss runs in (the app shows it as progress).
+    """
+
+    def __init__(self, capacity: int = 1, loading: Callable[[Path], AbstractContextManager] = lambda folder: nullcontext()):
+        self.capacity = capacity
+        self.loading = loading
+        self.loads = 0  # pipelines loaded so far: misses
+        self._pipelines: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(
+        self,
+        folder: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        scheduler: Scheduler | str = Scheduler.ddim,
+        vae_slicing: bool = False,
+        vae_tiling: bool = False,
+        cpu_offload: bool = False,
+    ):
+        key = (folder_stamp(folder), str(device), str(dtype), Scheduler(scheduler).value, vae_slicing, vae_tiling, cpu_offload)
+        with self._lock:
+            if key in self._pipelines:
+                self._pipelines.move_to_end(key)
+                return self._pipelines[key]
+            self._make_room(self.capacity - 1)
+            with self.loading(Path(folder)):
+                pipeline = load_pipeline(folder, device, dtype, scheduler, vae_slicing, vae_tiling, cpu_offload)
+            self._pipelines[key] = pipeline
+            self.loads += 1
+            return pipeline
+
+    def clear(self) -> None:
+        """Let every kept pipeline go (and the GPU memory it held)."""
+        with self._lock:
+            self._make_room(0)
+
+    def _make_room(self, keep: int) -> None:
+        if len(self._pipelines) <= keep:
+            return
+        while len(self._pipelines) > keep:
+            self._pipelines.popitem(last=False)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
