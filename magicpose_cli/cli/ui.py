@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -44,5 +46,10 @@ def ui_command(
         console.print(f"magicpose ui: [bold]{app.url}[/] (results in {app.engine.output_dir}; Ctrl-C stops it)", highlight=False, soft_wrap=True)
         report_output(app.url)
 
-    serve(ready, host=host, port=port, output_dir=output_dir, cache_root=cache_dir, model_default=model or "")
+    cut_short = serve(ready, host=host, port=port, output_dir=output_dir, cache_root=cache_dir, model_default=model or "")
+    if cut_short:
+        console.print("magicpose ui stopped; the job under way was cut short (its finished frames are kept: Retarget resumes it)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # the job's thread cannot be stopped, and Python would abort on it at exit
     console.print("magicpose ui stopped")

@@ -131,6 +131,10 @@ class Engine:
         self._previews = itertools.count(1)
         self._running = threading.Lock()
 
+    @property
+    def busy(self) -> bool:
+        return self._running.locked()
+
     @contextmanager
     def one_at_a_time(self, progress: Progress) -> Iterator[None]:
         if not self._running.acquire(blocking=False):

@@ -85,8 +85,9 @@ def start_app(
     return RunningApp(page, url_of(host, port), engine, scratch)
 
 
-def serve(on_ready: Callable[[RunningApp], None], **settings) -> None:
-    """Serve the page until Ctrl-C, which stops it (a normal end, not an error)."""
+def serve(on_ready: Callable[[RunningApp], None], **settings) -> bool:
+    """Serve the page until Ctrl-C, which stops it (a normal end, not an error); True when a job
+    was under way then (its thread cannot be stopped: the caller must end the process)."""
     app = start_app(**settings)
     try:
         on_ready(app)
@@ -95,4 +96,6 @@ def serve(on_ready: Callable[[RunningApp], None], **settings) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        cut_short = app.engine.busy
         app.close()
+    return cut_short
