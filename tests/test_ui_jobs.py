@@ -9,15 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_retarget import json_folder  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
+from magicpose_cli.cli.ui import is_loopback
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.retarget import RetargetOptions, retarget
 from magicpose_cli.retarget.pipelines import PipelineCache
-from magicpose_cli.cli.ui import is_loopback
 from magicpose_cli.ui.jobs import ProgressRelay, shown_as_task
 from magicpose_cli.ui.settings import SETTINGS, options_from
 

@@ -10,6 +10,7 @@ is the usual budget, so the old one is let go before the next is loaded.
 from __future__ import annotations
 
 import gc
+import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from magicpose_cli.models.loading import Scheduler, load_pipeline
+from magicpose_cli.models.loading import load_pipeline
 
 
 def folder_stamp(folder: Path) -> tuple:
@@ -30,7 +31,7 @@ def folder_stamp(folder: Path) -> tuple:
 
 
 class PipelineCache:
-    """``load(...)`` takes ``load_pipeline``'s arguments and returns the pipeline loaded for them, loading only on a miss.
+    """``load(...)`` takes ``load_pipeline``'s arguments and returns a pipeline loaded with them.
 
     ``loading(folder)`` gives a context the loading of a miss runs in (the app shows it as progress).
     """
@@ -42,24 +43,19 @@ class PipelineCache:
         self._pipelines: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
 
-    def load(
-        self,
-        folder: Path,
-        device: torch.device,
-        dtype: torch.dtype,
-        scheduler: Scheduler | str = Scheduler.ddim,
-        vae_slicing: bool = False,
-        vae_tiling: bool = False,
-        cpu_offload: bool = False,
-    ):
-        key = (folder_stamp(folder), str(device), str(dtype), Scheduler(scheduler).value, vae_slicing, vae_tiling, cpu_offload)
+    def load(self, *args, **kwargs):
+        """The pipeline ``load_pipeline(*args, **kwargs)`` gives, loaded only when no kept one matches."""
+        call = inspect.signature(load_pipeline).bind(*args, **kwargs)
+        call.apply_defaults()
+        folder = Path(call.arguments["folder"])
+        key = (folder_stamp(folder), *(str(getattr(value, "value", value)) for name, value in call.arguments.items() if name != "folder"))
         with self._lock:
             if key in self._pipelines:
                 self._pipelines.move_to_end(key)
                 return self._pipelines[key]
             self._make_room(self.capacity - 1)
-            with self.loading(Path(folder)):
-                pipeline = load_pipeline(folder, device, dtype, scheduler, vae_slicing, vae_tiling, cpu_offload)
+            with self.loading(folder):
+                pipeline = load_pipeline(*args, **kwargs)
             self._pipelines[key] = pipeline
             self.loads += 1
             return pipeline

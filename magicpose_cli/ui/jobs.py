@@ -48,26 +48,20 @@ class ProgressRelay(Progress):
         self._shown = (part, fraction)
         self._on_change(fraction, line)
 
-    def add_task(self, *args, **kwargs):
-        task_id = super().add_task(*args, **kwargs)
-        self._changed()
-        return task_id
 
-    def update(self, *args, **kwargs) -> None:
-        super().update(*args, **kwargs)
-        self._changed()
+def _relayed(name: str) -> Callable:
+    """Progress's method ``name``, then the relay's report."""
 
-    def advance(self, *args, **kwargs) -> None:
-        super().advance(*args, **kwargs)
+    def method(self: ProgressRelay, *args, **kwargs):
+        result = getattr(Progress, name)(self, *args, **kwargs)
         self._changed()
+        return result
 
-    def reset(self, *args, **kwargs) -> None:
-        super().reset(*args, **kwargs)
-        self._changed()
+    return method
 
-    def remove_task(self, *args, **kwargs) -> None:
-        super().remove_task(*args, **kwargs)
-        self._changed()
+
+for _name in ("add_task", "update", "advance", "reset", "remove_task"):  # every way a task moves
+    setattr(ProgressRelay, _name, _relayed(_name))
 
 
 @contextmanager
