@@ -151,6 +151,7 @@ def test_the_retarget_endpoint_returns_the_video_queues_jobs_and_answers_errors_
     result = client.predict(upload(reference_png), upload(inputs["dance"]), **QUICK, seed=3, api_name="/retarget")
     video = probe_video(Path(result))
     assert (len(video["frames"]), video["fps"], video["audio_codec"], video["size"]) == (4, 8.0, "aac", (64, 64))
+    loads = running_app.engine.pipelines.loads
 
     first = client.submit(upload(reference_png), upload(inputs["dance"]), **QUICK, seed=4, api_name="/retarget")
     second = client_module.Client(running_app.url, verbose=False).submit(
@@ -163,6 +164,7 @@ def test_the_retarget_endpoint_returns_the_video_queues_jobs_and_answers_errors_
         time.sleep(0.05)
     assert first.done() and ("IN_QUEUE", 0) in seen  # the second waited behind the first, told its place
     assert len(probe_video(Path(second.result()))["frames"]) == 4
+    assert running_app.engine.pipelines.loads == loads  # three jobs, one model loaded once
 
     cases = [
         (inputs["sky"], inputs["dance"], "no person found in the reference image"),
