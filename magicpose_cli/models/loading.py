@@ -68,11 +68,14 @@ def load_pipeline(
     vae_tiling: bool = False,
     cpu_offload: bool = False,
     with_text_encoder: bool = False,
+    motion_module: Path | None = None,
 ):
     """The pipeline of ``folder`` on ``device`` in ``dtype``, quiet, with the scheduler and memory savers asked for.
 
     The CLIP text encoder and tokenizer are loaded only ``with_text_encoder`` (a text prompt);
-    the default empty prompt is stored in the folder as an embedding.
+    the default empty prompt is stored in the folder as an embedding. ``motion_module`` (a file or
+    MotionAdapter folder, see models/motion_loading.py) puts a motion module into the main UNet;
+    without it none runs, whatever the folder holds.
     """
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
     from diffusers.utils import logging as diffusers_logging
@@ -81,7 +84,12 @@ def load_pipeline(
 
     diffusers_logging.disable_progress_bar()
     without_text = {} if with_text_encoder else {"text_encoder": None, "tokenizer": None}
-    pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, **without_text)
+    motion_adapter = None
+    if motion_module is not None:
+        from magicpose_cli.models.motion_loading import load_motion_adapter
+
+        motion_adapter = load_motion_adapter(motion_module)
+    pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, motion_adapter=motion_adapter, **without_text)
     scheduler_class = {Scheduler.ddim: DDIMScheduler, Scheduler.dpm: DPMSolverMultistepScheduler, Scheduler.unipc: UniPCMultistepScheduler}
     pipe.scheduler = scheduler_class[Scheduler(scheduler)].from_config(pipe.scheduler.config)
     if vae_slicing:

@@ -13,6 +13,7 @@ from magicpose_cli.frame_cache import FrameCache, run_key
 from magicpose_cli.framing import FitMode
 from magicpose_cli.hashing import hash_arrays, hash_file, hash_folder
 from magicpose_cli.models.pipeline import frame_batches
+from magicpose_cli.retarget.motion import VideoStateFile
 from magicpose_cli.retarget.options import Sampling
 
 
@@ -24,10 +25,12 @@ def open_frame_cache(
     pose_maps: Sequence[np.ndarray],
     fit: FitMode,
     sampling: Sampling,
+    motion_module: Path | None = None,
 ) -> FrameCache:
     """The cache folder of this exact run, keyed by everything that decides its frames.
 
-    The pose maps are drawn one by one for the hash, never all held at once.
+    The pose maps are drawn one by one for the hash, never all held at once. A run without a
+    motion module has the key it had before motion modules existed.
     """
     settings = {
         "size": list(reference_canvas.shape[:2]),
@@ -35,14 +38,17 @@ def open_frame_cache(
         "magicpose": magicpose_cli.__version__,  # a new release may compute other pixels
         **sampling.key(),
     }
+    motion = {} if motion_module is None else {"motion_module": hash_folder(motion_module, cache_root)}
     key = run_key(
         model=hash_folder(model_folder, cache_root),
         reference_file=hash_file(reference_path),
         reference_canvas=hash_arrays([reference_canvas]),
         poses=hash_arrays(pose_maps),
         settings=settings,
+        **motion,
     )
-    description = {"model": str(model_folder), "reference": str(reference_path), "frames": len(pose_maps), **settings}
+    where = {"model": str(model_folder), **({"motion_module": str(motion_module)} if motion_module else {})}
+    description = {**where, "reference": str(reference_path), "frames": len(pose_maps), **settings}
     return FrameCache(cache_root, key, description)
 
 
@@ -54,12 +60,15 @@ def generate_missing_frames(
     sampling: Sampling,
     progress: Progress,
     on_batch_saved: Callable[[int, int], None] | None = None,
+    on_state_saved: Callable[[int, int], None] | None = None,
 ) -> int:
     """Generate every batch that has a frame missing from the cache; returns the frames generated.
 
-    ``load()`` gives the pipeline (only called when a frame is missing). A batch is regenerated
-    whole, from the same shared noise, so every frame is computed exactly as in an
-    uninterrupted run and a resumed video has the same bytes.
+    ``load()`` gives the pipeline (only called when a frame is missing). Without a motion module a
+    batch is regenerated whole, from the same noise, so every frame is computed exactly as in an
+    uninterrupted run and a resumed video has the same bytes; with one, the whole video's
+    denoising state is saved after every step (``on_state_saved(steps done, steps)`` hears of it)
+    and a rerun goes on from it (retarget/motion.py).
     """
     num_batches = len(frame_batches(len(pose_maps), sampling.batch_size))
     missing = [index for index in range(len(pose_maps)) if not cache.has(index)]
@@ -86,6 +95,7 @@ def generate_missing_frames(
         output_type="np",
         callback_on_step_end=count_step,
         skip_batch=lambda frames: all(cache.has(index) for index in frames),
+        **noise_and_motion_arguments(sampling, cache, on_state_saved),
     )
     try:
         for frames, images in batches:
@@ -98,7 +108,23 @@ def generate_missing_frames(
                 on_batch_saved(frames.start // sampling.batch_size, num_batches)
     finally:
         progress.remove_task(steps_task)  # the per-step bar belongs to the batch under way; none is, now
+    if sampling.motion is not None:
+        VideoStateFile(cache).remove()  # every frame is in the cache now
     return generated
+
+
+def noise_and_motion_arguments(sampling: Sampling, cache: FrameCache, on_state_saved: Callable[[int, int], None] | None) -> dict:
+    """The pipeline's noise, and with a motion module its settings and the state that resumes and is saved each step."""
+    if sampling.motion is None:
+        return {"noise": sampling.noise}
+    video_state = VideoStateFile(cache)
+
+    def save(state) -> None:
+        video_state.save(state)
+        if on_state_saved is not None:
+            on_state_saved(state.steps_done, state.total_steps)
+
+    return {"noise": sampling.noise, **sampling.motion.pipeline_arguments(), "resume_state": video_state.load(), "on_state": save}
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

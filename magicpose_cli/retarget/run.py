@@ -36,6 +36,7 @@ from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
 from magicpose_cli.models.loading import Device, Precision, load_pipeline, resolve_device, resolve_dtype
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
+from magicpose_cli.retarget.motion import describe_motion, find_motion_module
 from magicpose_cli.retarget.options import (
     RetargetOptions,
     check_pose_options,
@@ -103,6 +104,7 @@ def retarget(
     on_notice: Callable[[str], None] | None = None,
     on_batch_saved: Callable[[int, int], None] | None = None,
     on_detail: Callable[[str], None] | None = None,
+    on_state_saved: Callable[[int, int], None] | None = None,
     progress: Progress | None = None,
     pipelines: PipelineCache | None = None,
 ) -> RetargetSummary:
@@ -110,7 +112,8 @@ def retarget(
 
     ``on_notice`` gets lines worth telling the user (e.g. the demo model is in use), ``on_detail``
     lines for the curious (where the model, device and cache are);
-    ``on_batch_saved(batch_index, num_batches)`` is called after each batch reaches the cache.
+    ``on_batch_saved(batch_index, num_batches)`` is called after each batch reaches the cache, and
+    with a motion module ``on_state_saved(steps_done, steps)`` after each step's state is saved.
     ``progress``: a rich Progress of the caller's that gets the tasks (extracting poses, denoising
     frames and steps, encoding) instead of bars drawn on ``console``; ``pipelines``: loaded models
     kept between runs (the app), instead of loading the model for this run alone.
@@ -124,10 +127,11 @@ def retarget(
     reference = load_reference_image(reference_path)
     with stopwatch("finding the model"):
         model = locate_model(options.model, cache_root)
-    tell(on_notice, model.notice)
+        motion, motion_run = find_motion_module(options, model.folder)
+    tell(on_notice, model.notice, describe_motion(motion, motion_run))
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
-    sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype))
+    sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
     with nullcontext(progress) if progress is not None else new_progress(console) as progress:
         with stopwatch("driving poses"):
@@ -138,27 +142,36 @@ def retarget(
         reference_canvas = place_reference(reference, placement.canvas_width, placement.canvas_height, reference_fit)
         pose_maps = driving.pose_maps(placement, face=options.face, hands=options.hands)
         with stopwatch("cache key"):
-            cache = open_frame_cache(cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode, sampling)
+            cache = open_frame_cache(
+                cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode, sampling, motion and motion.path
+            )
         tell(on_detail, f"frame cache: {cache.folder}")
         if options.force:
             cache.clear()
         load = partial(
             load_pipeline if pipelines is None else pipelines.load,
             model.folder, device, dtype, sampling.scheduler, options.vae_slicing, options.vae_tiling, options.cpu_offload,
+            motion_module=motion and motion.path,
         )  # fmt: skip
         with stopwatch("generation"):
-            generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved)
+            generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved, on_state_saved)
         with stopwatch("writing the output"):
-            if options.frames_dir is not None:
-                keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))
-            frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps if options.grid else None, options.grid_height)
-            audio_source = driving_path if options.audio and driving_path.is_file() else None
-            encoded = encode_output(frames, len(pose_maps), output_path, driving.fps, audio_source, options.overwrite, progress)
+            encoded = write_outputs(cache, pose_maps, placement, reference, driving, driving_path, output_path, options, progress)
     return RetargetSummary(
         output=output_path, frames=encoded.frames, generated=generated, cache_hits=len(pose_maps) - generated,
         seconds=time.perf_counter() - started, fps=driving.fps, audio_codec=encoded.audio_codec, model_source=model.source,
         timings=stopwatch.seconds,
     )  # fmt: skip
+
+
+def write_outputs(cache, pose_maps, placement, reference, driving: DrivingPoses, driving_path: Path, output_path: Path,
+                  options: RetargetOptions, progress: Progress):  # fmt: skip
+    """The --frames-dir PNGs when asked for, and the mp4 (with the driving audio unless --no-audio)."""
+    if options.frames_dir is not None:
+        keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))
+    frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps if options.grid else None, options.grid_height)
+    audio_source = driving_path if options.audio and driving_path.is_file() else None
+    return encode_output(frames, len(pose_maps), output_path, driving.fps, audio_source, options.overwrite, progress)
 
 
 def read_driving_poses(driving_path: Path, options: RetargetOptions, reference: np.ndarray, progress: Progress, cache_root: Path) -> DrivingPoses:

@@ -31,11 +31,13 @@ from magicpose_cli.training.checkpoints import (
     prune_checkpoints,
     save_checkpoint,
 )
-from magicpose_cli.training.data import DatasetScan, PairDataset, StepBatchSampler, evaluation_pairs, find_training_videos
+from magicpose_cli.training.data import PairDataset, StepBatchSampler, evaluation_pairs, find_training_videos, report_scan
 from magicpose_cli.training.loss_log import LossLog
 from magicpose_cli.training.model_init import load_initial_pipeline
 from magicpose_cli.training.samples import sample_grid, save_sample_grid
-from magicpose_cli.training.stages import DenoisingLoss, Stage, freeze_all_but, get_stage, trained_parts
+from magicpose_cli.training.clips import clip_span
+from magicpose_cli.training.motion_stage import MOTION_MODULE_DIR, clip_dataset, sample_strip, save_motion_module, save_sample_strip, with_motion_module
+from magicpose_cli.training.stages import DenoisingLoss, Stage, freeze_all_but, get_stage, trained_parts, training_loss
 
 CONFIG_FILE = "train_config.json"
 MODEL_DIR = "model"
@@ -44,6 +46,8 @@ MIXED_PRECISION = {"no": Precision.fp32, "fp16": Precision.fp16, "bf16": Precisi
 STREAM_STEP = 3  # the random stream of noise/timesteps/posterior samples (data.py uses 1 and 2)
 # Settings a resumed run must share with the run it continues: they decide what the checkpoint holds.
 RESUME_MUST_MATCH = ("stage", "freeze_appearance", "ema")
+MOTION_RESUME_MUST_MATCH = ("clip_frames", "clip_stride", "clip_noise", "motion_module")
+CLIP_NOISE = ("per-frame", "shared")
 
 
 @dataclass
@@ -76,6 +80,10 @@ class TrainConfig:
     ema_decay: float = 0.9999
     gradient_checkpointing: bool = False
     num_workers: int = 2
+    clip_frames: int = 16  # the motion stage: frames per clip, every clip_stride-th, from motion_module (None: from scratch)
+    clip_stride: int = 4
+    clip_noise: str = "per-frame"  # as AnimateDiff trains; "shared": one draw per clip, as MagicPose samples by default
+    motion_module: Path | None = None
 
     def to_json(self) -> str:
         return json.dumps({key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}, indent=2)
@@ -94,11 +102,14 @@ def _check_paths(config: TrainConfig) -> None:
 def check_config(config: TrainConfig) -> Stage:
     stage = get_stage(config.stage)
     trained_parts(stage, config.freeze_appearance)  # refuses --freeze-appearance in stage 1
+    if config.clip_noise not in CLIP_NOISE:
+        raise MagicPoseError(f"--clip-noise must be one of {', '.join(CLIP_NOISE)}, got {config.clip_noise!r}")
     if config.mixed_precision not in MIXED_PRECISION:
         raise MagicPoseError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {config.mixed_precision!r}")
     positive = {"--max-steps": config.max_steps, "--gradient-accumulation": config.gradient_accumulation,
                 "--resolution": config.resolution, "--sample-steps": config.sample_steps,
-                "--batch-size": config.batch_size, "--max-frame-gap": config.max_frame_gap}  # fmt: skip
+                "--batch-size": config.batch_size, "--max-frame-gap": config.max_frame_gap,
+                "--clip-frames": config.clip_frames, "--clip-stride": config.clip_stride}  # fmt: skip
     for option, value in positive.items():
         if value is not None and value < 1:
             raise MagicPoseError(f"{option} must be at least 1, got {value}")
@@ -125,8 +136,8 @@ def _resume_point(config: TrainConfig) -> Path | None:
     saved_file = config.output_dir / CONFIG_FILE
     if saved_file.is_file():
         saved = json.loads(saved_file.read_text())
-        for key in RESUME_MUST_MATCH:
-            if saved.get(key) != getattr(config, key):
+        for key in RESUME_MUST_MATCH + (MOTION_RESUME_MUST_MATCH if config.stage == "motion" else ()):
+            if saved.get(key) != json.loads(config.to_json())[key]:
                 raise MagicPoseError(f"--resume: this run was started with {key}={saved.get(key)!r}, not {getattr(config, key)!r}")
     return found
 
@@ -135,15 +146,6 @@ def step_generator(seed: int, micro_step: int, rank: int) -> torch.Generator:
     """The CPU generator of one micro-step of one process (noise, timesteps, VAE posterior samples)."""
     state = np.random.SeedSequence([seed, STREAM_STEP, micro_step, rank]).generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def _report_scan(scan: DatasetScan, console: Console) -> None:
-    frames = sum(len(video) for video in scan.videos)
-    console.print(f"data: {len(scan.videos)} video(s), {frames} frames ({scan.layout})")
-    for name, reason in scan.skipped[:20]:
-        console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False)
-    if len(scan.skipped) > 20:
-        console.print(f"[yellow]skipped[/] {len(scan.skipped) - 20} more")
 
 
 def _empty_prompt_embeds(pipeline: MagicPosePipeline) -> torch.Tensor:
@@ -158,31 +160,6 @@ def _check_resolution(pipeline: MagicPosePipeline, resolution: int) -> None:
     multiple = pipeline.vae_scale_factor * 2 ** (len(pipeline.unet.config.block_out_channels) - 1)
     if resolution % multiple:
         raise MagicPoseError(f"--resolution must be a multiple of {multiple} for this model, got {resolution}")
-
-
-def _encode(vae, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """VAE latents of images in [-1, 1]: a posterior sample times the scaling factor, as the original trains."""
-    posterior = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
-    return (posterior.sample(generator) * vae.config.scaling_factor).float()
-
-
-def training_loss(
-    loss_module: torch.nn.Module,
-    vae,
-    batch: dict[str, torch.Tensor],
-    prompt_embeds: torch.Tensor,
-    generator: torch.Generator,
-    num_train_timesteps: int,
-    uses_pose: bool,
-) -> torch.Tensor:
-    """The loss of one micro-batch; every random draw comes from ``generator``."""
-    with torch.no_grad():
-        latents = _encode(vae, batch["target"], generator)
-        reference_latents = _encode(vae, batch["reference"], generator)
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
-    timesteps = torch.randint(0, num_train_timesteps, (latents.shape[0],), generator=generator).to(latents.device)
-    pose_maps = batch["pose_map"].to(latents.device) if uses_pose else None
-    return loss_module(latents, reference_latents, prompt_embeds, noise, timesteps, pose_maps)
 
 
 class Trainer:
@@ -204,18 +181,34 @@ class Trainer:
         torch.manual_seed(config.seed)
         with removed_on_failure(self.run_dir):  # a run that cannot start leaves no run folder behind
             with self.accelerator.main_process_first():  # pose extraction and checkpoint conversion fill caches once
-                self.scan = find_training_videos(config.data, report=self._say)
+                self.scan = find_training_videos(config.data, self.shortest_video, report=self._say)
                 self.pipeline = load_initial_pipeline(config.model, self.run_dir, config.controlnet_init)
+                if self.is_motion:
+                    self.pipeline = with_motion_module(self.pipeline, config.motion_module)
             _check_resolution(self.pipeline, config.resolution)
             if self.is_main:
-                _report_scan(self.scan, self.console)
+                report_scan(self.scan, self.console)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(self.run_dir / CONFIG_FILE, config.to_json())
             self._setup_models()
             self.step = 0
             if resume_from is not None:
                 self._restore(resume_from)
-            self.dataset = PairDataset(self.scan.videos, config.resolution, config.seed, config.max_frame_gap, train=True)
+            self.dataset = self._dataset(train=True)
+
+    @property
+    def is_motion(self) -> bool:
+        return self.stage.name == "motion"
+
+    @property
+    def shortest_video(self) -> int:
+        """The fewest usable frames a training video needs: two (a pair), or what a clip spans."""
+        return clip_span(self.config.clip_frames, self.config.clip_stride) if self.is_motion else 2
+
+    def _dataset(self, train: bool):
+        if self.is_motion:
+            return clip_dataset(self.scan.videos, self.config, train)
+        return PairDataset(self.scan.videos, self.config.resolution, self.config.seed, self.config.max_frame_gap, train=train)
 
     def _say(self, message: str) -> None:
         if self.is_main:
@@ -243,6 +236,8 @@ class Trainer:
         for name in ("unet", "reference_unet", "controlnet", "vae"):
             if name not in self.trained and frozen_dtype != torch.float32:
                 pipeline.components[name].to(dtype=frozen_dtype)
+        if self.is_motion:  # the motion UNet holds the trained motion modules: they stay in float32
+            torch.nn.Module.to(pipeline.motion_adapter, dtype=torch.float32)
         pipeline.set_progress_bar_config(disable=True)
         loss_module = DenoisingLoss(pipeline.denoiser, pipeline.scheduler.config)
         self.num_train_timesteps = loss_module.noise_schedule.config.num_train_timesteps
@@ -302,7 +297,7 @@ class Trainer:
             with self.accelerator.accumulate(self.loss_module), self.accelerator.autocast():
                 loss = training_loss(
                     self.loss_module, self.pipeline.vae, batch, self.prompt_embeds, generator,
-                    self.num_train_timesteps, self.stage.uses_pose,
+                    self.num_train_timesteps, self.stage.uses_pose, self.config.clip_noise == "shared",
                 )  # fmt: skip
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients and self.config.max_grad_norm > 0:
@@ -329,12 +324,15 @@ class Trainer:
             prune_checkpoints(self.run_dir, self.config.checkpoints_total_limit)
 
     def _samples(self) -> Path:
-        pairs = evaluation_pairs(self.scan.videos, self.config.sample_count, self.config.max_frame_gap)
-        evaluation = PairDataset(self.scan.videos, self.config.resolution, self.config.seed, self.config.max_frame_gap, train=False)
+        """A grid of pairs (the image stages) or a strip of a clip (the motion stage), generated as retarget would."""
+        evaluation = self._dataset(train=False)
         for module in self.trained_modules.values():
             module.eval()
         try:
             with self.accelerator.autocast():
+                if self.is_motion:
+                    return save_sample_strip(sample_strip(self.pipeline, evaluation, self.config.sample_steps, self.config.seed), self.run_dir, self.step)
+                pairs = evaluation_pairs(self.scan.videos, self.config.sample_count, self.config.max_frame_gap)
                 grid = sample_grid(self.pipeline, evaluation, pairs, self.config.sample_steps, self.config.seed)
         finally:
             for module in self.trained_modules.values():
@@ -342,12 +340,15 @@ class Trainer:
         return save_sample_grid(grid, self.run_dir, self.step)
 
     def _save_model(self) -> Path:
-        """Trained weights (EMA ones with --ema) on the untouched frozen parts, as a ``save_pretrained`` folder."""
-        final = load_initial_pipeline(self.config.model, self.run_dir, self.config.controlnet_init)
+        """Trained weights (EMA ones with --ema) on the untouched frozen parts, as a ``save_pretrained`` folder;
+        the motion stage's motion module as a MotionAdapter folder."""
+        final = None if self.is_motion else load_initial_pipeline(self.config.model, self.run_dir, self.config.controlnet_init)
         if self.ema is not None:
             self.ema.store(self.parameters)
             self.ema.copy_to(self.parameters)
         try:
+            if self.is_motion:
+                return save_motion_module(self.pipeline.motion_adapter, self.run_dir)
             for name, module in self.trained_modules.items():
                 final.components[name].load_state_dict({k: v.float().cpu() for k, v in module.state_dict().items()})
         finally:
@@ -383,12 +384,13 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
-        model_dir = self._save_model() if self.is_main else self.run_dir / MODEL_DIR
+        model_dir = self._save_model() if self.is_main else self.run_dir / (MOTION_MODULE_DIR if self.is_motion else MODEL_DIR)
         self.accelerator.wait_for_everyone()
         return model_dir
 
 
 def train(config: TrainConfig, console: Console | None = None) -> Path:
-    """Train one stage as ``config`` says; returns ``RUN_DIR/model``, loadable by ``MagicPosePipeline.from_pretrained``."""
+    """Train one stage as ``config`` says; returns ``RUN_DIR/model``, loadable by ``MagicPosePipeline.from_pretrained``
+    (the motion stage: ``RUN_DIR/motion_module``, which ``retarget --motion-module`` loads)."""
     return Trainer(config, console).run()
 

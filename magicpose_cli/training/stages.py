@@ -1,4 +1,4 @@
-"""The two training stages of MagicPose: what each trains, what it freezes and the loss it minimises.
+"""The training stages of MagicPose: what each trains, what it freezes and the loss it minimises.
 
 Stage 1, ``appearance`` (appearance control pretraining): the appearance model (``reference_unet``)
 learns to pass the identity of a reference frame to the frozen SD UNet, with no pose control; the
@@ -6,9 +6,14 @@ target is another frame of the same video. Stage 2, ``pose`` (appearance-disenta
 the pose ControlNet, started from the OpenPose ControlNet, learns together with the appearance model
 from stage 1 (only the ControlNet with ``--freeze-appearance``); the SD UNet stays frozen.
 
+A third stage, ``motion``, trains only the motion modules of an AnimateDiff motion module (from a
+published one, or from scratch with zero output projections, so it starts as no module at all)
+on clips of consecutive frames, with everything else frozen (training/motion_stage.py).
+
 The loss is the original's: plain MSE between the true and the predicted noise at a timestep drawn
 uniformly from the 1000 training steps; the reference latent goes in without noise, at the target's
-timestep, as at inference (``--wonoise`` in the released scripts).
+timestep, as at inference (``--wonoise`` in the released scripts). In the motion stage a clip's
+frames share one timestep and each frame gets its own noise, as AnimateDiff trains.
 """
 
 from __future__ import annotations
@@ -46,8 +51,14 @@ STAGES = {
         summary="stage 2: trains the pose ControlNet with the appearance model (or alone with --freeze-appearance); "
         "SD UNet frozen",
     ),
+    "motion": Stage(
+        "motion",
+        uses_pose=True,
+        batch_size=1,
+        summary="motion: trains only an AnimateDiff motion module on clips; appearance model, ControlNet and SD UNet frozen",
+    ),
 }
-ALL_PARTS = ("unet", "reference_unet", "controlnet", "vae")
+ALL_PARTS = ("unet", "reference_unet", "controlnet", "vae", "motion_adapter")  # the motion UNet holds the adapter: it comes last
 
 
 def get_stage(name: str) -> Stage:
@@ -58,6 +69,10 @@ def get_stage(name: str) -> Stage:
 
 def trained_parts(stage: Stage, freeze_appearance: bool = False) -> tuple[str, ...]:
     """Names of the pipeline components a stage trains."""
+    if stage.name == "motion":
+        if freeze_appearance:
+            raise MagicPoseError("--freeze-appearance is for the pose stage; the motion stage freezes everything but the motion module")
+        return ("motion_adapter",)
     if not stage.uses_pose:
         if freeze_appearance:
             raise MagicPoseError("--freeze-appearance leaves nothing to train in the appearance stage")
@@ -68,7 +83,7 @@ def trained_parts(stage: Stage, freeze_appearance: bool = False) -> tuple[str, .
 def freeze_all_but(components: dict, trained: tuple[str, ...]) -> list[nn.Parameter]:
     """Set ``requires_grad`` so that only the ``trained`` components learn; return their parameters."""
     parameters = []
-    for name in ALL_PARTS:
+    for name in [part for part in ALL_PARTS if components.get(part) is not None]:
         module: nn.Module = components[name]
         module.requires_grad_(name in trained)
         module.train(name in trained)
@@ -100,13 +115,53 @@ class DenoisingLoss(nn.Module):
         noise: torch.Tensor,
         timesteps: torch.Tensor,
         pose_maps: torch.Tensor | None = None,
+        num_frames: int = 1,
     ) -> torch.Tensor:
-        noisy_latents = self.noise_schedule.add_noise(latents, noise, timesteps)
+        """``num_frames`` > 1: ``latents`` are clips of that many frames, one reference and one timestep each."""
+        frame_timesteps = timesteps.repeat_interleave(num_frames) if num_frames > 1 else timesteps
+        noisy_latents = self.noise_schedule.add_noise(latents, noise, frame_timesteps)
+        features = self.denoiser.reference_features(reference_latents, timesteps, prompt_embeds.expand(len(reference_latents), -1, -1))
         prompt_embeds = prompt_embeds.expand(latents.shape[0], -1, -1)
-        features = self.denoiser.reference_features(reference_latents, timesteps, prompt_embeds)
-        prediction = self.denoiser(noisy_latents, timesteps, prompt_embeds, reference_features=features, pose_maps=pose_maps)
+        prediction = self.denoiser(
+            noisy_latents, timesteps, prompt_embeds, reference_features=features, pose_maps=pose_maps,
+            num_frames=num_frames if num_frames > 1 else None,
+        )  # fmt: skip
         if self.noise_schedule.config.prediction_type == "v_prediction":
-            target = self.noise_schedule.get_velocity(latents, noise, timesteps)
+            target = self.noise_schedule.get_velocity(latents, noise, frame_timesteps)
         else:
             target = noise
         return F.mse_loss(prediction.float(), target.float())
+
+
+def _encode(vae, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """VAE latents of images in [-1, 1]: a posterior sample times the scaling factor, as the original trains."""
+    posterior = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
+    return (posterior.sample(generator) * vae.config.scaling_factor).float()
+
+
+def training_loss(
+    loss_module: torch.nn.Module,
+    vae,
+    batch: dict[str, torch.Tensor],
+    prompt_embeds: torch.Tensor,
+    generator: torch.Generator,
+    num_train_timesteps: int,
+    uses_pose: bool,
+    shared_noise: bool = False,
+) -> torch.Tensor:
+    """The loss of one micro-batch (of pairs, or of clips: ``target`` B x F x 3 x H x W, whose frames get
+    their own noise, or with ``shared_noise`` one draw per clip); every random draw comes from ``generator``."""
+    num_frames = batch["target"].shape[1] if batch["target"].ndim == 5 else 1
+    with torch.no_grad():
+        latents = _encode(vae, batch["target"].flatten(0, 1) if num_frames > 1 else batch["target"], generator)
+        reference_latents = _encode(vae, batch["reference"], generator)
+    if shared_noise and num_frames > 1:
+        clips = torch.randn((latents.shape[0] // num_frames, 1, *latents.shape[1:]), generator=generator)
+        noise = clips.expand(-1, num_frames, *latents.shape[1:]).flatten(0, 1).to(latents.device)
+    else:
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    timesteps = torch.randint(0, num_train_timesteps, (latents.shape[0] // num_frames,), generator=generator).to(latents.device)
+    pose_maps = batch["pose_map"].to(latents.device) if uses_pose else None
+    if pose_maps is not None and num_frames > 1:
+        pose_maps = pose_maps.flatten(0, 1)
+    return loss_module(latents, reference_latents, prompt_embeds, noise, timesteps, pose_maps, num_frames)
