@@ -33,6 +33,12 @@ def need(module: str):
     return pytest.importorskip(module)
 
 
+def connect(url: str):
+    """A gradio_client Client that reports nothing to anyone (it sends usage data unless told not to)."""
+    return need("gradio_client").Client(url, verbose=False, analytics_enabled=False)
+
+
+os.environ.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1")  # as the app sets them, for the client too
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -146,7 +152,7 @@ def save_screenshot(path: Path) -> None:
 
 def test_the_retarget_endpoint_returns_the_video_queues_jobs_and_answers_errors_in_one_line(running_app, reference_png, inputs, capfd):
     client_module = need("gradio_client")
-    client = client_module.Client(running_app.url, verbose=False)
+    client = connect(running_app.url)
     upload = client_module.handle_file
     result = client.predict(upload(reference_png), upload(inputs["dance"]), **QUICK, seed=3, api_name="/retarget")
     video = probe_video(Path(result))
@@ -154,7 +160,7 @@ def test_the_retarget_endpoint_returns_the_video_queues_jobs_and_answers_errors_
     loads = running_app.engine.pipelines.loads
 
     first = client.submit(upload(reference_png), upload(inputs["dance"]), **QUICK, seed=4, api_name="/retarget")
-    second = client_module.Client(running_app.url, verbose=False).submit(
+    second = connect(running_app.url).submit(
         upload(reference_png), upload(inputs["dance"]), **QUICK, seed=5, api_name="/retarget"
     )
     seen = set()
@@ -190,7 +196,7 @@ def test_magicpose_ui_prints_its_address_and_a_new_server_resumes_a_killed_ones_
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
     try:
         assert server.stdout.readline().strip() == f"http://127.0.0.1:{port}"
-        client = client_module.Client(f"http://127.0.0.1:{port}", verbose=False)
+        client = connect(f"http://127.0.0.1:{port}")
         client.submit(client_module.handle_file(reference_png), client_module.handle_file(inputs["long_dance"]), size=64, steps=4, api_name="/retarget")
         deadline = time.monotonic() + 120
         while len(frames := sorted(cache.glob("frames/*/*.png"))) < 4 and time.monotonic() < deadline:
@@ -203,7 +209,7 @@ def test_magicpose_ui_prints_its_address_and_a_new_server_resumes_a_killed_ones_
 
     app = start_app(port=free_port(), output_dir=tmp_path / "results", cache_root=cache, model_default=str(tiny_model_dir))
     try:
-        client = client_module.Client(app.url, verbose=False)
+        client = connect(app.url)
         result = client.predict(client_module.handle_file(reference_png), client_module.handle_file(inputs["long_dance"]), size=64, steps=4, api_name="/retarget")
     finally:
         app.close()
