@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_motion import tiny_adapter
 from test_retarget import json_folder  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
 
@@ -24,18 +25,21 @@ from magicpose_cli.ui.settings import SETTINGS, options_from
 def test_every_setting_is_a_retarget_option_and_empty_controls_leave_the_defaults():
     names = [setting.name for setting in SETTINGS]
     assert set(names) <= {field.name for field in dataclasses.fields(RetargetOptions)} and len(set(names)) == len(names)
-    assert {"model", "steps", "guidance", "seed", "size", "grid", "face", "hands"} <= set(names)
+    assert {"model", "steps", "guidance", "seed", "size", "grid", "face", "hands", "motion_module", "no_motion"} <= set(names)
     options = options_from({"model": "  ", "steps": "3", "guidance": " 6.5 ", "seed": 7, "size": "", "face": False}, cache_root="c")
     assert (options.model, options.steps, options.guidance, options.seed, options.size, options.face) == (None, 3, 6.5, 7, None, False)
     assert options.hands is True and options.cache_root == "c"  # not given: RetargetOptions' default
     assert options_from({"model": "~/weights"}).model == Path("~/weights").expanduser()
+    hub_module = options_from({"motion_module": " guoyww/animatediff-motion-adapter-v1-5-2 ", "no_motion": False})
+    assert (hub_module.motion_module, hub_module.no_motion) == ("guoyww/animatediff-motion-adapter-v1-5-2", False)  # as --motion-module gets it
+    assert options_from({"motion_module": ""}).motion_module is None and options_from({"no_motion": True}).no_motion
     with pytest.raises(MagicPoseError, match="Steps must be a whole number, got '2.5'"):
         options_from({"steps": "2.5"})
     with pytest.raises(MagicPoseError, match="Guidance must be a number, got 'lots'"):
         options_from({"guidance": "lots"})
 
 
-def test_a_kept_pipeline_gives_the_frames_of_a_fresh_load_and_a_changed_folder_is_loaded_again(
+def test_a_kept_pipeline_gives_the_frames_of_a_fresh_load_and_a_changed_folder_or_motion_module_is_loaded_again(
     tiny_model_dir, reference_png, json_folder, tmp_path
 ):
     def run(name: str, pipelines=None, **extra) -> bytes:
@@ -52,6 +56,12 @@ def test_a_kept_pipeline_gives_the_frames_of_a_fresh_load_and_a_changed_folder_i
     config = tiny_model_dir / "scheduler" / "scheduler_config.json"
     os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 1_000_000))
     assert run("kept-3", pipelines) == fresh and pipelines.loads == 2  # the folder changed: loaded again
+    tiny_adapter(seed=1).save_pretrained(tmp_path / "adapter")
+    moving = run("motion-1", pipelines, motion_module=tmp_path / "adapter")
+    assert moving != fresh and pipelines.loads == 3
+    weights = next((tmp_path / "adapter").glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert run("motion-2", pipelines, motion_module=tmp_path / "adapter") == moving and pipelines.loads == 4  # the module changed
 
 
 def test_a_caller_gets_retargets_progress_through_its_own_progress_object(tiny_model_dir, reference_png, json_folder, tmp_path):

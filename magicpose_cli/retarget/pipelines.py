@@ -2,8 +2,8 @@
 
 `magicpose retarget` runs once and loads its model once; an app that loaded the weights again on
 every click would spend most of a short run loading. The key is everything ``load_pipeline`` is
-given plus the model folder's files (names, sizes, modification times), so a folder whose weights
-were replaced is loaded anew. Only the newest ``capacity`` pipelines are kept: one model on a GPU
+given plus the files of the model folder and of the motion module (names, sizes, modification
+times), so weights written again are loaded anew. Only the newest ``capacity`` pipelines are kept: one model on a GPU
 is the usual budget, so the old one is let go before the next is loaded.
 """
 
@@ -22,12 +22,12 @@ import torch
 from magicpose_cli.models.loading import load_pipeline
 
 
-def folder_stamp(folder: Path) -> tuple:
-    """The folder's path and every file's relative name, size and modification time: cheap to read,
-    and different whenever a file is written again."""
-    folder = Path(folder).resolve()
-    files = sorted(path for path in folder.rglob("*") if path.is_file())
-    return (str(folder), *((path.relative_to(folder).as_posix(), path.stat().st_size, path.stat().st_mtime_ns) for path in files))
+def files_stamp(path: Path) -> tuple:
+    """The path and the name (relative to it), size and modification time of every file it is or
+    holds: cheap to read, and different whenever a file is written again."""
+    path = Path(path).resolve()
+    files = [path] if path.is_file() else sorted(file for file in path.rglob("*") if file.is_file())
+    return (str(path), *((file.relative_to(path).as_posix(), file.stat().st_size, file.stat().st_mtime_ns) for file in files))
 
 
 class PipelineCache:
@@ -47,8 +47,9 @@ class PipelineCache:
         """The pipeline ``load_pipeline(*args, **kwargs)`` gives, loaded only when no kept one matches."""
         call = inspect.signature(load_pipeline).bind(*args, **kwargs)
         call.apply_defaults()
-        folder = Path(call.arguments["folder"])
-        key = (folder_stamp(folder), *(str(getattr(value, "value", value)) for name, value in call.arguments.items() if name != "folder"))
+        folder, motion_module = Path(call.arguments["folder"]), call.arguments["motion_module"]
+        stamps = (files_stamp(folder), motion_module and files_stamp(motion_module))
+        key = (*stamps, *(str(getattr(value, "value", value)) for name, value in call.arguments.items() if name not in ("folder", "motion_module")))
         with self._lock:
             if key in self._pipelines:
                 self._pipelines.move_to_end(key)

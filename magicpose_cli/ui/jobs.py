@@ -21,7 +21,8 @@ from magicpose_cli.cache import check_cache_root
 from magicpose_cli.encode import write_video
 from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, training_scale_size
-from magicpose_cli.model_store import DEMO_MODEL_DIR, DEMO_MODEL_NOTICE, configured_model
+from magicpose_cli.model_store import DEMO_MODEL_DIR, DEMO_MODEL_NOTICE, configured_model, configured_setting
+from magicpose_cli.motion_store import DEMO_MOTION_MODULE_DIR, MOTION_ENVIRONMENT_VARIABLE, is_adapter_folder
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, load_reference_image, retarget
 from magicpose_cli.retarget.pipelines import PipelineCache
 from magicpose_cli.retarget.run import read_driving_poses
@@ -108,6 +109,16 @@ def default_model_line() -> str:
     if (DEMO_MODEL_DIR / "model_index.json").is_file():
         return f"Model box empty: {DEMO_MODEL_NOTICE}"
     return "Model box empty: no model is configured; give one"
+
+
+def default_motion_line() -> str:
+    """What an empty Motion module box runs, as `retarget` without --motion-module finds it."""
+    configured = configured_setting("motion_module", MOTION_ENVIRONMENT_VARIABLE)
+    if configured is not None:
+        return f"Motion module box empty: {configured[0]} (from {configured[1]})"
+    if is_adapter_folder(DEMO_MOTION_MODULE_DIR):
+        return "Motion module box empty: the demo motion module with the demo model, else none (each frame denoised on its own)"
+    return "Motion module box empty: none is configured, each frame is denoised on its own"
 
 
 class Engine:

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.ui.jobs import Engine, ProgressRelay, default_model_line
+from magicpose_cli.ui.jobs import Engine, ProgressRelay, default_model_line, default_motion_line
 from magicpose_cli.ui.settings import SETTINGS, options_from
 
+PANEL_LINES = {"model": default_model_line, "motion": default_motion_line}  # what an empty box in the panel means
 ENGINE_QUEUE = "engine"  # the concurrency group of the events that run the networks or the pose detector
 INTRO = """# magicpose
 Make the person in a photo perform the motion of a video. Upload both, check the poses (extracted
@@ -69,7 +70,9 @@ def with_settings(fn: Callable, leading: list[str], trailing: tuple[str, ...] = 
 
 
 def relay_to(progress: gr.Progress) -> ProgressRelay:
-    return ProgressRelay(lambda fraction, line: progress(fraction, desc=line))
+    """Retarget's progress on the page; a part of unknown length shows as 0 % done, since Gradio's
+    page shows a description only beside a fraction (with None, a spinner alone)."""
+    return ProgressRelay(lambda fraction, line: progress(0.0 if fraction is None else fraction, desc=line))
 
 
 def settings_panel(model_default: str) -> dict[str, gr.components.Component]:
@@ -83,8 +86,8 @@ def settings_panel(model_default: str) -> dict[str, gr.components.Component]:
                         setting = dataclasses.replace(setting, value=model_default or None)
                     controls[setting.name] = control = setting.kind.control(gr, setting)
                     control.elem_id = f"setting-{setting.name}"
-            if panel == "model":
-                gr.Markdown(html.escape(default_model_line()))
+            if panel in PANEL_LINES:
+                gr.Markdown(html.escape(PANEL_LINES[panel]()))
     return controls
 
 

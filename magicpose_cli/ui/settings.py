@@ -2,8 +2,10 @@
 
 A row names the RetargetOptions field, its label and its kind (how it is shown and read back).
 The page, the API endpoint's parameters (same names, all optional) and the options a job runs
-with are all made from this table, so offering another option (the motion module, a preset) is
-one more row. An empty control leaves the option at its default, for most "the model's advice".
+with are all made from this table, so offering another option (a preset) is one more row.
+An empty control leaves the option at its default, for most "the model's advice"; an empty Motion
+module box is `retarget` without --motion-module (the configured module, else none), and a filled
+one is read as that option's value is (a local folder or checkpoint, else a hub id).
 """
 
 from __future__ import annotations
@@ -61,11 +63,17 @@ def _read_path(value: Any, setting: Setting) -> Path | None:
     return Path(value.strip()).expanduser() if isinstance(value, str) and value.strip() else None
 
 
+def _read_text(value: Any, setting: Setting) -> str | None:
+    """Stripped text, kept a string (a hub id is not a path); empty is None."""
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
 # Numbers are typed into text boxes: a browser's number field sends 0 for an empty one, and empty is
 # what "the model's advice" needs.
 WHOLE = Kind(_text_box, _read_number(whole=True))
 NUMBER = Kind(_text_box, _read_number(whole=False))
 PATH = Kind(_text_box, _read_path)
+TEXT = Kind(_text_box, _read_text)
 SWITCH = Kind(lambda gr, setting: gr.Checkbox(label=setting.label, value=setting.value), lambda value, _: None if value is None else bool(value))
 
 ADVICE = "the model's advice"
@@ -79,6 +87,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("face", "Face landmarks", SWITCH, value=True, panel="poses"),
     Setting("hands", "Hands", SWITCH, value=True, panel="poses"),
     Setting("grid", "Grid: reference | pose | result", SWITCH, value=False, panel="poses"),
+    Setting("motion_module", "Motion module", TEXT, "as retarget finds one: a MotionAdapter folder, a checkpoint or a hub id", panel="motion"),
+    Setting("no_motion", "No motion module (not even a configured one)", SWITCH, value=False, panel="motion"),
 )
 
 
