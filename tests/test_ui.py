@@ -99,7 +99,7 @@ def running_app(tmp_path_factory, tiny_model_dir):
     app.close()
 
 
-def test_the_page_retargets_in_chromium_shows_errors_and_stays_usable(running_app, reference_png, inputs, tmp_path):
+def test_the_page_retargets_in_chromium_shows_errors_and_stays_usable(running_app, reference_png, inputs, tmp_path, capfd):
     """With the Model box emptied the demo model runs, at its own advice (64x64, 20 steps)."""
     sync_api = need("playwright.sync_api")
     if not Path(CHROMIUM).exists():
@@ -137,15 +137,17 @@ def test_the_page_retargets_in_chromium_shows_errors_and_stays_usable(running_ap
         page.locator("#setting-seed").get_by_role("textbox").fill("9")
         with running_app.engine.one_at_a_time(Progress(disable=True)):  # the engine busy, as with another tab's long job
             page.locator("#retarget").click()
-            sync_api.expect(page.locator("#result")).to_contain_text("waiting for the job before this one to finish")
+            sync_api.expect(page.locator("#result")).to_contain_text("waiting for the job before this one to finish", timeout=30_000)
             again = open_with_inputs(tabs, running_app.url, reference_png, inputs["dance"], seed="9")
             again.locator("#retarget").click()
-            sync_api.expect(again.locator("#result")).to_contain_text(re.compile(r"queue: \d+/\d+"))  # its place in line
+            sync_api.expect(again.locator("#result")).to_contain_text(re.compile(r"queue: \d+/\d+"), timeout=30_000)  # its place in line
             page.close()  # the tab goes; its job runs on once the engine is free
         again_notes = again.locator("#notes textarea")
         sync_api.expect(again_notes).to_have_value(containing("(0 generated, 4 from the frame cache)"), timeout=120_000)
         browser.close()
     assert all(url.startswith((running_app.url, "data:", "blob:")) for url in requested), sorted(set(requested))
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
 
 
 def open_with_inputs(tabs, url: str, reference: Path, driving: Path, seed: str = "0"):
