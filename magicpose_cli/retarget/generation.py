@@ -9,6 +9,7 @@ import numpy as np
 from rich.progress import Progress
 
 import magicpose_cli
+from magicpose_cli.distributed import Processes
 from magicpose_cli.frame_cache import FrameCache, run_key
 from magicpose_cli.framing import FitMode
 from magicpose_cli.hashing import hash_arrays, hash_file, hash_folder
@@ -54,26 +55,55 @@ def generate_missing_frames(
     sampling: Sampling,
     progress: Progress,
     on_batch_saved: Callable[[int, int], None] | None = None,
+    processes: Processes = Processes(),
 ) -> int:
-    """Generate every batch that has a frame missing from the cache; returns the frames generated.
+    """Generate every batch that has a frame missing from the cache; returns the frames generated (by all processes).
 
-    ``load()`` gives the pipeline (only called when a frame is missing). A batch is regenerated
-    whole, from the same shared noise, so every frame is computed exactly as in an
-    uninterrupted run and a resumed video has the same bytes.
+    ``load()`` gives the pipeline (only called when this process has a batch to make). A batch is
+    regenerated whole, from the same shared noise, so every frame is computed exactly as in an
+    uninterrupted run and a resumed video has the same bytes. Several processes deal the missing
+    batches between them (the main process's list, so all agree) and need no communication until
+    the last one is done; the main process's bar counts every process's frames.
     """
-    num_batches = len(frame_batches(len(pose_maps), sampling.batch_size))
-    missing = [index for index in range(len(pose_maps)) if not cache.has(index)]
-    frames_task = progress.add_task("denoising frames", total=len(pose_maps), completed=len(pose_maps) - len(missing))
-    if not missing:
+    batches = frame_batches(len(pose_maps), sampling.batch_size)
+    missing = processes.broadcast([index for index, frames in enumerate(batches) if not all(cache.has(i) for i in frames)])
+    frames_task = progress.add_task("denoising frames", total=len(pose_maps), completed=cache.count(len(pose_maps)))
+    mine = processes.share(missing)
+    def show_all_frames() -> None:
+        progress.update(frames_task, completed=cache.count(len(pose_maps)))
+
+    made = processes.everywhere(
+        lambda: make_batches(load, reference_canvas, pose_maps, cache, sampling, progress, frames_task, mine, on_batch_saved),
+        while_waiting=show_all_frames,
+    )
+    show_all_frames()
+    return sum(processes.gather(made))
+
+
+def make_batches(
+    load: Callable[[], object],
+    reference_canvas: np.ndarray,
+    pose_maps: Sequence[np.ndarray],
+    cache: FrameCache,
+    sampling: Sampling,
+    progress: Progress,
+    frames_task,
+    mine: list[int],
+    on_batch_saved: Callable[[int, int], None] | None,
+) -> int:
+    """Generate the batches numbered ``mine`` into the cache; returns the frames made."""
+    if not mine:
         return 0
     import torch
 
+    num_batches = len(frame_batches(len(pose_maps), sampling.batch_size))
     steps_task = progress.add_task("denoising steps", total=sampling.steps)
 
     def count_step(_pipeline, step_index, _timestep, callback_kwargs):
         progress.update(steps_task, completed=step_index + 1)
         return callback_kwargs
 
+    wanted = set(mine)
     generated = 0
     batches = load().generate_batches(
         reference_image=reference_canvas,
@@ -85,14 +115,14 @@ def generate_missing_frames(
         frames_per_batch=sampling.batch_size,
         output_type="np",
         callback_on_step_end=count_step,
-        skip_batch=lambda frames: all(cache.has(index) for index in frames),
+        skip_batch=lambda frames: frames.start // sampling.batch_size not in wanted,
     )
     try:
         for frames, images in batches:
             for index, image in zip(frames, images):
                 cache.save(index, to_uint8(image))
             generated += len(frames)
-            progress.advance(frames_task, len(frames))
+            progress.update(frames_task, completed=cache.count(len(pose_maps)))  # other processes' frames too
             progress.reset(steps_task, total=sampling.steps)
             if on_batch_saved is not None:
                 on_batch_saved(frames.start // sampling.batch_size, num_batches)

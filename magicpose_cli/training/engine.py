@@ -1,9 +1,11 @@
 """The training loop: accelerate (one GPU, several, several machines), checkpoints, EMA, samples, logs.
 
-Everything random in a step (which pairs, crops, VAE posterior samples, noise, timesteps) is drawn
-from generators seeded by ``(seed, micro-step, process)``; with the trained weights, optimiser,
-LR schedule and EMA restored from a checkpoint, a resumed run therefore repeats exactly what an
-uninterrupted run would have done.
+Everything random about a training sample (which pair, its crops, VAE posterior samples, noise,
+timestep) is drawn from generators seeded by ``(seed, sample index)``, and micro-step ``m`` of
+process ``r`` of ``N`` takes samples ``(m * N + r) * B ...``: with the trained weights, optimiser,
+LR schedule and EMA restored from a checkpoint, a resumed run repeats exactly what an uninterrupted
+run would have done, and N processes with batch B compute what one process with batch N * B does
+(but for the order of float sums).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from diffusers.utils.torch_utils import randn_tensor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from magicpose_cli.distributed import join_processes
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_directory, atomic_write_text, removed_on_failure
 from magicpose_cli.models import MagicPosePipeline
@@ -131,10 +135,14 @@ def _resume_point(config: TrainConfig) -> Path | None:
     return found
 
 
-def step_generator(seed: int, micro_step: int, rank: int) -> torch.Generator:
-    """The CPU generator of one micro-step of one process (noise, timesteps, VAE posterior samples)."""
-    state = np.random.SeedSequence([seed, STREAM_STEP, micro_step, rank]).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+def sample_generators(seed: int, sample_indices: list[int]) -> list[torch.Generator]:
+    """One CPU generator per training sample (its VAE posterior samples, noise and timestep), so that a
+    sample's draws never depend on which process, or which batch, it falls in."""
+    generators = []
+    for index in sample_indices:
+        state = np.random.SeedSequence([seed, STREAM_STEP, index]).generate_state(2, np.uint32)
+        generators.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
+    return generators
 
 
 def _report_scan(scan: DatasetScan, console: Console) -> None:
@@ -160,10 +168,10 @@ def _check_resolution(pipeline: MagicPosePipeline, resolution: int) -> None:
         raise MagicPoseError(f"--resolution must be a multiple of {multiple} for this model, got {resolution}")
 
 
-def _encode(vae, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _encode(vae, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
     """VAE latents of images in [-1, 1]: a posterior sample times the scaling factor, as the original trains."""
     posterior = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
-    return (posterior.sample(generator) * vae.config.scaling_factor).float()
+    return (posterior.sample(generators) * vae.config.scaling_factor).float()
 
 
 def training_loss(
@@ -171,16 +179,16 @@ def training_loss(
     vae,
     batch: dict[str, torch.Tensor],
     prompt_embeds: torch.Tensor,
-    generator: torch.Generator,
+    generators: list[torch.Generator],
     num_train_timesteps: int,
     uses_pose: bool,
 ) -> torch.Tensor:
-    """The loss of one micro-batch; every random draw comes from ``generator``."""
+    """The loss of one micro-batch; every random draw of sample ``i`` comes from ``generators[i]``."""
     with torch.no_grad():
-        latents = _encode(vae, batch["target"], generator)
-        reference_latents = _encode(vae, batch["reference"], generator)
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
-    timesteps = torch.randint(0, num_train_timesteps, (latents.shape[0],), generator=generator).to(latents.device)
+        latents = _encode(vae, batch["target"], generators)
+        reference_latents = _encode(vae, batch["reference"], generators)
+    noise = randn_tensor(tuple(latents.shape), generator=generators, device=latents.device, dtype=torch.float32)
+    timesteps = torch.cat([torch.randint(0, num_train_timesteps, (1,), generator=generator) for generator in generators]).to(latents.device)
     pose_maps = batch["pose_map"].to(latents.device) if uses_pose else None
     return loss_module(latents, reference_latents, prompt_embeds, noise, timesteps, pose_maps)
 
@@ -196,16 +204,19 @@ class Trainer:
         self.batch_size = config.batch_size or self.stage.batch_size
         self.run_dir = Path(config.output_dir)
         resume_from = _resume_point(config)
+        self.processes = join_processes(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
         self.accelerator = Accelerator(
+            cpu=self.processes.count > 1 and not torch.cuda.is_available(),  # gloo: a plain state leaves each process alone
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         torch.manual_seed(config.seed)
         with removed_on_failure(self.run_dir):  # a run that cannot start leaves no run folder behind
-            with self.accelerator.main_process_first():  # pose extraction and checkpoint conversion fill caches once
-                self.scan = find_training_videos(config.data, report=self._say)
-                self.pipeline = load_initial_pipeline(config.model, self.run_dir, config.controlnet_init)
+            # pose extraction and checkpoint conversion fill the caches once
+            self.scan, self.pipeline = self.processes.main_first(
+                lambda: (find_training_videos(config.data, report=self._say), load_initial_pipeline(config.model, self.run_dir, config.controlnet_init))
+            )
             _check_resolution(self.pipeline, config.resolution)
             if self.is_main:
                 _report_scan(self.scan, self.console)
@@ -277,7 +288,7 @@ class Trainer:
             self.console.print(f"resumed from {folder} at step {self.step}")
 
     def _loader(self):
-        sampler = StepBatchSampler(
+        self.sampler = StepBatchSampler(
             self.batch_size,
             first_micro_step=self.step * self.config.gradient_accumulation,
             rank=self.accelerator.process_index,
@@ -286,7 +297,7 @@ class Trainer:
         return iter(
             torch.utils.data.DataLoader(
                 self.dataset,
-                batch_sampler=sampler,
+                batch_sampler=self.sampler,
                 num_workers=self.config.num_workers,
                 pin_memory=self.accelerator.device.type == "cuda",
             )
@@ -297,11 +308,11 @@ class Trainer:
         losses = []
         for accumulated in range(self.config.gradient_accumulation):
             micro_step = self.step * self.config.gradient_accumulation + accumulated
-            generator = step_generator(self.config.seed, micro_step, self.accelerator.process_index)
+            generators = sample_generators(self.config.seed, self.sampler.batch_indices(micro_step))
             batch = next(batches)
             with self.accelerator.accumulate(self.loss_module), self.accelerator.autocast():
                 loss = training_loss(
-                    self.loss_module, self.pipeline.vae, batch, self.prompt_embeds, generator,
+                    self.loss_module, self.pipeline.vae, batch, self.prompt_embeds, generators,
                     self.num_train_timesteps, self.stage.uses_pose,
                 )  # fmt: skip
                 self.accelerator.backward(loss)
@@ -383,9 +394,8 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
-        model_dir = self._save_model() if self.is_main else self.run_dir / MODEL_DIR
-        self.accelerator.wait_for_everyone()
-        return model_dir
+        self.processes.on_main(self._save_model)
+        return self.run_dir / MODEL_DIR
 
 
 def train(config: TrainConfig, console: Console | None = None) -> Path:
