@@ -164,13 +164,16 @@ def _attempt(work: Callable[[], T]) -> tuple[T | None, Exception | None]:
         return None, error
 
 
-def _report(error: Exception | None) -> str | None:
-    """The one line another process shows for ``error`` (None: no failure)."""
-    if error is None:
-        return None
+def one_line(error: Exception) -> str:
+    """An error in one line: a user's error as its message says it, anything else with its kind."""
     lines = str(error).strip().splitlines()
     line = lines[0] if lines else ""
     return line if isinstance(error, (MagicPoseError, OSError)) else f"{type(error).__name__}: {line}"
+
+
+def _report(error: Exception | None) -> str | None:
+    """What the other processes hear of this one's work: None, or its failure's line."""
+    return None if error is None else one_line(error)
 
 
 def join_processes(device) -> Processes:
@@ -195,7 +198,7 @@ def join_processes(device) -> Processes:
     state = PartialState(cpu=device.type == "cpu", timeout=WAIT_LIMIT)
     if state.num_processes != count:
         raise MagicPoseError(
-            f"{count} processes were launched but they did not join one process group ({state.distributed_type}), "
+            f"{count} processes were launched but they did not join one process group, "
             f"so every one would do all the work; launch with {LAUNCH_COMMANDS}"
         )
     return Processes(state.process_index, state.num_processes, state.local_process_index)

@@ -141,7 +141,8 @@ def name_of(func: Callable) -> str:
 def user_errors(func: F) -> F:
     """Turn a MagicPoseError, or an error of the file system (missing, unreadable, a folder where a
     file belongs, a full disk), into one red line and exit code 1, and Ctrl-C into one line and
-    exit code 130 (the shell's convention for SIGINT).
+    exit code 130 (the shell's convention for SIGINT). In a launch of several processes only the
+    main one says it and exits with 1.
 
     Set MAGICPOSE_DEBUG=1 (or pass --debug where a command has it) to see the traceback instead.
     """
@@ -153,8 +154,12 @@ def user_errors(func: F) -> F:
         except (MagicPoseError, OSError) as error:
             if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
                 raise
-            if launched_as_main():  # the other processes' failures reach it (magicpose_cli.distributed)
-                error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            if not launched_as_main():
+                # The main process hears of this failure (magicpose_cli.distributed) and says it; this
+                # process leaves quietly, for an exit code 1 here would make torchrun stop the main one
+                # before it has. The launch still fails: the main process exits with 1.
+                raise typer.Exit(code=0) from None
+            error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
