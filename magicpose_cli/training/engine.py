@@ -138,11 +138,8 @@ def _resume_point(config: TrainConfig) -> Path | None:
 def sample_generators(seed: int, sample_indices: list[int]) -> list[torch.Generator]:
     """One CPU generator per training sample (its VAE posterior samples, noise and timestep), so that a
     sample's draws never depend on which process, or which batch, it falls in."""
-    generators = []
-    for index in sample_indices:
-        state = np.random.SeedSequence([seed, STREAM_STEP, index]).generate_state(2, np.uint32)
-        generators.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
-    return generators
+    states = [np.random.SeedSequence([seed, STREAM_STEP, index]).generate_state(2, np.uint32) for index in sample_indices]
+    return [torch.Generator().manual_seed(int(high) << 32 | int(low)) for high, low in states]
 
 
 def _report_scan(scan: DatasetScan, console: Console) -> None:
@@ -213,8 +210,7 @@ class Trainer:
         )
         torch.manual_seed(config.seed)
         with removed_on_failure(self.run_dir):  # a run that cannot start leaves no run folder behind
-            # pose extraction and checkpoint conversion fill the caches once
-            self.scan, self.pipeline = self.processes.main_first(
+            self.scan, self.pipeline = self.processes.main_first(  # pose extraction, checkpoint conversion fill the caches once
                 lambda: (find_training_videos(config.data, report=self._say), load_initial_pipeline(config.model, self.run_dir, config.controlnet_init))
             )
             _check_resolution(self.pipeline, config.resolution)
