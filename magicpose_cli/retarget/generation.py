@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -67,68 +68,56 @@ def generate_missing_frames(
     """
     batches = frame_batches(len(pose_maps), sampling.batch_size)
     missing = processes.broadcast([index for index, frames in enumerate(batches) if not all(cache.has(i) for i in frames)])
+    mine = set(processes.share(missing))
     frames_task = progress.add_task("denoising frames", total=len(pose_maps), completed=cache.count(len(pose_maps)))
-    mine = processes.share(missing)
-    def show_all_frames() -> None:
+
+    def show_all_frames() -> None:  # other processes' frames too
         progress.update(frames_task, completed=cache.count(len(pose_maps)))
 
-    made = processes.everywhere(
-        lambda: make_batches(load, reference_canvas, pose_maps, cache, sampling, progress, frames_task, mine, on_batch_saved),
-        while_waiting=show_all_frames,
-    )
+    def make_mine() -> int:
+        if not mine:
+            return 0
+        import torch
+
+        steps_task = progress.add_task("denoising steps", total=sampling.steps)
+        made = load().generate_batches(
+            reference_image=reference_canvas, pose_maps=pose_maps, num_inference_steps=sampling.steps,
+            guidance_scale=sampling.guidance, guidance_mode=sampling.guidance_mode,
+            generator=torch.Generator("cpu").manual_seed(sampling.seed), frames_per_batch=sampling.batch_size,
+            output_type="np", callback_on_step_end=partial(count_step, progress, steps_task),
+            skip_batch=lambda frames: frames.start // sampling.batch_size not in mine,
+        )  # fmt: skip
+        try:
+            return save_batches(made, cache, lambda frames: after_batch(frames, steps_task))
+        finally:
+            progress.remove_task(steps_task)  # the per-step bar belongs to the batch under way; none is, now
+
+    def after_batch(frames: range, steps_task) -> None:
+        show_all_frames()
+        progress.reset(steps_task, total=sampling.steps)
+        if on_batch_saved is not None:
+            on_batch_saved(frames.start // sampling.batch_size, len(batches))
+
+    generated = processes.everywhere(make_mine, while_waiting=show_all_frames)
     show_all_frames()
-    return sum(processes.gather(made))
+    return sum(processes.gather(generated))
 
 
-def make_batches(
-    load: Callable[[], object],
-    reference_canvas: np.ndarray,
-    pose_maps: Sequence[np.ndarray],
-    cache: FrameCache,
-    sampling: Sampling,
-    progress: Progress,
-    frames_task,
-    mine: list[int],
-    on_batch_saved: Callable[[int, int], None] | None,
-) -> int:
-    """Generate the batches numbered ``mine`` into the cache; returns the frames made."""
-    if not mine:
-        return 0
-    import torch
+def count_step(progress: Progress, steps_task, _pipeline, step_index, _timestep, callback_kwargs):
+    """The pipeline's step callback: the per-step bar follows the batch under way."""
+    progress.update(steps_task, completed=step_index + 1)
+    return callback_kwargs
 
-    num_batches = len(frame_batches(len(pose_maps), sampling.batch_size))
-    steps_task = progress.add_task("denoising steps", total=sampling.steps)
 
-    def count_step(_pipeline, step_index, _timestep, callback_kwargs):
-        progress.update(steps_task, completed=step_index + 1)
-        return callback_kwargs
-
-    wanted = set(mine)
-    generated = 0
-    batches = load().generate_batches(
-        reference_image=reference_canvas,
-        pose_maps=pose_maps,
-        num_inference_steps=sampling.steps,
-        guidance_scale=sampling.guidance,
-        guidance_mode=sampling.guidance_mode,
-        generator=torch.Generator("cpu").manual_seed(sampling.seed),
-        frames_per_batch=sampling.batch_size,
-        output_type="np",
-        callback_on_step_end=count_step,
-        skip_batch=lambda frames: frames.start // sampling.batch_size not in wanted,
-    )
-    try:
-        for frames, images in batches:
-            for index, image in zip(frames, images):
-                cache.save(index, to_uint8(image))
-            generated += len(frames)
-            progress.update(frames_task, completed=cache.count(len(pose_maps)))  # other processes' frames too
-            progress.reset(steps_task, total=sampling.steps)
-            if on_batch_saved is not None:
-                on_batch_saved(frames.start // sampling.batch_size, num_batches)
-    finally:
-        progress.remove_task(steps_task)  # the per-step bar belongs to the batch under way; none is, now
-    return generated
+def save_batches(batches, cache: FrameCache, after_batch: Callable[[range], None]) -> int:
+    """Each ``(frame indices, images)`` of the pipeline into the cache as it comes; returns the frames saved."""
+    saved = 0
+    for frames, images in batches:
+        for index, image in zip(frames, images):
+            cache.save(index, to_uint8(image))
+        saved += len(frames)
+        after_batch(frames)
+    return saved
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
