@@ -123,27 +123,31 @@ def test_retarget_on_two_processes_gives_the_bytes_of_one_and_resumes_with_eithe
 
 def test_batch_under_torchrun_shares_the_frames_skips_and_carries_on_after_a_bad_job(inputs, one_process):
     (inputs / "broken.png").write_bytes(b"not an image")
+    (inputs / "broken.mp4").write_bytes(b"not a video")
     (inputs / "done.mp4").write_bytes(b"made earlier")
     jobs = inputs / "jobs.toml"
     jobs.write_text(
         'model = "model"\nwidth = 64\nsteps = 2\nbatch-size = 2\nalign = false\ncache-dir = "batch-cache"\n'
         '[[jobs]]\nreference = "ref.png"\ndriving = "poses"\noutput = "out/seed1.mp4"\nseed = 1\n'
         '[[jobs]]\nreference = "broken.png"\ndriving = "poses"\noutput = "out/broken.mp4"\n'
+        '[[jobs]]\nreference = "ref.png"\ndriving = "broken.mp4"\noutput = "out/no-video.mp4"\n'  # fails on the main process first
         '[[jobs]]\nreference = "ref.png"\ndriving = "poses"\noutput = "out/seed0.mp4"\n'
         '[[jobs]]\nreference = "ref.png"\ndriving = "poses"\noutput = "done.mp4"\n'
     )
     result = launch(TORCHRUN, "batch", "jobs.toml", cwd=inputs)
     assert result.returncode == 1  # a job failed
     rows = {line.split("│")[1].strip(): line for line in result.stderr.splitlines() if line.count("│") == 5 and line.split("│")[1].strip().isdigit()}
-    assert sorted(rows) == ["1", "2", "3", "4"]  # one table: only the main process prints
-    assert "done" in rows["1"] and "done" in rows["3"] and "skipped" in rows["4"]
+    assert sorted(rows) == ["1", "2", "3", "4", "5"]  # one table: only the main process prints
+    assert "done" in rows["1"] and "done" in rows["4"] and "skipped" in rows["5"]
     assert "failed" in rows["2"] and "cannot read reference image" in rows["2"]
-    assert "2 done, 1 skipped, 1 failed; 1 model load" in result.stderr
-    assert result.stderr.count("error: 1 of 4 jobs failed") == 1
+    assert "failed" in rows["3"] and "cannot read" in rows["3"]  # the other process heard of it and went on in step
+    assert "2 done, 1 skipped, 2 failed; 1 model load" in result.stderr
+    assert result.stderr.count("error: 2 of 5 jobs failed") == 1
     assert (inputs / "out" / "seed0.mp4").read_bytes() == one_process.read_bytes()  # made by two processes, after another job
     made, expected = frame_files(inputs / "batch-cache"), frame_files(inputs / "one")
     assert all(made[name] == frame for name, frame in expected.items())
-    assert (inputs / "done.mp4").read_bytes() == b"made earlier" and not (inputs / "out" / "broken.mp4").exists()
+    assert (inputs / "done.mp4").read_bytes() == b"made earlier"
+    assert not (inputs / "out" / "broken.mp4").exists() and not (inputs / "out" / "no-video.mp4").exists()
 
 
 def test_train_on_two_processes_writes_once_resumes_exactly_and_matches_one_process_with_twice_the_batch(init_model, tmp_path):
