@@ -5,7 +5,8 @@ person B on A's proportions, and the frames of A really performing it. A model i
 those poses and compared frame by frame (PSNR, SSIM, L1), on the person alone (PSNR over the pixels
 where the ground truth differs from that person's empty background: a flat wall copied from the
 reference scores well on the whole frame without drawing anyone), and for temporal stability by
-how much more its frames change from one to the next than the ground truth's do (flicker).
+how much more its frames change from one to the next than the ground truth's do (flicker) and how far
+its frame-to-frame changes are from the ground truth's (temporal error).
 """
 
 from __future__ import annotations
@@ -15,44 +16,22 @@ from typing import Callable
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+# The metrics live in magicpose_cli.metrics (one implementation for these tables and `magicpose
+# evaluate`); they are importable from here too.
+from magicpose_cli.metrics import images
+from magicpose_cli.metrics.images import l1, psnr, to_unit  # noqa: F401
+from magicpose_cli.metrics.temporal import flicker, flicker_excess, temporal_error, temporal_psnr  # noqa: F401
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.synthetic import SyntheticPair, draw_background, sample_pair
 
 EVALUATION_SEEDS = tuple(range(9000, 9008))  # held-out pairs: sample_pair people never appear in write_dataset data
 
 
-def _unit(frames) -> np.ndarray:
-    """Frames as float arrays in [0, 1] (uint8 input is divided by 255)."""
-    array = np.asarray(frames)
-    return array.astype(np.float64) / 255.0 if array.dtype == np.uint8 else array.astype(np.float64)
-
-
-def psnr(generated, target) -> float:
-    """Peak signal-to-noise ratio in dB over [0, 1] intensities (inf for identical images)."""
-    generated, target = _unit(generated), _unit(target)
-    if np.array_equal(generated, target):
-        return float("inf")
-    return float(peak_signal_noise_ratio(target, generated, data_range=1.0))
-
-
 def ssim(generated, target) -> float:
-    """Structural similarity of two HxWx3 images, channels averaged."""
-    return float(structural_similarity(_unit(target), _unit(generated), channel_axis=-1, data_range=1.0))
-
-
-def l1(generated, target) -> float:
-    """Mean absolute difference over [0, 1] intensities."""
-    return float(np.abs(_unit(generated) - _unit(target)).mean())
-
-
-def flicker(frames) -> float:
-    """Mean absolute change between consecutive frames (0 for a still video or a single frame)."""
-    frames = _unit(frames)
-    if len(frames) < 2:
-        return 0.0
-    return float(np.abs(np.diff(frames, axis=0)).mean())
+    """SSIM of two HxWx3 images with the colour channels averaged, as the demo tables score (the
+    paper's grey SSIM is ``magicpose_cli.metrics.images.ssim``)."""
+    return images.ssim(generated, target, grayscale=False)
 
 
 def person_psnr(generated, target, person) -> float:
@@ -60,7 +39,7 @@ def person_psnr(generated, target, person) -> float:
     person = np.asarray(person, dtype=bool)
     if not person.any():
         raise ValueError("the person mask is empty")
-    return psnr(_unit(generated)[person], _unit(target)[person])
+    return psnr(to_unit(generated)[person], to_unit(target)[person])
 
 
 def person_masks(pair: SyntheticPair) -> np.ndarray:
@@ -77,15 +56,17 @@ class VideoScores:
     l1: float
     person_psnr: float  # PSNR on the person's pixels only (nan when no mask was given)
     flicker_excess: float  # generated flicker minus ground-truth flicker
+    temporal_error: float  # mean |generated - ground-truth| of consecutive-frame differences
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def score_video(generated, target, person=None) -> VideoScores:
-    """Frame-averaged PSNR, SSIM and L1 of ``generated`` against ``target`` (both N x H x W x 3), PSNR on
-    the ``person`` masks (N x H x W) when given, and the excess flicker."""
-    generated, target = _unit(generated), _unit(target)
+    """Frame-averaged PSNR, SSIM (colour channels averaged: the synthetic people differ in colour,
+    which grey SSIM misses) and L1 of ``generated`` against ``target`` (both N x H x W x 3), PSNR on
+    the ``person`` masks (N x H x W) when given, the excess flicker and the temporal error."""
+    generated, target = to_unit(generated), to_unit(target)
     if generated.shape != target.shape:
         raise ValueError(f"generated frames are {generated.shape} but the ground truth is {target.shape}")
     return VideoScores(
@@ -93,7 +74,8 @@ def score_video(generated, target, person=None) -> VideoScores:
         ssim=float(np.mean([ssim(g, t) for g, t in zip(generated, target)])),
         l1=float(np.mean([l1(g, t) for g, t in zip(generated, target)])),
         person_psnr=float("nan") if person is None else float(np.mean([person_psnr(*frame) for frame in zip(generated, target, person)])),
-        flicker_excess=flicker(generated) - flicker(target),
+        flicker_excess=flicker_excess(generated, target),
+        temporal_error=temporal_error(generated, target),
     )
 
 
@@ -169,11 +151,20 @@ def generate_for_pair(pipeline, pair, settings: EvaluationSettings, use_referenc
 
 def vae_round_trip(pipeline, frames: np.ndarray) -> np.ndarray:
     """``frames`` (N x H x W x 3 uint8) encoded and decoded by the model's VAE: the best any generation can score."""
-    images = torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    with torch.no_grad():
-        latents = pipeline.vae.encode(images).latent_dist.mode()
-        decoded = pipeline.vae.decode(latents).sample
-    return ((decoded.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    return vae_reconstruction(pipeline.vae, frames)
+
+
+def vae_reconstruction(vae, frames: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """``frames`` (N x H x W x 3 uint8) through ``vae`` and back (the posterior's mean), N x H x W x 3 in [0, 1],
+    a few at a time on the VAE's device."""
+    decoded_batches = []
+    for start in range(0, len(frames), batch_size):
+        batch = torch.from_numpy(np.array(frames[start : start + batch_size])).permute(0, 3, 1, 2)
+        images = batch.to(vae.device, vae.dtype) / 127.5 - 1.0
+        with torch.no_grad():
+            decoded = vae.decode(vae.encode(images).latent_dist.mode()).sample
+        decoded_batches.append(((decoded.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(decoded_batches)
 
 
 def score_pairs(make_frames: Callable[[SyntheticPair], np.ndarray], seeds, settings: EvaluationSettings) -> list[VideoScores]:
@@ -210,14 +201,14 @@ def evaluate(
 def markdown_table(results: dict[str, ScoreSummary]) -> str:
     """The scores as a Markdown table, one row per model variant: mean ± standard deviation over the videos."""
     lines = [
-        "| variant | PSNR (dB) ↑ | person PSNR (dB) ↑ | SSIM ↑ | L1 ↓ | flicker excess ↓ |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| variant | PSNR (dB) ↑ | person PSNR (dB) ↑ | SSIM ↑ | L1 ↓ | flicker excess ↓ | temporal error ↓ |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, summary in results.items():
         mean, spread = summary.mean, summary.spread
         lines.append(
             f"| {name} | {mean.psnr:.2f} ± {spread.psnr:.2f} | {mean.person_psnr:.2f} ± {spread.person_psnr:.2f} "
-            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.l1:.4f} | {mean.flicker_excess:+.4f} |"
+            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.l1:.4f} | {mean.flicker_excess:+.4f} | {mean.temporal_error:.4f} |"
         )
     return "\n".join(lines)
 

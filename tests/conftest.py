@@ -66,3 +66,12 @@ def reference_png(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("reference") / "astronaut.png"
     Image.fromarray(astronaut()).resize((128, 128)).save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: on a shared CI machine, two threads that wait on each other take several times longer."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,6 +3,7 @@
 Layers, bottom-up (a module may import from its own layer and the ones below):
 1. ground: errors, files, caches' root, hashing, image and video files, the processes of a launch;
 2. models and poses: the networks, the pipeline and model folders' settings; pose detection and its keypoint types;
+   the metrics;
 3. what joins them: framing, the frame cache, the model store, the driving input, synthetic data;
 4. the work: retarget, training, evaluation, the demo;
 5. the command line.
@@ -19,9 +20,9 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "magicpose_cli"
 LAYERS = [
     ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode", "distributed"],
-    ["models", "pose"],
+    ["models", "pose", "metrics"],
     ["framing", "frame_cache", "model_store", "driving", "synthetic"],
-    ["retarget", "training", "evaluation", "demo"],
+    ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo"],
     ["cli", "__main__"],
 ]
 

@@ -75,11 +75,14 @@ def _finish(scan: DatasetScan, name: str, source: Path, frames: list, poses: lis
         scan.videos.append(TrainingVideo(name, source, tuple(frames), tuple(poses), tuple(numbers)))
 
 
-def _scan_original_layout(data_dir: Path, min_frames: int) -> DatasetScan:
-    """``train_set/<video>/<frame>.jpg`` with the rendered maps in ``pose_map_train_set/<video>/<frame>.jpg``."""
-    scan = DatasetScan("original (train_set + pose_map_train_set)")
-    for video_dir in sorted(p for p in (data_dir / ORIGINAL_FRAMES_DIR).iterdir() if p.is_dir()):
-        pose_dir = data_dir / ORIGINAL_POSE_MAPS_DIR / video_dir.name
+def _scan_original_layout(
+    data_dir: Path, min_frames: int, frames_dir: str = ORIGINAL_FRAMES_DIR, maps_dir: str = ORIGINAL_POSE_MAPS_DIR
+) -> DatasetScan:
+    """``train_set/<video>/<frame>.jpg`` with the rendered maps in ``pose_map_train_set/<video>/<frame>.jpg``
+    (the test set's ``disco_test_set`` + ``pose_map_disco_test_set`` have the same shape)."""
+    scan = DatasetScan(f"original ({frames_dir} + {maps_dir})")
+    for video_dir in sorted(p for p in (data_dir / frames_dir).iterdir() if p.is_dir()):
+        pose_dir = data_dir / maps_dir / video_dir.name
         maps = {p.stem: p for p in list_images(pose_dir)} if pose_dir.is_dir() else {}
         frames, poses, numbers = [], [], []
         for position, image in enumerate(list_images(video_dir)):
@@ -134,32 +137,38 @@ def _scan_video_files(data_dir: Path, min_frames: int, report: Callable[[str], N
 
 
 def find_training_videos(
-    data_dir: str | Path, min_frames: int = 2, report: Callable[[str], None] = lambda message: None
+    data_dir: str | Path,
+    min_frames: int = 2,
+    report: Callable[[str], None] = lambda message: None,
+    original_dirs: tuple[str, str] = (ORIGINAL_FRAMES_DIR, ORIGINAL_POSE_MAPS_DIR),
+    what: str = "training",
 ) -> DatasetScan:
     """Find the training videos under ``data_dir``, in whichever of the three layouts it uses.
 
     Frames without a detected person are dropped; videos left with fewer than ``min_frames``
     frames are skipped and listed in ``DatasetScan.skipped``. ``report`` hears about slow work
-    (pose extraction of video files).
+    (pose extraction of video files). ``original_dirs`` names the frame and pose-map folders of the
+    original layout (the test set's differ), ``what`` the data in messages.
     """
     data_dir = Path(data_dir)
+    frames_dir, maps_dir = original_dirs
     if not data_dir.is_dir():
-        raise MagicPoseError(f"training data folder not found: {data_dir}")
-    if (data_dir / ORIGINAL_FRAMES_DIR).is_dir():
-        if not (data_dir / ORIGINAL_POSE_MAPS_DIR).is_dir():
-            raise MagicPoseError(f"{data_dir / ORIGINAL_FRAMES_DIR} has no sibling {ORIGINAL_POSE_MAPS_DIR}/ of pose maps")
-        scan = _scan_original_layout(data_dir, min_frames)
+        raise MagicPoseError(f"{what} data folder not found: {data_dir}")
+    if (data_dir / frames_dir).is_dir():
+        if not (data_dir / maps_dir).is_dir():
+            raise MagicPoseError(f"{data_dir / frames_dir} has no sibling {maps_dir}/ of pose maps")
+        scan = _scan_original_layout(data_dir, min_frames, frames_dir, maps_dir)
     elif any((p / "frames").is_dir() for p in data_dir.iterdir()):
         scan = _scan_frame_folders(data_dir, min_frames)
     elif any(p.suffix.lower() in VIDEO_SUFFIXES for p in data_dir.iterdir()):
         scan = _scan_video_files(data_dir, min_frames, report)
     else:
         raise MagicPoseError(
-            f"no training data in {data_dir}: expected video files, <video>/frames/ + <video>/poses/ folders, "
-            f"or {ORIGINAL_FRAMES_DIR}/ + {ORIGINAL_POSE_MAPS_DIR}/"
+            f"no {what} data in {data_dir}: expected video files, <video>/frames/ + <video>/poses/ folders, "
+            f"or {frames_dir}/ + {maps_dir}/"
         )
     if not scan.videos:
-        raise MagicPoseError(f"no usable training video in {data_dir} ({len(scan.skipped)} skipped)")
+        raise MagicPoseError(f"no usable {what} video in {data_dir} ({len(scan.skipped)} skipped)")
     return scan
 
 
