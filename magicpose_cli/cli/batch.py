@@ -14,15 +14,15 @@ from magicpose_cli.retarget.batch import BatchReport, Job, read_jobs, run_jobs
 BATCH_HELP = """Run the retargets a jobs file lists, loading each model once.
 
 \b
-JOBS.toml: retarget options at the top are every job's defaults; each [[jobs]] table gives
+JOBS.toml: retarget options at the top are every job's defaults; each \\[\\[jobs]] table gives
 reference, driving and output (paths relative to the file) and any option of its own:
   model = "Boese0601/MagicDance"
   steps = 25
-  [[jobs]]
+  \\[\\[jobs]]
   reference = "alice.png"
   driving = "salsa.mp4"
   output = "out/alice-salsa.mp4"
-  [[jobs]]
+  \\[\\[jobs]]
   reference = "bob.png"
   driving = "salsa.mp4"
   output = "out/bob-salsa.mp4"
