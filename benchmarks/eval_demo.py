@@ -99,7 +99,7 @@ def main() -> None:
         "demo model": evaluate(demo, seeds, settings, noise_seeds=noise_seeds),
         "without appearance stage (stage 2 only)": evaluate(ablation, seeds, settings, noise_seeds=noise_seeds),
         "reference attention off at inference": evaluate(demo, seeds, settings, use_reference=False, noise_seeds=noise_seeds),
-        "per-frame initial noise": evaluate(demo, seeds, settings, per_frame_noise=True, noise_seeds=noise_seeds),
+        "per-frame initial noise": evaluate(demo, seeds, settings, noise="per-frame", noise_seeds=noise_seeds),
         "after stage 1 only (no pose control yet)": evaluate(stage1, seeds, settings, noise_seeds=noise_seeds),
         "reference frame repeated (no model)": for_each_noise_seed(evaluate_frames(
             lambda pair: np.stack([pair.reference_frame] * settings.num_frames), seeds, settings

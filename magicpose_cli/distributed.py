@@ -4,7 +4,8 @@
 NCCL on GPUs) and refuses, in one line, a launch whose processes would not share the work. The
 :class:`Processes` it returns deals out work (``share``), lets the main process go first
 (``main_first``: downloads, conversions, pose extraction fill the caches once), waits for all
-(``wait``) and moves small results between processes (``gather``, ``broadcast``).
+(``wait``) and moves small results between processes (``gather``, ``broadcast``) and tensors
+made by shares back into one list (``gather_shares``: the context windows of a denoising step).
 
 A failure on one process must not leave the others waiting in a collective that will never
 come: ``main_first``, ``everywhere`` and ``on_main`` end with every process learning of any
@@ -102,6 +103,21 @@ class Processes:
         from accelerate.utils import broadcast_object_list
 
         return broadcast_object_list([value], from_process=0)[0]
+
+    def gather_shares(self, mine: list, total: int, template):
+        """All ``total`` results, in the items' order, on every process, from each process's results for
+        its :meth:`share` of the items: tensors of one shape and dtype (``template``'s), on this process's
+        device. The bytes come back as they were made, so what follows computes as on one process."""
+        if self.count == 1:
+            return list(mine)
+        import torch
+        import torch.distributed as dist
+
+        slots = -(-total // self.count)  # the longest share
+        padding = [torch.zeros_like(template)] * (slots - len(mine))
+        parts = [torch.empty((slots, *template.shape), dtype=template.dtype, device=template.device) for _ in range(self.count)]
+        dist.all_gather(parts, torch.stack([*mine, *padding]).contiguous())
+        return [parts[index % self.count][index // self.count] for index in range(total)]
 
     def wait(self, while_waiting: Callable[[], None] | None = None, every: float = 0.5) -> None:
         """Wait until every process gets here, calling ``while_waiting()`` (a progress update) meanwhile."""

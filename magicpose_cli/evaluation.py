@@ -133,15 +133,16 @@ class EvaluationSettings:
     seed: int = 0
 
 
-def generate_for_pair(pipeline, pair, settings: EvaluationSettings, use_reference: bool = True, per_frame_noise: bool = False) -> np.ndarray:
-    """The model's frames (N x H x W x 3 in [0, 1]) for a synthetic pair's reference and target poses."""
+def generate_for_pair(pipeline, pair, settings: EvaluationSettings, use_reference: bool = True, **sampling) -> np.ndarray:
+    """The model's frames (N x H x W x 3 in [0, 1]) for a synthetic pair's reference and target poses;
+    ``sampling`` goes to the pipeline (``noise``, ``context_frames``, ``motion_scale``, ...)."""
     output = pipeline(
         reference_image=pair.reference_frame,
         pose_maps=[render_pose(pose, settings.size, settings.size) for pose in pair.target_poses],
         num_inference_steps=settings.steps,
         guidance_scale=settings.guidance,
         generator=torch.Generator().manual_seed(settings.seed),
-        per_frame_noise=per_frame_noise,
+        **sampling,
         frames_per_batch=settings.num_frames,
         output_type="np",
         use_reference=use_reference,

@@ -53,11 +53,16 @@ class FrameCache:
         with Image.open(self.path(index)) as image:
             return np.asarray(image.convert("RGB"))
 
-    def save(self, index: int, frame: np.ndarray) -> None:
-        """Write one HxWx3 uint8 frame atomically (a crash never leaves a broken PNG)."""
+    def open_folder(self) -> Path:
+        """The run's folder, made (with its run.json) on first use."""
         if not self.folder.is_dir():
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.folder / "run.json", json.dumps(self.description, indent=1, default=str))
+        return self.folder
+
+    def save(self, index: int, frame: np.ndarray) -> None:
+        """Write one HxWx3 uint8 frame atomically (a crash never leaves a broken PNG)."""
+        self.open_folder()
         with atomic_path(self.path(index)) as temporary:
             Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(temporary, format="PNG")
 

@@ -45,7 +45,7 @@ def _read_memo(memo_path: Path | None) -> dict[str, str]:
 
 
 def hash_folder(folder: Path, cache_root: Path | None = None) -> str:
-    """A content hash of every file under ``folder`` (relative names and bytes).
+    """A content hash of every file under ``folder`` (relative names and bytes), or of one file.
 
     Hashing a multi-gigabyte model on every run is slow, so each file's hash is remembered under
     ``cache_root`` by its absolute path, size and modification time.
@@ -55,14 +55,16 @@ def hash_folder(folder: Path, cache_root: Path | None = None) -> str:
     memo = _read_memo(memo_path)
     digest = hashlib.sha256()
     changed = False
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
         stat = path.stat()
         memo_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
         file_hash = memo.get(memo_key)
         if file_hash is None:
             file_hash = memo[memo_key] = hash_file(path)
             changed = True
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_hash}\n".encode())
+        name = path.name if path == folder else path.relative_to(folder).as_posix()
+        digest.update(f"{name}\0{file_hash}\n".encode())
     if memo_path is not None and changed:
         try:
             atomic_write_text(memo_path, json.dumps(memo))

@@ -73,17 +73,22 @@ def config_path() -> Path:
 
 def configured_model() -> tuple[str, str] | None:
     """(model, where it was configured) from the environment or the config file, if either names one."""
-    from_environment = os.environ.get("MAGICPOSE_MODEL")
+    return configured_setting("model", "MAGICPOSE_MODEL")
+
+
+def configured_setting(key: str, environment_variable: str) -> tuple[str, str] | None:
+    """(value, where it was configured) from ``environment_variable``, else ``key = "..."`` in the config file."""
+    from_environment = os.environ.get(environment_variable)
     if from_environment:
-        return from_environment, "MAGICPOSE_MODEL"
+        return from_environment, environment_variable
     path = config_path()
     if path.is_file():
         try:
             config = tomllib.loads(path.read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
             raise MagicPoseError(f"cannot read config file {path}: {error}") from None
-        if config.get("model"):
-            return str(config["model"]), f"config file {path}"
+        if config.get(key):
+            return str(config[key]), f"config file {path}"
     return None
 
 
@@ -169,7 +174,7 @@ def hub_model_folder(reference: str, cache_root: Path, dtype: str, source: str =
     return converted_checkpoint(fetch_hub_checkpoint(reference, source), cache_root, dtype)
 
 
-def _hub_download(repo_id: str, filename: str, source: str, required: bool) -> Path | None:
+def _hub_download(repo_id: str, filename: str, source: str, required: bool, option: str = "--model") -> Path | None:
     """A file of a hub repo from the hub cache, downloading it when needed; None if the repo has no such
     file, or (unless ``required``) if the hub cannot be reached and the cache lacks it."""
     from huggingface_hub import constants, hf_hub_download, hf_hub_url
@@ -192,13 +197,13 @@ def _hub_download(repo_id: str, filename: str, source: str, required: bool) -> P
         raise MissingWeightsError(
             f"could not fetch {filename} from the Hugging Face Hub ({repo_id}): {why} and the hub cache "
             f"({constants.HF_HUB_CACHE}) does not hold it. Download {hf_hub_url(repo_id, filename)} on a machine "
-            f"with internet and pass the file itself: --model /path/to/{filename}"
+            f"with internet and pass the file itself: {option} /path/to/{filename}"
         ) from None
     except GatedRepoError:
         raise MagicPoseError(f"{repo_id} on the Hugging Face Hub is gated: accept its terms on the hub, then log in (`hf auth login` or HF_TOKEN)") from None
     except RepositoryNotFoundError:
         raise MagicPoseError(
-            f"model not found: no local path {repo_id}, and no Hugging Face Hub repo {repo_id} (a private one needs "
+            f"{option.removeprefix('--').replace('-', ' ')} not found: no local path {repo_id}, and no Hugging Face Hub repo {repo_id} (a private one needs "
             f"`hf auth login` or HF_TOKEN) (from {source})"
         ) from None
     except (HfHubHTTPError, OSError, ValueError) as error:

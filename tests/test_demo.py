@@ -27,6 +27,7 @@ from magicpose_cli.evaluation import (
     psnr,
     score_video,
     ssim,
+    temporal_error,
     vae_round_trip,
 )
 from magicpose_cli.model_store import DEMO_MODEL_DIR, RecommendedSettings, locate_model
@@ -188,6 +189,9 @@ def test_flicker_and_video_scores():
     assert flicker(jumpy[:1]) == 0.0
     scores = score_video(jumpy, still)
     assert scores.flicker_excess == pytest.approx(0.1)
+    assert scores.temporal_error == pytest.approx(0.1)  # |0.2 - 0| and |0 - 0|, averaged
+    assert temporal_error(jumpy, jumpy) == 0.0 and temporal_error(still, jumpy) == pytest.approx(0.1)  # frozen frames score too
+    assert temporal_error(jumpy[:1], still[:1]) == 0.0
     assert scores.l1 == pytest.approx((0.0 + 0.2 + 0.2) / 3)
     with pytest.raises(ValueError, match="ground truth"):
         score_video(jumpy[:2], still)

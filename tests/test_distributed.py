@@ -13,12 +13,14 @@ import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_motion import tiny_adapter
 from test_retarget import waving_poses
 from test_train import config, make_frame_folders, weights
 
@@ -26,6 +28,7 @@ from magicpose_cli.distributed import Processes, join_processes
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.retarget import RetargetOptions, retarget
 from magicpose_cli.retarget.batch import read_jobs
+from magicpose_cli.retarget.motion import STATE_FILE
 from magicpose_cli.training import train
 from magicpose_cli.training.checkpoints import CHECKPOINTS_DIR
 from magicpose_cli.training.loss_log import read_loss_log
@@ -119,6 +122,30 @@ def test_retarget_on_two_processes_gives_the_bytes_of_one_and_resumes_with_eithe
         resumed = retarget(inputs / "ref.png", inputs / "poses", inputs / "three.mp4", options(inputs, "shared"))
     assert (resumed.generated, resumed.cache_hits) == (3, 4)
     assert (inputs / "three.mp4").read_bytes() == one_process.read_bytes()
+
+
+def test_retarget_with_a_motion_module_on_two_processes_shares_the_windows_and_gives_the_bytes_of_one(inputs):
+    """Three context windows (frames 0-2, 2-4, 4-6) a step: process 0 predicts the first and the last, process 1
+    the middle one; both fuse all three. The two processes go on from a state one process saved after step 1."""
+    tiny_adapter(seed=1).save_pretrained(inputs / "adapter")
+    motion = {"motion_module": inputs / "adapter", "context_frames": 3, "context_overlap": 1, "audio": False}
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    with threads_of_a_lone_process():
+        retarget(inputs / "ref.png", inputs / "poses", inputs / "motion-one.mp4", replace(options(inputs, "motion-one"), **motion))
+        with pytest.raises(KeyboardInterrupt):
+            retarget(inputs / "ref.png", inputs / "poses", inputs / "stopped.mp4", replace(options(inputs, "motion-two"), **motion), on_state_saved=stop)
+    assert len(list((inputs / "motion-two").glob(f"frames/*/{STATE_FILE}"))) == 1
+
+    flags = ["--motion-module", "adapter", "--context-frames", 3, "--context-overlap", 1, "--no-audio"]
+    two = launch(TORCHRUN, "retarget", "ref.png", "poses", "-o", "motion-two.mp4", "--model", "model", *QUICK, *flags, "--cache-dir", "motion-two", cwd=inputs)
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count("2 processes share the work on the CPU: each step's context windows") == 1
+    assert (inputs / "motion-two.mp4").read_bytes() == (inputs / "motion-one.mp4").read_bytes()
+    assert frame_files(inputs / "motion-two") == frame_files(inputs / "motion-one")
+    assert not list((inputs / "motion-two").glob(f"frames/*/{STATE_FILE}"))  # removed once, by the main process
 
 
 def test_batch_under_torchrun_shares_the_frames_skips_and_carries_on_after_a_bad_job(inputs, one_process):

@@ -54,7 +54,7 @@ def test_shared_noise_makes_equal_poses_give_equal_frames(pipe):
     settings["pose_maps"] = settings["pose_maps"].repeat(2, 1, 1, 1)
     shared = pipe(**settings, generator=torch.Generator().manual_seed(0), output_type="latent").images
     assert torch.allclose(shared[0], shared[1], atol=1e-5)
-    per_frame = pipe(**settings, generator=torch.Generator().manual_seed(0), per_frame_noise=True, output_type="latent").images
+    per_frame = pipe(**settings, generator=torch.Generator().manual_seed(0), noise="per-frame", output_type="latent").images
     assert (per_frame[0] - per_frame[1]).abs().max() > 0.1
 
 

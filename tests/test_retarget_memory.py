@@ -6,6 +6,9 @@ whole video would add at least that much per frame. The budget, issue 10's 100 K
 at 512x512, is 25 KB at 256x256 (a quarter of the pixels); keypoints, which alignment and smoothing
 need for the whole video, take about 4 KB a frame.
 
+With a motion module the whole video is denoised step by step, so its latents (16 KB a frame here)
+are held for the whole video; pose maps are still drawn per context window and frames decoded per batch.
+
 What is measured is tracemalloc's peak (every Python and numpy allocation, from the first driving
 frame read to the encoded video). The process's peak resident size is printed too but not asserted:
 glibc's heap makes it wander by tens of MB from run to run whatever the length (measured 1284,
@@ -19,8 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from skimage.data import astronaut
+from test_motion import tiny_adapter
 from test_retarget import waving_poses
 
 SIZE = 256
@@ -32,8 +37,9 @@ import json, resource, sys, tracemalloc
 from pathlib import Path
 from magicpose_cli.retarget import RetargetOptions, retarget
 reference, driving, out, model, cache = map(Path, sys.argv[1:6])
+motion = dict(motion_module=sys.argv[7], context_frames=8, context_overlap=2) if len(sys.argv) > 7 else {{}}
 options = RetargetOptions(model=model, width={size}, height={size}, align=False, steps=1, batch_size=8,
-                          audio=False, cache_root=cache)
+                          audio=False, cache_root=cache, **motion)
 tracemalloc.start()
 summary = retarget(reference, driving, out, options)
 assert summary.frames == int(sys.argv[6]), summary
@@ -42,25 +48,30 @@ print(json.dumps({{"traced_peak": tracemalloc.get_traced_memory()[1],
 """.format(size=SIZE)
 
 
-def peak_memory(frames: int, reference: Path, model: Path, folder: Path) -> dict:
+def peak_memory(frames: int, reference: Path, model: Path, folder: Path, motion_module: Path | None = None) -> dict:
     """Peak memory of one retarget of ``frames`` driving frames (OpenPose JSON), in a process of its own."""
     driving = folder / f"poses-{frames}"
-    driving.mkdir()
+    driving.mkdir(exist_ok=True)
     motion = waving_poses(5)
     for index in range(frames):
         motion[index % len(motion)].save(driving / f"{index:05d}.json")
     command = [sys.executable, "-c", RUN, str(reference), str(driving), str(folder / f"out-{frames}.mp4"),
-               str(model), str(folder / f"cache-{frames}"), str(frames)]  # fmt: skip
+               str(model), str(folder / f"cache-{frames}"), str(frames), *([str(motion_module)] if motion_module else [])]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=800)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_peak_memory_does_not_grow_with_video_length(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("motion", [False, True], ids=["no motion module", "motion module"])
+def test_peak_memory_does_not_grow_with_video_length(tiny_model_dir, tmp_path, motion):
     reference = tmp_path / "astronaut.png"
     Image.fromarray(astronaut()).resize((SIZE, SIZE)).save(reference)
-    short = peak_memory(SHORT, reference, tiny_model_dir, tmp_path)
-    long = peak_memory(LONG, reference, tiny_model_dir, tmp_path)
+    motion_module = None
+    if motion:
+        motion_module = tmp_path / "adapter"
+        tiny_adapter().save_pretrained(motion_module)
+    short = peak_memory(SHORT, reference, tiny_model_dir, tmp_path, motion_module)
+    long = peak_memory(LONG, reference, tiny_model_dir, tmp_path, motion_module)
     per_frame = (long["traced_peak"] - short["traced_peak"]) / (LONG - SHORT)
     print(json.dumps({"short": short, "long": long, "traced_bytes_per_extra_frame": per_frame}))
     assert per_frame < BUDGET_PER_FRAME, f"{per_frame:.0f} bytes per extra frame ({short} -> {long})"

@@ -28,7 +28,8 @@ from magicpose_cli.pose.render import render_pose
 from magicpose_cli.training import PairDataset, TrainConfig, Trainer, find_training_videos, train
 from magicpose_cli.training.checkpoints import latest_checkpoint, prune_checkpoints
 from magicpose_cli.training.data import ORIGINAL_FRAMES_DIR, ORIGINAL_POSE_MAPS_DIR, PairChoice, square_crop_box
-from magicpose_cli.training.engine import sample_generators, training_loss
+from magicpose_cli.training.stages import sample_generators
+from magicpose_cli.training.stages import training_loss
 from magicpose_cli.training.loss_log import read_loss_log
 
 from conftest import FIXTURE_DIR

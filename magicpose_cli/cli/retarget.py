@@ -10,8 +10,9 @@ from rich.table import Table
 
 from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.framing import FitMode
+from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.loading import Device, Precision, Scheduler
-from magicpose_cli.models.pipeline import GuidanceMode
+from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
 from magicpose_cli.pose.keypoints import parse_pose_size
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, retarget
 
@@ -19,6 +20,7 @@ _GENERATION = "Generation"
 _FRAMING = "Framing and poses"
 _OUTPUT = "Output"
 _MEMORY = "Device and memory"
+_MOTION = "Motion module (docs/motion.md)"
 
 
 @command("retarget")
@@ -53,7 +55,11 @@ def retarget_command(
         None, help="WxH canvas of OpenPose JSON that has none (CMU OpenPose); default: the keypoints' extent.", rich_help_panel=_FRAMING,
     ),
     max_frames: Optional[int] = typer.Option(None, help="Use only the first N driving frames (after --fps).", rich_help_panel=_FRAMING),
-    seed: int = typer.Option(0, help="Seed of the initial noise all frames share.", rich_help_panel=_GENERATION),
+    seed: int = typer.Option(0, help="Seed of the initial noise.", rich_help_panel=_GENERATION),
+    noise: Optional[NoiseMode] = typer.Option(
+        None, help="Initial noise: shared by all frames, a draw per-frame, or one window-long draw tiled over the video "
+        "(default: shared; per-frame with a motion module).", rich_help_panel=_GENERATION,
+    ),
     batch_size: int = typer.Option(4, help="Frames denoised together.", rich_help_panel=_GENERATION),
     steps: Optional[int] = typer.Option(None, help="Denoising steps (default: the model's recommendation, else 50).", rich_help_panel=_GENERATION),
     guidance: Optional[float] = typer.Option(
@@ -66,6 +72,23 @@ def retarget_command(
     scheduler: Optional[Scheduler] = typer.Option(
         None, help="ddim, or dpm (DPM-Solver++) / unipc for fewer steps (default: the model's recommendation, else ddim).",
         rich_help_panel=_GENERATION,
+    ),
+    motion_module: Optional[str] = typer.Option(
+        None, help="AnimateDiff motion module: a MotionAdapter folder or hub id (guoyww/animatediff-motion-adapter-v1-5-2), "
+        "or an original checkpoint (mm_sd_v15_v2.ckpt, v3_sd15_mm.ckpt, hub owner/name/file.ckpt). Default: "
+        "$MAGICPOSE_MOTION_MODULE, then `motion_module` in the config file, then (demo model) the demo one.", rich_help_panel=_MOTION,
+    ),
+    no_motion: bool = typer.Option(False, "--no-motion", help="Run without a motion module, even a configured one.", rich_help_panel=_MOTION),
+    context_frames: Optional[int] = typer.Option(
+        None, help="Frames the motion module sees at once (default 16, the modules' training length).", rich_help_panel=_MOTION
+    ),
+    context_overlap: Optional[int] = typer.Option(None, help="Frames shared by consecutive windows (default 4).", rich_help_panel=_MOTION),
+    context_fusion: Optional[ContextFusion] = typer.Option(
+        None, help="How overlapping windows are blended: pyramid (default; edge frames count least) or flat.", rich_help_panel=_MOTION
+    ),
+    motion_scale: Optional[float] = typer.Option(
+        None, help="0..1: the motion module's output blended with its input (default 1; lower: more per-frame detail, "
+        "less smoothing).", rich_help_panel=_MOTION,
     ),
     device: Device = typer.Option(Device.auto, help="auto: cuda, else mps, else cpu.", rich_help_panel=_MEMORY),
     dtype: Precision = typer.Option(Precision.auto, help="auto: fp16 on CUDA, else fp32; bf16 also on the CPU.", rich_help_panel=_MEMORY),
@@ -105,7 +128,9 @@ def retarget_command(
         pose_size=parse_pose_size(pose_size) if pose_size else None, max_frames=max_frames, seed=seed, batch_size=batch_size, steps=steps, guidance=guidance,
         guidance_mode=guidance_mode, scheduler=scheduler, device=device, dtype=dtype,
         vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload, fps=fps, audio=audio,
-        grid=grid, overwrite=overwrite, force=force, frames_dir=frames_dir, cache_root=cache_dir,
+        grid=grid, overwrite=overwrite, force=force, frames_dir=frames_dir, cache_root=cache_dir, noise=noise,
+        motion_module=motion_module, no_motion=no_motion, context_frames=context_frames, context_overlap=context_overlap,
+        context_fusion=context_fusion, motion_scale=motion_scale,
     )  # fmt: skip
     summary = retarget(reference, driving, output, options, console=console, on_notice=console.print, on_detail=detail)
     print_summary(summary)

@@ -1,4 +1,4 @@
-"""`magicpose train --data DIR --stage appearance|pose --model INIT -o RUN_DIR`: options handed to magicpose_cli.training."""
+"""`magicpose train --data DIR --stage appearance|pose|motion --model INIT -o RUN_DIR`: options handed to magicpose_cli.training."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from magicpose_cli.training import TrainConfig, train
 _DATA = "Data"
 _OPTIMISATION = "Optimisation"
 _RUN = "Checkpoints, samples and logs"
-TRAIN_HELP = """Train MagicPose on your own videos, in the paper's two stages.
+TRAIN_HELP = """Train MagicPose on your own videos, in the paper's two stages, and a motion module.
 
 \b
 1. --stage appearance: appearance-control pretraining. The appearance model learns to carry
@@ -24,6 +24,10 @@ TRAIN_HELP = """Train MagicPose on your own videos, in the paper's two stages.
 2. --stage pose: appearance-disentangled pose control. The pose ControlNet, started from the
    OpenPose ControlNet (--controlnet-init), learns together with the stage-1 appearance model
    (--model RUN1/model); --freeze-appearance trains the ControlNet alone. SD UNet frozen.
+3. --stage motion: an AnimateDiff motion module, on clips of --clip-frames frames every
+   --clip-stride-th frame, everything else frozen; from --motion-module (a published one) or
+   from scratch (zero output projections). Saved to RUN_DIR/motion_module, which
+   `magicpose retarget --motion-module` loads (docs/motion.md).
 
 Several GPUs: accelerate launch --num_processes N -m magicpose_cli train ... (or torchrun
 --nproc_per_node N -m magicpose_cli train ...): each process trains on its own share of the pairs
@@ -41,7 +45,7 @@ def train_command(
         "<video>/frames/*.png + <video>/poses/*.json folders, or the original train_set/ + pose_map_train_set/.",
         rich_help_panel=_DATA,
     ),
-    stage: str = typer.Option(..., help="appearance (stage 1) or pose (stage 2); see above."),
+    stage: str = typer.Option(..., help="appearance (stage 1), pose (stage 2) or motion; see above."),
     model: Path = typer.Option(
         ..., help="Model to start from: a MagicPose model folder (stage 2: the stage-1 output), "
         "an original checkpoint (SD 1.5 or MagicPose), or a Hugging Face Hub repo (Boese0601/MagicDance); "
@@ -52,6 +56,15 @@ def train_command(
         None, help="OpenPose ControlNet to start the pose ControlNet from: a diffusers folder or control_v11p_sd15_openpose.pth."
     ),
     freeze_appearance: bool = typer.Option(False, help="Stage 2: train the pose ControlNet alone, appearance model frozen."),
+    motion_module: Optional[str] = typer.Option(
+        None, help="Motion stage: the motion module to start from (as retarget's --motion-module); default: from scratch."
+    ),
+    clip_frames: int = typer.Option(16, help="Motion stage: frames per training clip.", rich_help_panel=_DATA),
+    clip_stride: int = typer.Option(4, help="Motion stage: a clip takes every N-th frame of its video.", rich_help_panel=_DATA),
+    clip_noise: str = typer.Option(
+        "per-frame", help="Motion stage: per-frame noise (as AnimateDiff trains) or one draw shared by a clip's frames (as "
+        "retarget's --noise shared samples).", rich_help_panel=_DATA,
+    ),
     resolution: int = typer.Option(512, help="Square training size in pixels (multiple of 64 for SD 1.5).", rich_help_panel=_DATA),
     max_frame_gap: Optional[int] = typer.Option(
         None, help="Reference and target at most this many frames apart (default: any two frames of a video).",
@@ -59,7 +72,7 @@ def train_command(
     ),
     num_workers: int = typer.Option(2, help="Data loading processes per GPU.", rich_help_panel=_DATA),
     batch_size: Optional[int] = typer.Option(
-        None, help="Pairs per GPU and step (default: 32 for appearance, 8 for pose, as the released scripts).",
+        None, help="Pairs (clips) per GPU and step (default: 32 for appearance, 8 for pose, as the released scripts; 1 clip for motion).",
         rich_help_panel=_OPTIMISATION,
     ),
     max_steps: int = typer.Option(100_000, help="Optimiser steps to train to (counting resumed ones).", rich_help_panel=_OPTIMISATION),
@@ -91,8 +104,9 @@ def train_command(
         sample_count=sample_count, sample_steps=sample_steps, resume=resume, max_frame_gap=max_frame_gap,
         freeze_appearance=freeze_appearance, seed=seed, ema=ema, ema_decay=ema_decay,
         gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
+        clip_frames=clip_frames, clip_stride=clip_stride, clip_noise=clip_noise, motion_module=motion_module,
     )  # fmt: skip
     model_dir = train(config, console=console)
-    console.print(f"[green]model saved:[/] {model_dir}", highlight=False)
+    console.print(f"[green]saved:[/] {model_dir}", highlight=False)
     if launched_as_main():
         typer.echo(str(model_dir))

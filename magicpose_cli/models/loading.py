@@ -68,24 +68,34 @@ def load_pipeline(
     vae_tiling: bool = False,
     cpu_offload: bool = False,
     with_text_encoder: bool = False,
+    motion_module: Path | None = None,
 ):
     """The pipeline of ``folder`` on ``device`` in ``dtype``, quiet, with the scheduler and memory savers asked for.
 
     The CLIP text encoder and tokenizer are loaded only ``with_text_encoder`` (a text prompt);
-    the default empty prompt is stored in the folder as an embedding.
+    the default empty prompt is stored in the folder as an embedding. ``motion_module`` (a file or
+    MotionAdapter folder, see models/motion_loading.py) puts a motion module into the main UNet;
+    without it none runs, whatever the folder holds.
     """
-    pipe = _load_networks(folder, device, dtype, cpu_offload, with_text_encoder)
+    pipe = _load_networks(folder, device, dtype, cpu_offload, with_text_encoder, motion_module)
     return _configure(pipe, dict(pipe.scheduler.config), scheduler, vae_slicing, vae_tiling)
 
 
-def _load_networks(folder: Path, device: torch.device, dtype: torch.dtype, cpu_offload: bool, with_text_encoder: bool = False):
+def _load_networks(
+    folder: Path, device: torch.device, dtype: torch.dtype, cpu_offload: bool, with_text_encoder: bool = False, motion_module: Path | None = None
+):
     from diffusers.utils import logging as diffusers_logging
 
     from magicpose_cli.models.pipeline import MagicPosePipeline
 
     diffusers_logging.disable_progress_bar()
     without_text = {} if with_text_encoder else {"text_encoder": None, "tokenizer": None}
-    pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, **without_text)
+    motion_adapter = None
+    if motion_module is not None:
+        from magicpose_cli.models.motion_loading import load_motion_adapter
+
+        motion_adapter = load_motion_adapter(motion_module)
+    pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, motion_adapter=motion_adapter, **without_text)
     if cpu_offload and device.type != "cpu":
         pipe.enable_model_cpu_offload(device=device)
     else:
@@ -117,12 +127,13 @@ class LoadedPipelines:
         self.loads = 0
 
     def get(self, folder: Path, device: torch.device, dtype: torch.dtype, scheduler: Scheduler | str = Scheduler.ddim,
-            vae_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False):  # fmt: skip
+            vae_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False, motion_module: Path | None = None):  # fmt: skip
         """The pipeline as :func:`load_pipeline` gives it, loading its networks only when not kept already."""
-        key = (Path(folder).resolve(), str(device), dtype, cpu_offload and device.type != "cpu")
+        motion = None if motion_module is None else Path(motion_module).resolve()
+        key = (Path(folder).resolve(), str(device), dtype, cpu_offload and device.type != "cpu", motion)
         if key not in self._kept:
             self._kept.clear()
-            pipe = _load_networks(folder, device, dtype, cpu_offload)
+            pipe = _load_networks(folder, device, dtype, cpu_offload, motion_module=motion_module)
             self._kept[key] = (pipe, dict(pipe.scheduler.config))
             self.loads += 1
         pipe, scheduler_config = self._kept[key]

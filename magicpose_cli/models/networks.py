@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 import torch
-from diffusers import ConfigMixin, ControlNetModel, ModelMixin, UNet2DConditionModel
+from diffusers import ConfigMixin, ControlNetModel, ModelMixin, UNet2DConditionModel, UNetMotionModel
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
@@ -40,7 +40,9 @@ class PromptEmbedding(ModelMixin, ConfigMixin):
 class MagicPoseDenoiser:
     """Noise prediction of MagicPose: main UNet + appearance attention + pose ControlNet residuals.
 
-    Shared by the sampling pipeline and by training, so both compute exactly the same thing.
+    Shared by the sampling pipeline and by training, so both compute exactly the same thing. With
+    a motion UNet the latents are ``videos x num_frames`` frames (one video by default) that the
+    UNet runs together; the ControlNet still runs per frame.
     """
 
     def __init__(self, unet: UNet2DConditionModel, reference_unet: UNet2DConditionModel, controlnet: ControlNetModel):
@@ -61,21 +63,28 @@ class MagicPoseDenoiser:
         reference_features: ReferenceFeatures | None = None,
         pose_maps: torch.Tensor | None = None,
         pose_scale: float = 1.0,
+        num_frames: int | None = None,
     ) -> torch.Tensor:
-        """Predict the noise in ``latents``; a path given as None is off (both None: plain SD UNet)."""
+        """Predict the noise in ``latents``; a path given as None is off (both None: plain SD UNet).
+
+        ``timestep``: one, or one per video (per image without a motion UNet)."""
         encoder_hidden_states = encoder_hidden_states.expand(latents.shape[0], -1, -1)
+        runs_videos = isinstance(self.unet, UNetMotionModel)
+        num_frames = (num_frames or latents.shape[0]) if runs_videos else 1
+        per_video = torch.is_tensor(timestep) and timestep.ndim == 1 and num_frames > 1
+        frame_timestep = timestep.repeat_interleave(num_frames) if per_video else timestep
         down_residuals = mid_residual = None
         if pose_maps is not None:
             down_residuals, mid_residual = self.controlnet(
                 latents,
-                timestep,
+                frame_timestep,
                 encoder_hidden_states,
                 controlnet_cond=pose_maps.to(latents.dtype),
                 conditioning_scale=pose_scale,
                 return_dict=False,
             )
-        return self.unet(
-            latents,
+        noise = self.unet(
+            latents.unflatten(0, (-1, num_frames)).transpose(1, 2) if runs_videos else latents,
             timestep,
             encoder_hidden_states,
             cross_attention_kwargs={"reference_features": reference_features} if reference_features else None,
@@ -83,3 +92,4 @@ class MagicPoseDenoiser:
             mid_block_additional_residual=mid_residual,
             return_dict=False,
         )[0]
+        return noise.transpose(1, 2).flatten(0, 1) if runs_videos else noise

@@ -10,14 +10,20 @@ from enum import Enum
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from magicpose_cli.distributed import Processes
+from magicpose_cli.models.context_windows import ContextFusion
+from magicpose_cli.models.denoising_state import DenoisingState
+from magicpose_cli.models.motion import make_faithful, motion_transformers, motion_unet
 from magicpose_cli.models.networks import AppearanceUNet, MagicPoseDenoiser, PromptEmbedding
-from magicpose_cli.models.reference_attention import ReferenceFeatures
+from magicpose_cli.models.pose_maps import PoseMapProcessor
+from magicpose_cli.models.reference_attention import ReferenceFeatures, StepFeatures, StepReferenceFeatures
+from magicpose_cli.models.video_denoising import DEFAULT_CONTEXT_FRAMES, DEFAULT_CONTEXT_OVERLAP, NoiseMode, VideoDenoisingMixin
 
 CPU = torch.device("cpu")
 
@@ -36,84 +42,21 @@ class MagicPoseOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
 
 
-class PoseMapProcessor:
-    """Pose maps in any usual form as an Nx3xHxW float tensor in [0,1], the ControlNet's input range.
-
-    The type decides the scale, never the values: uint8 arrays, uint8 tensors and PIL images are
-    divided by 255; float arrays (HxWx3) and float tensors (3xHxW) are taken as already in [0,1].
-    """
-
-    @staticmethod
-    def frames(pose_maps) -> Sequence:
-        """Any pose-map input as a sequence of single maps; a 4-D tensor or array is split by indexing."""
-        if isinstance(pose_maps, PIL.Image.Image) or (isinstance(pose_maps, (torch.Tensor, np.ndarray)) and pose_maps.ndim == 3):
-            return [pose_maps]
-        return pose_maps
-
-    @staticmethod
-    def to_tensor(pose_map) -> torch.Tensor:
-        """One map as a 3xHxW float tensor in [0,1]."""
-        if isinstance(pose_map, PIL.Image.Image):
-            pose_map = np.asarray(pose_map.convert("RGB"))
-        if isinstance(pose_map, np.ndarray):
-            if pose_map.ndim != 3 or pose_map.shape[-1] != 3:
-                raise ValueError(f"pose maps must be N x 3 x H x W tensors or H x W x 3 arrays, got an array of {pose_map.shape}")
-            pose_map = torch.from_numpy(np.array(pose_map)).permute(2, 0, 1)  # a copy: PIL's arrays are read-only
-        if not isinstance(pose_map, torch.Tensor):
-            raise TypeError(f"a pose map must be an array, a PIL image or a tensor, got {type(pose_map).__name__}")
-        if pose_map.ndim != 3 or pose_map.shape[0] != 3:
-            raise ValueError(f"pose maps must be N x 3 x H x W (N >= 1), got a map of {tuple(pose_map.shape)}")
-        return pose_map.float() / 255.0 if pose_map.dtype == torch.uint8 else pose_map.float()
-
-    def preprocess(self, pose_maps: Sequence) -> torch.Tensor:
-        """Maps of one size stacked as Nx3xHxW."""
-        tensors = [self.to_tensor(pose_map) for pose_map in pose_maps]
-        if any(tensor.shape != tensors[0].shape for tensor in tensors):
-            raise ValueError("all pose maps must have the same size")
-        return torch.stack(tensors)
-
-
-StepFeatures = tuple[ReferenceFeatures, ReferenceFeatures | None]
-"""The reference features of one step: for the conditional branch, and for ``"text"`` mode's negative one."""
-
-
-def _features_on(features: ReferenceFeatures | None, device: torch.device) -> ReferenceFeatures | None:
-    return None if features is None else {name: feature.to(device, non_blocking=True) for name, feature in features.items()}
-
-
-class StepReferenceFeatures:
-    """The appearance model's features at each denoising step, computed once for the whole video.
-
-    They depend only on the reference, the timestep and the text, never on the frames, so the
-    first batch computes them and the later batches reuse them. Between batches they wait on the
-    CPU (at 512x512 the SD 1.5 self-attention inputs are 11.6 M values per step: 23 MB in
-    float16, 1.2 GB for 50 steps), so the accelerator holds only the current step's.
-    """
-
-    def __init__(self, compute: Callable[[torch.Tensor], StepFeatures], keep: bool):
-        self.compute, self.keep = compute, keep
-        self.kept: dict[int, StepFeatures] = {}
-
-    def at(self, step_index: int, timestep: torch.Tensor, device: torch.device) -> StepFeatures:
-        if step_index in self.kept:
-            return tuple(_features_on(features, device) for features in self.kept[step_index])
-        computed = self.compute(timestep)
-        if self.keep:
-            self.kept[step_index] = tuple(_features_on(features, CPU) for features in computed)
-        return computed
-
-
 def frame_batches(num_frames: int, frames_per_batch: int) -> list[range]:
     """Frame indices of each batch, always cut at multiples of ``frames_per_batch`` (so resuming is exact)."""
     return [range(start, min(start + frames_per_batch, num_frames)) for start in range(0, num_frames, frames_per_batch)]
 
 
-class MagicPosePipeline(DiffusionPipeline):
-    """MagicPose sampling for one frame or a thousand.
+class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
+    """MagicPose sampling for one frame or a thousand, with or without a motion module.
 
     All frames share the reference features and, by default, one initial noise, so a video is
-    as consistent as the model allows. Frames are denoised in batches; per step the appearance
-    model runs once for the whole video, and the ControlNet only in branches that use the pose.
+    as consistent as the model allows. Without a motion module frames are denoised in batches; per
+    step the appearance model runs once for the whole video, and the ControlNet only in branches
+    that use the pose. With one (``motion_adapter``, an AnimateDiff MotionAdapter) the main UNet
+    becomes a motion UNet running the frames of a context window together, and the whole video is
+    denoised step by step (:class:`VideoDenoisingMixin`); appearance attention stays on the spatial
+    self-attention, so the motion modules never see reference tokens.
 
     Guidance modes: ``"image"`` (the original default) guides on reference and pose: the
     unconditional branch is the plain SD UNet with the same text. ``"text"`` keeps reference and
@@ -121,11 +64,11 @@ class MagicPosePipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->reference_unet->controlnet->unet->vae"
-    _optional_components = ["empty_prompt", "text_encoder", "tokenizer"]
+    _optional_components = ["empty_prompt", "text_encoder", "tokenizer", "motion_adapter"]
 
     def __init__(
         self,
-        unet: UNet2DConditionModel,
+        unet: UNet2DConditionModel | UNetMotionModel,
         reference_unet: AppearanceUNet,
         controlnet: ControlNetModel,
         vae: AutoencoderKL,
@@ -133,11 +76,16 @@ class MagicPosePipeline(DiffusionPipeline):
         empty_prompt: PromptEmbedding | None = None,
         text_encoder=None,
         tokenizer=None,
+        motion_adapter: MotionAdapter | None = None,
     ):
         super().__init__()
+        if motion_adapter is not None and not isinstance(unet, UNetMotionModel):
+            unet = motion_unet(unet, motion_adapter)  # built from the UNet's and the adapter's own modules
+        for transformer in motion_transformers(unet):
+            make_faithful(transformer)
         self.register_modules(
             unet=unet, reference_unet=reference_unet, controlnet=controlnet, vae=vae, scheduler=scheduler,
-            empty_prompt=empty_prompt, text_encoder=text_encoder, tokenizer=tokenizer,
+            empty_prompt=empty_prompt, text_encoder=text_encoder, tokenizer=tokenizer, motion_adapter=motion_adapter,
         )  # fmt: skip
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
@@ -152,6 +100,10 @@ class MagicPosePipeline(DiffusionPipeline):
         if built is None or any(a is not b for a, b in zip((built.unet, built.reference_unet, built.controlnet), networks)):
             self._denoiser = built = MagicPoseDenoiser(*networks)
         return built
+
+    @property
+    def has_motion(self) -> bool:
+        return isinstance(self.unet, UNetMotionModel)
 
     def __call__(self, *args, return_dict: bool = True, **kwargs) -> MagicPoseOutput | tuple:
         """Generate one frame per pose map: the arguments of :meth:`generate_batches`, its batches joined."""
@@ -173,47 +125,76 @@ class MagicPosePipeline(DiffusionPipeline):
         negative_prompt_embeds: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
-        per_frame_noise: bool = False,
+        noise: NoiseMode | str | None = None,
         frames_per_batch: int = 4,
         output_type: str = "pil",
         callback_on_step_end: Callable[["MagicPosePipeline", int, int, dict], dict | None] | None = None,
         use_reference: bool = True,
         skip_batch: Callable[[range], bool] | None = None,
+        context_frames: int | None = None,
+        context_overlap: int = DEFAULT_CONTEXT_OVERLAP,
+        context_fusion: ContextFusion | str = ContextFusion.pyramid,
+        motion_scale: float = 1.0,
+        resume_state: DenoisingState | None = None,
+        on_state: Callable[[DenoisingState], None] | None = None,
+        processes: Processes = Processes(),
     ) -> Iterator[tuple[range, list[PIL.Image.Image] | np.ndarray | torch.Tensor]]:
         """Yield ``(frame indices, frames)`` batch by batch, so a long video never sits in memory whole.
 
         ``pose_maps``: any sequence of maps (uint8 HxWx3 arrays, PIL images, 3xHxW tensors in [0,1],
-        read one batch at a time) or an Nx3xHxW tensor. ``skip_batch(frame indices) -> True`` skips
-        a batch (e.g. cached) without changing any other frame. The noise is drawn in float32 where
+        read one batch or window at a time) or an Nx3xHxW tensor. ``skip_batch(frame indices) -> True``
+        skips a batch (e.g. cached) without changing any other frame. ``noise``: see :class:`NoiseMode`
+        (None: shared, or per-frame with a motion module). The noise is drawn in float32 where
         ``generator`` lives (the CPU if none), so a CPU generator gives it on every device alike.
         ``use_reference=False`` switches appearance attention off.
+
+        With a motion module: windows of ``context_frames`` (default 16) overlapping by
+        ``context_overlap``, fused by ``context_fusion``; ``motion_scale`` blends the modules' output
+        with their input; ``resume_state``/``on_state`` resume and report the whole-video state
+        (:class:`DenoisingState`); batches are then decoding batches.
+
+        Several ``processes`` (magicpose_cli.distributed) take the batches not skipped in turn, and with
+        a motion module each step's windows too (see ``denoise_video``); every process yields its own.
         """
         pose_maps = self.pose_map_processor.frames(pose_maps)
         height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps)
-        guidance_mode = GuidanceMode(guidance_mode)
+        guidance_mode, noise = GuidanceMode(guidance_mode), self.noise_mode(noise)
         num_frames = len(pose_maps)
         batches = frame_batches(num_frames, frames_per_batch)
         todo = [index for index, frames in enumerate(batches) if skip_batch is None or not skip_batch(frames)]
         if not todo:
             return
+        windows = self.video_windows(num_frames, context_frames, context_overlap, motion_scale)
 
         # 1. The text, the initial noise, the reference latent and its features per step.
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(prompt, prompt_embeds, negative_prompt_embeds)
-        initial_noise = self.prepare_latents(num_frames, height, width, generator, latents, per_frame_noise)
+        tile_frames = len(windows[0]) if windows else context_frames or DEFAULT_CONTEXT_FRAMES
+        initial_noise = self.prepare_latents(num_frames, height, width, generator, latents, noise, tile_frames)
         reference_latents = self.encode_reference(reference_image, height, width) if use_reference else None
         references = self.prepare_reference_features(
-            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep=len(todo) > 1
+            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep=len(todo) > 1 and not self.has_motion
         )
+        denoising = (prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode)
 
-        # 2. Denoise and decode batch by batch.
-        for batch_index in todo:
+        # 2a. With a motion module: the whole video step by step, window by window; then decode batch by batch.
+        if self.has_motion:
+            video_latents = self.denoise_video(
+                initial_noise.expand(num_frames, -1, -1, -1).clone(), pose_maps, references, *denoising, windows,
+                context_fusion, resume_state, on_state, callback_on_step_end, processes,
+            )  # fmt: skip
+            for batch_index in processes.share(todo):
+                frames = batches[batch_index]
+                yield frames, self.decode(video_latents[frames.start : frames.stop], output_type)
+            return
+
+        # 2b. Without one: denoise and decode batch by batch (each frame is denoised on its own).
+        for batch_index in processes.share(todo):
             frames = batches[batch_index]
             batch_poses = self.pose_map_processor.preprocess([pose_maps[index] for index in frames])
             batch_noise = initial_noise[frames.start : frames.stop] if len(initial_noise) > 1 else initial_noise
             batch_latents = self.denoise(
                 batch_noise.expand(len(frames), -1, -1, -1).clone(), batch_poses.to(self._execution_device, self.unet.dtype),
-                references, prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode,
-                callback_on_step_end, {"batch_index": batch_index, "num_batches": len(batches)},
+                references, *denoising, callback_on_step_end, {"batch_index": batch_index, "num_batches": len(batches)},
             )  # fmt: skip
             yield frames, self.decode(batch_latents, output_type)
 
@@ -350,17 +331,16 @@ class MagicPosePipeline(DiffusionPipeline):
         dtype = self.unet.dtype
         return prompt_embeds.to(device, dtype), negative_prompt_embeds.to(device, dtype)
 
-    def prepare_latents(self, num_frames, height, width, generator, latents, per_frame_noise) -> torch.Tensor:
-        """The initial noise: 1 (shared by all frames) or ``num_frames`` x 4 x h x w."""
-        shape = (
-            num_frames if per_frame_noise else 1,
-            self.unet.config.in_channels,
-            height // self.vae_scale_factor,
-            width // self.vae_scale_factor,
-        )
+    def prepare_latents(self, num_frames, height, width, generator, latents, noise: NoiseMode, tile_frames: int) -> torch.Tensor:
+        """The initial noise: 1 x 4 x h x w (shared by all frames) or ``num_frames`` x 4 x h x w (per
+        frame, or ``tile_frames`` draws repeated over the video)."""
+        draws = {NoiseMode.shared: 1, NoiseMode.per_frame: num_frames, NoiseMode.tiled: min(tile_frames, num_frames)}[noise]
+        shape = (draws, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         if latents is None:
             draw_device = generator.device if generator is not None else CPU
             latents = randn_tensor(shape, generator=generator, device=draw_device, dtype=torch.float32)
+            if noise is NoiseMode.tiled:
+                latents = latents[torch.arange(num_frames) % draws]
         elif latents.ndim != 4 or latents.shape[0] not in (1, num_frames) or tuple(latents.shape[1:]) != shape[1:]:
             raise ValueError(f"latents must be 1 or {num_frames} x {shape[1]} x {shape[2]} x {shape[3]}, got {tuple(latents.shape)}")
         return latents.to(self._execution_device, self.unet.dtype)

@@ -15,8 +15,11 @@ from magicpose_cli.driving import DrivingPoses
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, generation_size, training_scale_size
 from magicpose_cli.models.loading import Device, Precision, Scheduler
-from magicpose_cli.models.pipeline import GuidanceMode
+from magicpose_cli.models.context_windows import ContextFusion
+from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
 from magicpose_cli.models.settings import RecommendedSettings
+from magicpose_cli.models.video_denoising import DEFAULT_MOTION_NOISE
+from magicpose_cli.retarget.motion import MotionSettings, validate_motion_options
 from magicpose_cli.retarget.outputs import check_frames_dir
 
 DEFAULT_STEPS = 50
@@ -57,6 +60,13 @@ class RetargetOptions:
     force: bool = False
     frames_dir: Path | None = None
     cache_root: Path | None = None
+    noise: NoiseMode | None = None  # None: shared, or per-frame with a motion module
+    motion_module: str | Path | None = None  # None: $MAGICPOSE_MOTION_MODULE, the config file's, the demo one with the demo model
+    no_motion: bool = False
+    context_frames: int | None = None  # None (also the three below): the default, see retarget/motion.py
+    context_overlap: int | None = None
+    context_fusion: ContextFusion | None = None
+    motion_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,9 +83,18 @@ class Sampling:
     dtype: str
     vae_slicing: bool
     vae_tiling: bool
+    noise: NoiseMode = NoiseMode.shared
+    motion: MotionSettings | None = None  # None: no motion module
 
     def key(self) -> dict:
-        return {name: getattr(value, "value", value) for name, value in asdict(self).items()}
+        """The settings for the cache key; the noise and the motion settings only where they differ
+        from a run without a motion module, so the keys of such runs stay what they were."""
+        key = {name: getattr(value, "value", value) for name, value in asdict(self).items() if name not in ("noise", "motion")}
+        if NoiseMode(self.noise) is not NoiseMode.shared:
+            key["noise"] = NoiseMode(self.noise).value
+        if self.motion is not None:
+            key["motion"] = self.motion.key()
+        return key
 
 
 def validate_options(options: RetargetOptions) -> None:
@@ -99,6 +118,7 @@ def validate_options(options: RetargetOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise MagicPoseError(message)
+    validate_motion_options(options)
     if options.frames_dir is not None:
         check_frames_dir(Path(options.frames_dir))
 
@@ -116,10 +136,10 @@ def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
 
 
 def resolve_sampling(
-    options: RetargetOptions, recommended: RecommendedSettings, device: str, dtype: str
+    options: RetargetOptions, recommended: RecommendedSettings, device: str, dtype: str, motion: MotionSettings | None = None
 ) -> tuple[Sampling, dict[str, tuple[object, str]]]:
     """The sampling settings: each one the user's, else the model's recommendation, else the default;
-    with (value, where it came from) per setting for the notice."""
+    with (value, where it came from) per setting for the notice. ``motion``: the motion module's settings, if one runs."""
     if options.cpu_offload and device == "cpu":
         raise MagicPoseError("--cpu-offload keeps models on the CPU until a GPU needs them; running on the CPU, it would change nothing")
     chosen = {
@@ -131,9 +151,13 @@ def resolve_sampling(
         scheduler = Scheduler(chosen["scheduler"][0])
     except ValueError:
         raise MagicPoseError(f"the model recommends an unknown scheduler {chosen['scheduler'][0]!r}; pass --scheduler") from None
+    noise = choose(options.noise, None, DEFAULT_MOTION_NOISE if motion is not None else NoiseMode.shared)
+    if motion is not None or options.noise is not None:
+        chosen["noise"] = noise
     sampling = Sampling(
         options.seed, options.batch_size, int(chosen["steps"][0]), float(chosen["guidance"][0]),
         GuidanceMode(options.guidance_mode), scheduler, device, dtype, options.vae_slicing, options.vae_tiling,
+        NoiseMode(noise[0]), motion,
     )  # fmt: skip
     return sampling, chosen
 

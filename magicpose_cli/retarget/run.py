@@ -43,6 +43,7 @@ from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
 from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, resolve_device, resolve_dtype
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
+from magicpose_cli.retarget.motion import describe_motion, find_motion_module
 from magicpose_cli.retarget.options import (
     RetargetOptions,
     check_pose_options,
@@ -112,13 +113,15 @@ def retarget(
     on_batch_saved: Callable[[int, int], None] | None = None,
     on_detail: Callable[[str], None] | None = None,
     pipelines: LoadedPipelines | None = None,
+    on_state_saved: Callable[[int, int], None] | None = None,
 ) -> RetargetSummary:
     """Run the whole retarget, on this process alone or shared by the processes of a launch.
 
     ``on_notice`` gets lines worth telling the user (e.g. the demo model is in use), ``on_detail``
     lines for the curious (where the model, device and cache are); both, and the progress bars,
     only on the main process. ``on_batch_saved(batch_index, num_batches)`` is called after each
-    batch this process made reaches the cache. ``pipelines`` keeps models loaded between runs.
+    batch this process made reaches the cache, and with a motion module ``on_state_saved(steps_done,
+    steps)`` after each step's state is saved. ``pipelines`` keeps models loaded between runs.
     """
     started = time.perf_counter()
     stopwatch = Stopwatch()
@@ -130,30 +133,33 @@ def retarget(
     processes, device = start_processes(options.device)
     if not processes.is_main:
         on_notice = on_detail = None
-    tell(on_notice, describe_sharing(processes, device))
     with stopwatch("finding the model"):
         model = processes.main_first(lambda: locate_model(options.model, cache_root))
-    tell(on_notice, model.notice)
+        motion, motion_run = processes.main_first(lambda: find_motion_module(options, model.folder))
+    tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice, describe_motion(motion, motion_run))
     dtype = resolve_dtype(options.dtype, device)
-    sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype))
+    sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
     with new_progress(console, shown=processes.is_main) as progress:
-        with stopwatch("driving poses"):
-            driving = processes.main_first(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root))
+        with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
+            driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
         placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
         tiling = vae_tiling_notice(model.folder, placement) if options.vae_tiling else None
         tell(on_notice, driving.notice, describe_settings(placement, canvas_source, chosen), tiling)
         reference_canvas = place_reference(reference, placement.canvas_width, placement.canvas_height, reference_fit)
         pose_maps = driving.pose_maps(placement, face=options.face, hands=options.hands)
         with stopwatch("cache key"):
-            cache = open_shared_frame_cache(processes, options.force, cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode, sampling)
+            cache = open_shared_frame_cache(
+                processes, options.force, cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode,
+                sampling, motion and motion.path,
+            )  # fmt: skip
         tell(on_detail, f"frame cache: {cache.folder}")
         load = partial(
             (pipelines or LoadedPipelines()).get, model.folder, device, dtype, sampling.scheduler, options.vae_slicing,
-            options.vae_tiling, options.cpu_offload,
+            options.vae_tiling, options.cpu_offload, motion_module=motion and motion.path,
         )  # fmt: skip
         with stopwatch("generation"):
-            generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved, processes)
+            generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved, on_state_saved, processes)
         with stopwatch("writing the output"):
             encoded = processes.on_main(lambda: write_outputs(cache, pose_maps, placement, reference, driving, driving_path, output_path, options, progress))
     return RetargetSummary(
@@ -172,10 +178,12 @@ def start_processes(device_option: Device | str) -> tuple[Processes, torch.devic
     return processes, processes.own_device(device)
 
 
-def describe_sharing(processes: Processes, device: torch.device) -> str | None:
+def describe_sharing(processes: Processes, device: torch.device, with_motion: bool) -> str | None:
     if processes.count == 1:
         return None
     where = "a GPU each" if device.type == "cuda" else "the CPU"
+    if with_motion:
+        return f"{processes.count} processes share the work on {where}: each step's context windows, then the decoding batches, in turn"
     return f"{processes.count} processes share the work, taking the missing batches in turn, on {where}"
 
 
@@ -189,8 +197,9 @@ def open_shared_frame_cache(processes: Processes, force: bool, *key_parts) -> Fr
     return cache
 
 
-def write_outputs(cache, pose_maps, placement, reference, driving, driving_path, output_path, options, progress) -> EncodeResult:
-    """The mp4 (and --frames-dir) from the finished frames in the cache."""
+def write_outputs(cache, pose_maps, placement, reference, driving: DrivingPoses, driving_path: Path, output_path: Path,
+                  options: RetargetOptions, progress: Progress) -> EncodeResult:  # fmt: skip
+    """The --frames-dir PNGs when asked for, and the mp4 (with the driving audio unless --no-audio)."""
     if options.frames_dir is not None:
         keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))
     frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps if options.grid else None, options.grid_height)

@@ -60,6 +60,16 @@ class DatasetScan:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+def report_scan(scan: DatasetScan, console) -> None:
+    """What was found, and (the first 20 of) what was skipped and why, on ``console``."""
+    frames = sum(len(video) for video in scan.videos)
+    console.print(f"data: {len(scan.videos)} video(s), {frames} frames ({scan.layout})")
+    for name, reason in scan.skipped[:20]:
+        console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False)
+    if len(scan.skipped) > 20:
+        console.print(f"[yellow]skipped[/] {len(scan.skipped) - 20} more")
+
+
 def person_found(pose: FramePose) -> bool:
     return any(float(person.body[:, 2].max()) > 0 for person in pose.people)
 

@@ -19,7 +19,6 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from diffusers.utils.torch_utils import randn_tensor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -35,19 +34,22 @@ from magicpose_cli.training.checkpoints import (
     prune_checkpoints,
     save_checkpoint,
 )
-from magicpose_cli.training.data import DatasetScan, PairDataset, StepBatchSampler, evaluation_pairs, find_training_videos
+from magicpose_cli.training.data import DatasetScan, PairDataset, StepBatchSampler, evaluation_pairs, find_training_videos, report_scan
 from magicpose_cli.training.loss_log import LossLog
 from magicpose_cli.training.model_init import load_initial_pipeline
 from magicpose_cli.training.samples import sample_grid, save_sample_grid
-from magicpose_cli.training.stages import DenoisingLoss, Stage, freeze_all_but, get_stage, trained_parts
+from magicpose_cli.training.clips import clip_span
+from magicpose_cli.training.motion_stage import MOTION_MODULE_DIR, clip_dataset, sample_strip, save_motion_module, save_sample_strip, with_motion_module
+from magicpose_cli.training.stages import DenoisingLoss, Stage, freeze_all_but, get_stage, sample_generators, trained_parts, training_loss
 
 CONFIG_FILE = "train_config.json"
 MODEL_DIR = "model"
 MIXED_PRECISION = {"no": Precision.fp32, "fp16": Precision.fp16, "bf16": Precision.bf16}
 """accelerate's --mixed-precision names, and the precision the frozen networks then compute in."""
-STREAM_STEP = 3  # the random stream of noise/timesteps/posterior samples (data.py uses 1 and 2)
 # Settings a resumed run must share with the run it continues: they decide what the checkpoint holds.
 RESUME_MUST_MATCH = ("stage", "freeze_appearance", "ema")
+MOTION_RESUME_MUST_MATCH = ("clip_frames", "clip_stride", "clip_noise", "motion_module")
+CLIP_NOISE = ("per-frame", "shared")
 
 
 @dataclass
@@ -80,6 +82,10 @@ class TrainConfig:
     ema_decay: float = 0.9999
     gradient_checkpointing: bool = False
     num_workers: int = 2
+    clip_frames: int = 16  # the motion stage: frames per clip, every clip_stride-th, from motion_module (None: from scratch)
+    clip_stride: int = 4
+    clip_noise: str = "per-frame"  # as AnimateDiff trains; "shared": one draw per clip, as MagicPose samples by default
+    motion_module: Path | None = None
 
     def to_json(self) -> str:
         return json.dumps({key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}, indent=2)
@@ -98,11 +104,14 @@ def _check_paths(config: TrainConfig) -> None:
 def check_config(config: TrainConfig) -> Stage:
     stage = get_stage(config.stage)
     trained_parts(stage, config.freeze_appearance)  # refuses --freeze-appearance in stage 1
+    if config.clip_noise not in CLIP_NOISE:
+        raise MagicPoseError(f"--clip-noise must be one of {', '.join(CLIP_NOISE)}, got {config.clip_noise!r}")
     if config.mixed_precision not in MIXED_PRECISION:
         raise MagicPoseError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {config.mixed_precision!r}")
     positive = {"--max-steps": config.max_steps, "--gradient-accumulation": config.gradient_accumulation,
                 "--resolution": config.resolution, "--sample-steps": config.sample_steps,
-                "--batch-size": config.batch_size, "--max-frame-gap": config.max_frame_gap}  # fmt: skip
+                "--batch-size": config.batch_size, "--max-frame-gap": config.max_frame_gap,
+                "--clip-frames": config.clip_frames, "--clip-stride": config.clip_stride}  # fmt: skip
     for option, value in positive.items():
         if value is not None and value < 1:
             raise MagicPoseError(f"{option} must be at least 1, got {value}")
@@ -129,26 +138,10 @@ def _resume_point(config: TrainConfig) -> Path | None:
     saved_file = config.output_dir / CONFIG_FILE
     if saved_file.is_file():
         saved = json.loads(saved_file.read_text())
-        for key in RESUME_MUST_MATCH:
-            if saved.get(key) != getattr(config, key):
+        for key in RESUME_MUST_MATCH + (MOTION_RESUME_MUST_MATCH if config.stage == "motion" else ()):
+            if saved.get(key) != json.loads(config.to_json())[key]:
                 raise MagicPoseError(f"--resume: this run was started with {key}={saved.get(key)!r}, not {getattr(config, key)!r}")
     return found
-
-
-def sample_generators(seed: int, sample_indices: list[int]) -> list[torch.Generator]:
-    """One CPU generator per training sample (its VAE posterior samples, noise and timestep), so that a
-    sample's draws never depend on which process, or which batch, it falls in."""
-    states = [np.random.SeedSequence([seed, STREAM_STEP, index]).generate_state(2, np.uint32) for index in sample_indices]
-    return [torch.Generator().manual_seed(int(high) << 32 | int(low)) for high, low in states]
-
-
-def _report_scan(scan: DatasetScan, console: Console) -> None:
-    frames = sum(len(video) for video in scan.videos)
-    console.print(f"data: {len(scan.videos)} video(s), {frames} frames ({scan.layout})")
-    for name, reason in scan.skipped[:20]:
-        console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False)
-    if len(scan.skipped) > 20:
-        console.print(f"[yellow]skipped[/] {len(scan.skipped) - 20} more")
 
 
 def _empty_prompt_embeds(pipeline: MagicPosePipeline) -> torch.Tensor:
@@ -163,31 +156,6 @@ def _check_resolution(pipeline: MagicPosePipeline, resolution: int) -> None:
     multiple = pipeline.vae_scale_factor * 2 ** (len(pipeline.unet.config.block_out_channels) - 1)
     if resolution % multiple:
         raise MagicPoseError(f"--resolution must be a multiple of {multiple} for this model, got {resolution}")
-
-
-def _encode(vae, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-    """VAE latents of images in [-1, 1]: a posterior sample times the scaling factor, as the original trains."""
-    posterior = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
-    return (posterior.sample(generators) * vae.config.scaling_factor).float()
-
-
-def training_loss(
-    loss_module: torch.nn.Module,
-    vae,
-    batch: dict[str, torch.Tensor],
-    prompt_embeds: torch.Tensor,
-    generators: list[torch.Generator],
-    num_train_timesteps: int,
-    uses_pose: bool,
-) -> torch.Tensor:
-    """The loss of one micro-batch; every random draw of sample ``i`` comes from ``generators[i]``."""
-    with torch.no_grad():
-        latents = _encode(vae, batch["target"], generators)
-        reference_latents = _encode(vae, batch["reference"], generators)
-    noise = randn_tensor(tuple(latents.shape), generator=generators, device=latents.device, dtype=torch.float32)
-    timesteps = torch.cat([torch.randint(0, num_train_timesteps, (1,), generator=generator) for generator in generators]).to(latents.device)
-    pose_maps = batch["pose_map"].to(latents.device) if uses_pose else None
-    return loss_module(latents, reference_latents, prompt_embeds, noise, timesteps, pose_maps)
 
 
 class Trainer:
@@ -210,19 +178,36 @@ class Trainer:
         )
         torch.manual_seed(config.seed)
         with removed_on_failure(self.run_dir):  # a run that cannot start leaves no run folder behind
-            self.scan, self.pipeline = self.processes.main_first(  # pose extraction, checkpoint conversion fill the caches once
-                lambda: (find_training_videos(config.data, report=self._say), load_initial_pipeline(config.model, self.run_dir, config.controlnet_init))
-            )
+            self.scan, self.pipeline = self.processes.main_first(self._find_data_and_model)  # pose extraction, conversion fill the caches once
             _check_resolution(self.pipeline, config.resolution)
             if self.is_main:
-                _report_scan(self.scan, self.console)
+                report_scan(self.scan, self.console)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(self.run_dir / CONFIG_FILE, config.to_json())
             self._setup_models()
             self.step = 0
             if resume_from is not None:
                 self._restore(resume_from)
-            self.dataset = PairDataset(self.scan.videos, config.resolution, config.seed, config.max_frame_gap, train=True)
+            self.dataset = self._dataset(train=True)
+
+    def _find_data_and_model(self) -> tuple[DatasetScan, MagicPosePipeline]:
+        scan = find_training_videos(self.config.data, self.shortest_video, report=self._say)
+        pipeline = load_initial_pipeline(self.config.model, self.run_dir, self.config.controlnet_init)
+        return scan, with_motion_module(pipeline, self.config.motion_module) if self.is_motion else pipeline
+
+    @property
+    def is_motion(self) -> bool:
+        return self.stage.name == "motion"
+
+    @property
+    def shortest_video(self) -> int:
+        """The fewest usable frames a training video needs: two (a pair), or what a clip spans."""
+        return clip_span(self.config.clip_frames, self.config.clip_stride) if self.is_motion else 2
+
+    def _dataset(self, train: bool):
+        if self.is_motion:
+            return clip_dataset(self.scan.videos, self.config, train)
+        return PairDataset(self.scan.videos, self.config.resolution, self.config.seed, self.config.max_frame_gap, train=train)
 
     def _say(self, message: str) -> None:
         if self.is_main:
@@ -250,6 +235,8 @@ class Trainer:
         for name in ("unet", "reference_unet", "controlnet", "vae"):
             if name not in self.trained and frozen_dtype != torch.float32:
                 pipeline.components[name].to(dtype=frozen_dtype)
+        if self.is_motion:  # the motion UNet holds the trained motion modules: they stay in float32
+            torch.nn.Module.to(pipeline.motion_adapter, dtype=torch.float32)
         pipeline.set_progress_bar_config(disable=True)
         loss_module = DenoisingLoss(pipeline.denoiser, pipeline.scheduler.config)
         self.num_train_timesteps = loss_module.noise_schedule.config.num_train_timesteps
@@ -309,7 +296,7 @@ class Trainer:
             with self.accelerator.accumulate(self.loss_module), self.accelerator.autocast():
                 loss = training_loss(
                     self.loss_module, self.pipeline.vae, batch, self.prompt_embeds, generators,
-                    self.num_train_timesteps, self.stage.uses_pose,
+                    self.num_train_timesteps, self.stage.uses_pose, self.config.clip_noise == "shared",
                 )  # fmt: skip
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients and self.config.max_grad_norm > 0:
@@ -336,12 +323,15 @@ class Trainer:
             prune_checkpoints(self.run_dir, self.config.checkpoints_total_limit)
 
     def _samples(self) -> Path:
-        pairs = evaluation_pairs(self.scan.videos, self.config.sample_count, self.config.max_frame_gap)
-        evaluation = PairDataset(self.scan.videos, self.config.resolution, self.config.seed, self.config.max_frame_gap, train=False)
+        """A grid of pairs (the image stages) or a strip of a clip (the motion stage), generated as retarget would."""
+        evaluation = self._dataset(train=False)
         for module in self.trained_modules.values():
             module.eval()
         try:
             with self.accelerator.autocast():
+                if self.is_motion:
+                    return save_sample_strip(sample_strip(self.pipeline, evaluation, self.config.sample_steps, self.config.seed), self.run_dir, self.step)
+                pairs = evaluation_pairs(self.scan.videos, self.config.sample_count, self.config.max_frame_gap)
                 grid = sample_grid(self.pipeline, evaluation, pairs, self.config.sample_steps, self.config.seed)
         finally:
             for module in self.trained_modules.values():
@@ -349,12 +339,15 @@ class Trainer:
         return save_sample_grid(grid, self.run_dir, self.step)
 
     def _save_model(self) -> Path:
-        """Trained weights (EMA ones with --ema) on the untouched frozen parts, as a ``save_pretrained`` folder."""
-        final = load_initial_pipeline(self.config.model, self.run_dir, self.config.controlnet_init)
+        """Trained weights (EMA ones with --ema) on the untouched frozen parts, as a ``save_pretrained`` folder;
+        the motion stage's motion module as a MotionAdapter folder."""
+        final = None if self.is_motion else load_initial_pipeline(self.config.model, self.run_dir, self.config.controlnet_init)
         if self.ema is not None:
             self.ema.store(self.parameters)
             self.ema.copy_to(self.parameters)
         try:
+            if self.is_motion:
+                return save_motion_module(self.pipeline.motion_adapter, self.run_dir)
             for name, module in self.trained_modules.items():
                 final.components[name].load_state_dict({k: v.float().cpu() for k, v in module.state_dict().items()})
         finally:
@@ -391,10 +384,11 @@ class Trainer:
             if log is not None:
                 log.close()
         self.processes.on_main(self._save_model)
-        return self.run_dir / MODEL_DIR
+        return self.run_dir / (MOTION_MODULE_DIR if self.is_motion else MODEL_DIR)
 
 
 def train(config: TrainConfig, console: Console | None = None) -> Path:
-    """Train one stage as ``config`` says; returns ``RUN_DIR/model``, loadable by ``MagicPosePipeline.from_pretrained``."""
+    """Train one stage as ``config`` says; returns ``RUN_DIR/model``, loadable by ``MagicPosePipeline.from_pretrained``
+    (the motion stage: ``RUN_DIR/motion_module``, which ``retarget --motion-module`` loads)."""
     return Trainer(config, console).run()
 
