@@ -120,8 +120,8 @@ def retarget_command(
     Several GPUs share the frames of one video when launched as several processes, one per GPU:
       accelerate launch --num_processes N -m magicpose_cli retarget REF DRIVING -o OUT.mp4 ...
       torchrun --standalone --nproc_per_node N -m magicpose_cli retarget REF DRIVING -o OUT.mp4 ...
-    The video has the same bytes as on one process, and a stopped run resumes on any number of them
-    (docs/several-gpus.md).
+    With a motion module they share each step's context windows. The video has the same bytes as on
+    one process, and a stopped run resumes on any number of them (docs/several-gpus.md).
     """
     options = RetargetOptions(
         model=model, size=size, width=width, height=height, fit=fit, align=align, face=face, hands=hands,
