@@ -8,7 +8,7 @@ NCCL on GPUs) and refuses, in one line, a launch whose processes would not share
 made by shares back into one list (``gather_shares``: the context windows of a denoising step).
 
 A failure on one process must not leave the others waiting in a collective that will never
-come: ``main_first``, ``everywhere`` and ``on_main`` end with every process learning of any
+come: ``main_first``, ``everywhere``, ``on_main`` and ``gather_shares`` end with every process learning of any
 failure, and it is raised on all of them (:class:`FailedElsewhere` where it happened on another).
 A command keeps to this rule: its work either fails alike on every process (checking the
 options) or runs inside one of these, so the main process always knows why a launch failed
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -104,19 +104,22 @@ class Processes:
 
         return broadcast_object_list([value], from_process=0)[0]
 
-    def gather_shares(self, mine: list, total: int, template):
-        """All ``total`` results, in the items' order, on every process, from each process's results for
-        its :meth:`share` of the items: tensors of one shape and dtype (``template``'s), on this process's
-        device. The bytes come back as they were made, so what follows computes as on one process."""
+    def gather_shares(self, mine: Iterable, total: int, template) -> list:
+        """All ``total`` results, in the items' order, on every process, from ``mine``: this process's
+        results for its :meth:`share` of the items (made as they are read), tensors of one shape and dtype
+        (``template``'s) on its device. The bytes come back as they were made, so what follows computes
+        as on one process; a failure while making them on any process is raised on all."""
         if self.count == 1:
             return list(mine)
         import torch
         import torch.distributed as dist
 
+        made, failure = _attempt(lambda: list(mine))
+        self._agree(failure)
         slots = -(-total // self.count)  # the longest share
-        padding = [torch.zeros_like(template)] * (slots - len(mine))
+        padding = [torch.zeros_like(template)] * (slots - len(made))
         parts = [torch.empty((slots, *template.shape), dtype=template.dtype, device=template.device) for _ in range(self.count)]
-        dist.all_gather(parts, torch.stack([*mine, *padding]).contiguous())
+        dist.all_gather(parts, torch.stack([*made, *padding]).contiguous())
         return [parts[index % self.count][index // self.count] for index in range(total)]
 
     def wait(self, while_waiting: Callable[[], None] | None = None, every: float = 0.5) -> None:

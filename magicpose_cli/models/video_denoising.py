@@ -78,13 +78,12 @@ class VideoDenoisingMixin:
                 timestep = self.scheduler.timesteps[step_index]
                 model_input = self.scheduler.scale_model_input(latents, timestep)
                 reference, negative_reference = references.at(step_index, timestep, latents.device) if references is not None else (None, None)
-                predictions = self.predict_windows(
+                mine = self.predict_windows(
                     processes.share(windows), model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds,
                     negative_prompt_embeds, guidance_scale, guidance_mode,
                 )  # fmt: skip
-                if processes.count > 1:
-                    template = model_input[windows[0].start : windows[0].stop]
-                    predictions = processes.gather_shares(list(predictions), len(windows), template)
+                template = model_input[windows[0].start : windows[0].stop]
+                predictions = processes.gather_shares(mine, len(windows), template) if processes.count > 1 else mine
                 noise = fuse_window_predictions(windows, predictions, len(latents), fusion)
                 latents = self.scheduler.step(noise, timestep, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:

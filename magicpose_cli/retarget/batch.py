@@ -114,7 +114,7 @@ def _options(table: dict, folder: Path, where: str) -> dict:
 
 def _converted(name: str, value: object, folder: Path, what: str) -> object:
     kind = next((arg for arg in typing.get_args(OPTION_TYPES[name]) if arg is not type(None)), OPTION_TYPES[name])
-    if name == "model":  # a path beside the jobs file, else as written (a hub repo, or relative to here)
+    if name in ("model", "motion_module"):  # a path beside the jobs file, else as written (a hub repo, or relative to here)
         return _resolve(folder, value) if isinstance(value, str) and (folder / value).exists() else Path(str(value))
     if name == "pose_size":
         return parse_pose_size(str(value))
@@ -170,7 +170,12 @@ def run_jobs(
 
 
 def grouped_by_model(jobs: list[Job]) -> list[Job]:
-    """The jobs with the same model next to each other, models in order of first use, jobs in file order."""
-    models = list(dict.fromkeys(str(job.options.model) for job in jobs))
-    return sorted(jobs, key=lambda job: (models.index(str(job.options.model)), job.number))
+    """The jobs with the same model (and motion module) next to each other, models in order of first use,
+    jobs in file order."""
+    models = list(dict.fromkeys(_model_of(job) for job in jobs))
+    return sorted(jobs, key=lambda job: (models.index(_model_of(job)), job.number))
+
+
+def _model_of(job: Job) -> tuple[str, str]:
+    return str(job.options.model), str(job.options.motion_module)
 
