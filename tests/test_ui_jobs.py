@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from magicpose_cli.cli import app
 from magicpose_cli.cli.ui import is_loopback
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.models.loading import LoadedPipelines
 from magicpose_cli.retarget import RetargetOptions, retarget
-from magicpose_cli.retarget.pipelines import PipelineCache
 from magicpose_cli.ui.jobs import ProgressRelay, shown_as_task
 from magicpose_cli.ui.settings import SETTINGS, options_from
 
@@ -49,7 +49,7 @@ def test_a_kept_pipeline_gives_the_frames_of_a_fresh_load_and_a_changed_folder_o
         retarget(reference_png, json_folder, tmp_path / f"{name}.mp4", options, pipelines=pipelines)
         return b"".join(path.read_bytes() for path in sorted((tmp_path / name / "frames").glob("*/*.png")))
 
-    pipelines = PipelineCache()
+    pipelines = LoadedPipelines()
     fresh = run("fresh")
     assert run("kept-1", pipelines, seed=5) != fresh  # another seed: other frames, same pipeline
     assert run("kept-2", pipelines) == fresh and pipelines.loads == 1
@@ -67,7 +67,7 @@ def test_a_kept_pipeline_gives_the_frames_of_a_fresh_load_and_a_changed_folder_o
 def test_a_caller_gets_retargets_progress_through_its_own_progress_object(tiny_model_dir, reference_png, json_folder, tmp_path):
     lines = []
     relay = ProgressRelay(lambda fraction, line: lines.append((fraction, line)))
-    pipelines = PipelineCache(loading=lambda folder: shown_as_task(relay, "loading the model"))
+    pipelines = LoadedPipelines(loading=lambda folder: shown_as_task(relay, "loading the model"))
     options = RetargetOptions(model=tiny_model_dir, width=64, steps=3, batch_size=2, max_frames=4, align=False, cache_root=tmp_path / "c")
     retarget(reference_png, json_folder, tmp_path / "out.mp4", options, progress=relay, pipelines=pipelines)
     texts = [text for _, text in lines]

@@ -16,6 +16,7 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from magicpose_cli.distributed import Processes
 from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.denoising_state import DenoisingState
 from magicpose_cli.models.motion import make_faithful, motion_transformers, motion_unet
@@ -136,6 +137,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         motion_scale: float = 1.0,
         resume_state: DenoisingState | None = None,
         on_state: Callable[[DenoisingState], None] | None = None,
+        processes: Processes = Processes(),
     ) -> Iterator[tuple[range, list[PIL.Image.Image] | np.ndarray | torch.Tensor]]:
         """Yield ``(frame indices, frames)`` batch by batch, so a long video never sits in memory whole.
 
@@ -150,6 +152,9 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         ``context_overlap``, fused by ``context_fusion``; ``motion_scale`` blends the modules' output
         with their input; ``resume_state``/``on_state`` resume and report the whole-video state
         (:class:`DenoisingState`); batches are then decoding batches.
+
+        Several ``processes`` (magicpose_cli.distributed) take the batches not skipped in turn, and with
+        a motion module each step's windows too (see ``denoise_video``); every process yields its own.
         """
         pose_maps = self.pose_map_processor.frames(pose_maps)
         height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps)
@@ -175,15 +180,15 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         if self.has_motion:
             video_latents = self.denoise_video(
                 initial_noise.expand(num_frames, -1, -1, -1).clone(), pose_maps, references, *denoising, windows,
-                context_fusion, resume_state, on_state, callback_on_step_end,
+                context_fusion, resume_state, on_state, callback_on_step_end, processes,
             )  # fmt: skip
-            for batch_index in todo:
+            for batch_index in processes.share(todo):
                 frames = batches[batch_index]
                 yield frames, self.decode(video_latents[frames.start : frames.stop], output_type)
             return
 
         # 2b. Without one: denoise and decode batch by batch (each frame is denoised on its own).
-        for batch_index in todo:
+        for batch_index in processes.share(todo):
             frames = batches[batch_index]
             batch_poses = self.pose_map_processor.preprocess([pose_maps[index] for index in frames])
             batch_noise = initial_noise[frames.start : frames.stop] if len(initial_noise) > 1 else initial_noise

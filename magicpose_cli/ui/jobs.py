@@ -22,9 +22,9 @@ from magicpose_cli.encode import write_video
 from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, training_scale_size
 from magicpose_cli.model_store import DEMO_MODEL_DIR, DEMO_MODEL_NOTICE, configured_model, configured_setting
+from magicpose_cli.models.loading import LoadedPipelines
 from magicpose_cli.motion_store import DEMO_MOTION_MODULE_DIR, MOTION_ENVIRONMENT_VARIABLE, is_adapter_folder
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, load_reference_image, retarget
-from magicpose_cli.retarget.pipelines import PipelineCache
 from magicpose_cli.retarget.run import read_driving_poses
 
 PREVIEW_SHORT_SIDE = 256  # the skeleton preview is for looking at the motion, not for its pixels
@@ -131,7 +131,7 @@ class Engine:
 
     def __init__(self, output_dir: Path, scratch_dir: Path, cache_root: Path | None = None):
         self.output_dir, self.scratch_dir, self.cache_root = Path(output_dir), Path(scratch_dir), cache_root
-        self.pipelines = PipelineCache(loading=lambda folder: shown_as_task(self._progress, f"loading the model {folder.name}"))
+        self.pipelines = LoadedPipelines(loading=lambda folder: shown_as_task(self._progress, f"loading the model {folder.name}"))
         self._progress = Progress(disable=True)  # the running job's
         self._previews = itertools.count(1)
         self._running = threading.Lock()
