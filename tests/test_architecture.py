@@ -5,7 +5,7 @@ Layers, bottom-up (a module may import from its own layer and the ones below):
 2. models and poses: the networks, the pipeline and model folders' settings; pose detection and its keypoint types;
    the metrics;
 3. what joins them: framing, the frame cache, the model store, the driving input, synthetic data;
-4. the work: retarget, training, evaluation, the demo;
+4. the work: retarget, training, evaluation, the demo, the web app;
 5. the command line.
 Every function-level import counts too: a lazy import is still a dependency.
 """
@@ -22,7 +22,7 @@ LAYERS = [
     ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode", "distributed"],
     ["models", "pose", "metrics"],
     ["framing", "frame_cache", "model_store", "motion_store", "driving", "synthetic"],
-    ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo"],
+    ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo", "ui"],
     ["cli", "__main__"],
 ]
 

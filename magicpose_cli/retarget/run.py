@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -114,6 +114,7 @@ def retarget(
     on_detail: Callable[[str], None] | None = None,
     pipelines: LoadedPipelines | None = None,
     on_state_saved: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> RetargetSummary:
     """Run the whole retarget, on this process alone or shared by the processes of a launch.
 
@@ -122,6 +123,8 @@ def retarget(
     only on the main process. ``on_batch_saved(batch_index, num_batches)`` is called after each
     batch this process made reaches the cache, and with a motion module ``on_state_saved(steps_done,
     steps)`` after each step's state is saved. ``pipelines`` keeps models loaded between runs.
+    ``progress``: a rich Progress of the caller's (the app) that gets the tasks (extracting poses,
+    denoising frames and steps, encoding) instead of bars drawn on ``console``.
     """
     started = time.perf_counter()
     stopwatch = Stopwatch()
@@ -140,7 +143,7 @@ def retarget(
     dtype = resolve_dtype(options.dtype, device)
     sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
-    with new_progress(console, shown=processes.is_main) as progress:
+    with nullcontext(progress) if progress is not None else new_progress(console, shown=processes.is_main) as progress:
         with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
             driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
         placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
