@@ -41,7 +41,8 @@ from magicpose_cli.models.counting import NetworkEvaluations, count_flops, measu
 from magicpose_cli.models.motion_loading import SHIPPED_CONFIG  # noqa: E402
 from magicpose_cli.models.settings import RecommendedSettings  # noqa: E402
 
-SCHEDULES = {"published model (50 DDIM steps)": SD15_RECOMMENDED_SETTINGS, "demo model (20 DPM-Solver++ steps)": RecommendedSettings.read(DEMO_MODEL_DIR)}
+SCHEDULES = {"published": ("published model (50 DDIM steps)", SD15_RECOMMENDED_SETTINGS),
+             "demo": ("demo model (20 DPM-Solver++ steps)", RecommendedSettings.read(DEMO_MODEL_DIR))}
 DEFAULT_VARIANTS = ["quality", "preset=balanced", "preset=fast", "interval=0.2-1", "interval=0.5-1", "deep=2", "app=2"]
 MOTION_VARIANTS = ["quality", "preset=balanced", "preset=fast", "interval=0.2-1", "app=2", "deep=2"]
 COLUMNS = [("unet", "conditional", "deep"), ("unet", "conditional", "shallow"), ("unet", "plain", "deep"), ("unet", "plain", "shallow"),
@@ -95,18 +96,18 @@ def count_rows(pipe, counter, costs, variants, recommended, frames, batch, motio
               + f" | {equivalents:.1f} | {equivalents / baseline:.2f}x |", flush=True)  # fmt: skip
 
 
-def count_table(costs, variants, motion_variants, frames, motion_frames, motion_extra) -> None:
+def count_table(costs, variants, motion_variants, frames, motion_frames, motion_extra, motion_schedules) -> None:
     plain = MagicPosePipeline(**tiny_components(seed=0))
     torch.manual_seed(0)
     adapter = MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=1, motion_norm_num_groups=8, motion_num_attention_heads=4)
     moving = MagicPosePipeline(**{**plain.components, "motion_adapter": adapter})
     header = " | ".join("/".join(column) for column in COLUMNS)
-    runs = [("no motion module", plain, variants, frames, 0.0, {}),
-            ("motion module", moving, motion_variants, motion_frames, motion_extra, {"context_frames": 16, "context_overlap": 4})]  # fmt: skip
-    for name, pipe, run_variants, video_frames, extra, motion in runs:
+    runs = [("no motion module", plain, variants, frames, 0.0, {}, list(SCHEDULES)),
+            ("motion module", moving, motion_variants, motion_frames, motion_extra, {"context_frames": 16, "context_overlap": 4}, motion_schedules)]  # fmt: skip
+    for name, pipe, run_variants, video_frames, extra, motion, schedules in runs:
         pipe.set_progress_bar_config(disable=True)
         counter = NetworkEvaluations(pipe)
-        for schedule, recommended in SCHEDULES.items():
+        for schedule, recommended in (SCHEDULES[schedule] for schedule in schedules):
             print(f"\n{schedule}, {name}, {video_frames} frames; images per frame, UNet-equivalents at SD 1.5 size\n")
             print(f"| variant | settings | batch | {header} | UNet-eq. per frame | vs quality |\n|---|---|---:|" + "---:|" * (len(COLUMNS) + 2))
             for batch in (1, 4):
@@ -120,7 +121,7 @@ def timing_table(variants, frames, batch, latent, threads) -> None:
     config = pipe.scheduler.config
     print(f"\nwall time: UNet channels (32, 64, 128), latents {latent}x{latent}, {frames} frames at batch {batch}, {threads} CPU threads\n")
     print("| schedule | variant | settings | seconds per frame | vs quality | max abs latent difference to quality |\n|---|---|---|---:|---:|---:|")
-    for schedule, recommended in SCHEDULES.items():
+    for schedule, recommended in SCHEDULES.values():
         baseline = None
         for spec in variants:
             sampling, seconds, latents = sample(pipe, config, spec, recommended, frames, batch, latent)
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--motion-frames", type=int, default=28, help="Frames of the counted video with one (windows of 16 overlapping by 4).")
     parser.add_argument("--motion-cost", type=float, default=None, help="The motion module's extra per UNet frame, if measured before.")
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, help="The first is the baseline (speed_variants.py).")
+    parser.add_argument("--motion-schedules", nargs="+", choices=list(SCHEDULES), default=list(SCHEDULES), help="Those counted with a motion module.")
     parser.add_argument("--motion-variants", nargs="+", default=MOTION_VARIANTS, help="Those counted with a motion module.")
     parser.add_argument("--timed-variants", nargs="+", default=["quality", "preset=balanced", "preset=fast"])
     parser.add_argument("--time-frames", type=int, default=4)
@@ -152,7 +154,7 @@ def main() -> None:
           f"appearance model {costs.appearance:.3f}")  # fmt: skip
     motion_extra = motion_cost() if args.motion_cost is None else args.motion_cost
     print(f"the SD 1.5 motion module adds {motion_extra:.3f} plain-UNet calls per motion-UNet frame")
-    count_table(costs, args.variants, args.motion_variants, args.frames, args.motion_frames, motion_extra)
+    count_table(costs, args.variants, args.motion_variants, args.frames, args.motion_frames, motion_extra, args.motion_schedules)
     if not args.skip_timing:
         timing_table(args.timed_variants, args.time_frames, args.time_batch, args.time_latent, args.threads)
 

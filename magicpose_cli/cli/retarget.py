@@ -132,7 +132,15 @@ def retarget_command(
     ),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Make the person in REF perform the motion of DRIVING, written to OUT as an H.264 mp4."""
+    """Make the person in REF perform the motion of DRIVING, written to OUT as an H.264 mp4.
+
+    \b
+    Several GPUs share the frames of one video when launched as several processes, one per GPU:
+      accelerate launch --num_processes N -m magicpose_cli retarget REF DRIVING -o OUT.mp4 ...
+      torchrun --standalone --nproc_per_node N -m magicpose_cli retarget REF DRIVING -o OUT.mp4 ...
+    With a motion module they share each step's context windows. The video has the same bytes as on
+    one process, and a stopped run resumes on any number of them (docs/several-gpus.md).
+    """
     options = RetargetOptions(
         model=model, size=size, width=width, height=height, fit=fit, align=align, face=face, hands=hands,
         pose_size=parse_pose_size(pose_size) if pose_size else None, max_frames=max_frames, seed=seed, batch_size=batch_size, steps=steps, guidance=guidance,

@@ -32,5 +32,7 @@ class GuidanceInterval:
         level = float(timestep) / num_train_timesteps
         return self.low <= level <= self.high
 
-    def as_tuple(self) -> tuple[float, float]:
-        return (self.low, self.high)
+    @classmethod
+    def of(cls, interval: GuidanceInterval | tuple[float, float]) -> GuidanceInterval:
+        """An interval given as one or as ``(low, high)``."""
+        return interval if isinstance(interval, GuidanceInterval) else cls(*interval)

@@ -15,6 +15,7 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from magicpose_cli.distributed import Processes
 from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.denoising_state import DenoisingState
 from magicpose_cli.models.feature_reuse import DeepFeatureCache, reused_deep_features
@@ -62,6 +63,11 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
     Guidance modes: ``"image"`` (the original default) guides on reference and pose: the
     unconditional branch is the plain SD UNet with the same text. ``"text"`` keeps reference and
     pose in both branches and guides on the prompt against ``negative_prompt_embeds``.
+
+    Fewer evaluations per frame: ``guidance_interval`` (:class:`GuidanceInterval`) guides only the
+    steps in it; k > 1 runs the appearance model (``appearance_reuse_interval``) or the deep blocks of
+    UNet and ControlNet (``deep_reuse_interval``, :mod:`~magicpose_cli.models.feature_reuse`; without
+    a motion module) every k-th step only.
     """
 
     model_cpu_offload_seq = "text_encoder->reference_unet->controlnet->unet->vae"
@@ -141,6 +147,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
         guidance_interval: GuidanceInterval | tuple[float, float] = GuidanceInterval(),
         deep_reuse_interval: int = 1,
         appearance_reuse_interval: int = 1,
+        processes: Processes = Processes(),
     ) -> Iterator[tuple[range, list[PIL.Image.Image] | np.ndarray | torch.Tensor]]:
         """Yield ``(frame indices, frames)`` batch by batch, so a long video never sits in memory whole.
 
@@ -149,19 +156,19 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
         skips a batch (e.g. cached) without changing any other frame. ``noise``: see :class:`NoiseMode`
         (None: shared, or per-frame with a motion module). The noise is drawn in float32 where
         ``generator`` lives (the CPU if none), so a CPU generator gives it on every device alike.
-        ``use_reference=False`` switches appearance attention off. Fewer evaluations: ``guidance_interval``
-        (:class:`GuidanceInterval`) guides only the steps in it; k > 1 runs the appearance model
-        (``appearance_reuse_interval``) or the deep blocks (``deep_reuse_interval``, no motion module) every k-th step.
+        ``use_reference=False`` switches appearance attention off.
 
         With a motion module: windows of ``context_frames`` (default 16) overlapping by
         ``context_overlap``, fused by ``context_fusion``; ``motion_scale`` blends the modules' output
         with their input; ``resume_state``/``on_state`` resume and report the whole-video state
         (:class:`DenoisingState`); batches are then decoding batches.
+
+        Several ``processes`` (magicpose_cli.distributed) take the batches not skipped in turn, and with
+        a motion module each step's windows too (see ``denoise_video``); every process yields its own.
         """
         pose_maps = self.pose_map_processor.frames(pose_maps)
         height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps, deep_reuse_interval)
         guidance_mode, noise = GuidanceMode(guidance_mode), self.noise_mode(noise)
-        guidance_interval = guidance_interval if isinstance(guidance_interval, GuidanceInterval) else GuidanceInterval(*guidance_interval)
         num_frames = len(pose_maps)
         batches = frame_batches(num_frames, frames_per_batch)
         todo = [index for index, frames in enumerate(batches) if skip_batch is None or not skip_batch(frames)]
@@ -178,21 +185,21 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
             reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, len(todo) > 1 and not self.has_motion,
             appearance_reuse_interval,
         )
-        denoising = (prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode, guidance_interval)
+        denoising = (prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode, GuidanceInterval.of(guidance_interval))
 
         # 2a. With a motion module: the whole video step by step, window by window; then decode batch by batch.
         if self.has_motion:
             video_latents = self.denoise_video(
                 initial_noise.expand(num_frames, -1, -1, -1).clone(), pose_maps, references, *denoising, windows,
-                context_fusion, resume_state, on_state, callback_on_step_end,
+                context_fusion, resume_state, on_state, callback_on_step_end, processes,
             )  # fmt: skip
-            for batch_index in todo:
+            for batch_index in processes.share(todo):
                 frames = batches[batch_index]
                 yield frames, self.decode(video_latents[frames.start : frames.stop], output_type)
             return
 
         # 2b. Without one: denoise and decode batch by batch (each frame is denoised on its own).
-        for batch_index in todo:
+        for batch_index in processes.share(todo):
             frames = batches[batch_index]
             batch_poses = self.pose_map_processor.preprocess([pose_maps[index] for index in frames])
             batch_noise = initial_noise[frames.start : frames.stop] if len(initial_noise) > 1 else initial_noise
