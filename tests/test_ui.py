@@ -8,6 +8,7 @@ README's screenshot.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -31,7 +32,7 @@ from test_motion import tiny_adapter
 def need(module: str):
     """The module, or a skip (a failure under CI, which installs everything these tests need)."""
     if os.environ.get("CI"):
-        return __import__(module)
+        return importlib.import_module(module)
     return pytest.importorskip(module)
 
 
