@@ -18,6 +18,7 @@ import torch
 from magicpose_cli.distributed import Processes
 from magicpose_cli.models.context_windows import ContextFusion, context_windows, fuse_window_predictions
 from magicpose_cli.models.denoising_state import DenoisingState, restore_scheduler_state, scheduler_state
+from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.motion import set_motion_scale
 from magicpose_cli.models.reference_attention import ReferenceFeatures
 
@@ -50,6 +51,7 @@ class VideoDenoisingMixin:
         num_inference_steps: int,
         guidance_scale: float,
         guidance_mode,
+        guidance_interval: GuidanceInterval,
         windows: list[range],
         fusion: ContextFusion | str = ContextFusion.pyramid,
         resume_state: DenoisingState | None = None,
@@ -77,10 +79,10 @@ class VideoDenoisingMixin:
             for step_index in range(first_step, total_steps):
                 timestep = self.scheduler.timesteps[step_index]
                 model_input = self.scheduler.scale_model_input(latents, timestep)
-                reference, negative_reference = references.at(step_index, timestep, latents.device) if references is not None else (None, None)
+                reference, negative_reference = self.step_references(references, step_index, latents.device)
                 mine = self.predict_windows(
                     processes.share(windows), model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds,
-                    negative_prompt_embeds, guidance_scale, guidance_mode,
+                    negative_prompt_embeds, self.step_guidance(guidance_scale, guidance_interval, timestep), guidance_mode,
                 )  # fmt: skip
                 template = model_input[windows[0].start : windows[0].stop]
                 predictions = processes.gather_shares(mine, len(windows), template) if processes.count > 1 else mine

@@ -95,6 +95,8 @@ def generate_missing_frames(
             generator=torch.Generator("cpu").manual_seed(sampling.seed), frames_per_batch=sampling.batch_size,
             output_type="np", callback_on_step_end=partial(count_step, progress, steps_task),
             skip_batch=lambda frames: frames.start // sampling.batch_size not in wanted, processes=processes,
+            guidance_interval=sampling.guidance_interval, deep_reuse_interval=sampling.deep_reuse,
+            appearance_reuse_interval=sampling.appearance_reuse,
             **noise_and_motion_arguments(sampling, cache, on_state_saved if processes.is_main else None, processes.is_main),
         )  # fmt: skip
         try:

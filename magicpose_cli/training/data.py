@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.models.pipeline import PoseMapProcessor
+from magicpose_cli.models.pose_maps import PoseMapProcessor
 from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.video import IMAGE_SUFFIXES, FrameSource, list_images, read_image
 
