@@ -4,12 +4,14 @@ Random weights at the published sizes (SD 1.5 UNet, appearance model, OpenPose C
 a 77x768 empty prompt), so nothing is downloaded; the cost of a network does not depend on its
 weights. For fp16 and bf16, at batch 1, 4 and 8, with and without model CPU offload, it times
 ``MagicPosePipeline.__call__`` over the same frames (after one warm-up frame) and reads the peak of
-``torch.cuda.max_memory_allocated``. Then it generates one frame in fp32 and in fp16 from the same
-noise and reports how far apart they are (pixels in [0, 1]).
+``torch.cuda.max_memory_allocated``. Then it times the presets (``--preset quality|balanced|fast``
+resolved for the published model's 50 DDIM steps) in fp16 without offload, and generates one frame
+in fp32 and in fp16 from the same noise and reports how far apart they are (pixels in [0, 1]).
 
     python benchmarks/bench_gpu.py                      # the whole table (about 10 minutes on an H100)
     python benchmarks/bench_gpu.py --offload no --dtypes fp16 --batch-sizes 1 4
     python benchmarks/bench_gpu.py --motion --frames 24     # with a random SD 1.5 motion module (mm_sd_v15_v2 layout)
+    python benchmarks/bench_gpu.py --only-presets --batch-sizes 1 4
 
 With ``--motion`` the whole video is denoised in context windows of 16 frames overlapping by 4 and
 "batch" is the decoding batch; the seconds are per frame of the video.
@@ -20,15 +22,21 @@ Only the pipeline's public API is used, so the numbers follow whatever the pipel
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
 
-from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, PromptEmbedding
-from magicpose_cli.models.configs import sd15_original_config, sd15_scheduler
-from magicpose_cli.models.conversion import unet_config, vae_config
-from magicpose_cli.models.loading import TORCH_DTYPES, Precision
+sys.path.insert(0, str(Path(__file__).parent))
+from speed_variants import describe, resolve_variant, sampler_for  # noqa: E402
+
+from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, PromptEmbedding  # noqa: E402
+from magicpose_cli.models.configs import SD15_RECOMMENDED_SETTINGS, sd15_original_config, sd15_scheduler  # noqa: E402
+from magicpose_cli.models.conversion import unet_config, vae_config  # noqa: E402
+from magicpose_cli.models.loading import TORCH_DTYPES, Precision  # noqa: E402
+from magicpose_cli.retarget.presets import Preset  # noqa: E402
 
 
 def sd15_pipeline(seed: int = 0) -> MagicPosePipeline:
@@ -65,8 +73,9 @@ def place(pipe: MagicPosePipeline, dtype: torch.dtype, offload: bool) -> MagicPo
     return pipe
 
 
-def generate(pipe, reference, pose_maps, steps: int, batch: int, seed: int = 0) -> torch.Tensor:
-    return pipe(
+def generate(pipe, reference, pose_maps, steps: int, batch: int, seed: int = 0, sampler=None) -> torch.Tensor:
+    """Frames of ``sampler`` (a pipeline with its speed options bound; default ``pipe`` itself)."""
+    return (sampler or pipe)(
         reference_image=reference,
         pose_maps=pose_maps,
         num_inference_steps=steps,
@@ -77,15 +86,30 @@ def generate(pipe, reference, pose_maps, steps: int, batch: int, seed: int = 0) 
     ).images
 
 
-def time_one(pipe, reference, pose_maps, steps: int, batch: int) -> tuple[float, float]:
+def time_one(pipe, reference, pose_maps, steps: int, batch: int, sampler=None) -> tuple[float, float]:
     """(seconds per frame, peak GiB) over all frames, after a warm-up frame."""
-    generate(pipe, reference, pose_maps[:1], 2, 1)
+    generate(pipe, reference, pose_maps[:1], 2, 1, sampler=sampler)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    generate(pipe, reference, pose_maps, steps, batch)
+    generate(pipe, reference, pose_maps, steps, batch, sampler=sampler)
     torch.cuda.synchronize()
     return (time.perf_counter() - started) / len(pose_maps), torch.cuda.max_memory_allocated() / 2**30
+
+
+def preset_table(pipe, reference, pose_maps, batch_sizes) -> None:
+    """Seconds per frame of each preset for the published model's schedule, fp16, no offload."""
+    place(pipe, torch.float16, offload=False)
+    config = pipe.scheduler.config
+    print("| preset | settings | batch | s/frame | vs quality | peak VRAM (GiB) |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    for batch in batch_sizes:
+        baseline = None
+        for preset in Preset:
+            sampling = resolve_variant(f"preset={preset.value}", SD15_RECOMMENDED_SETTINGS, batch)
+            seconds, peak = time_one(pipe, reference, pose_maps, sampling.steps, batch, sampler_for(pipe, sampling, config))
+            baseline = baseline or seconds
+            print(f"| {preset.value} | {describe(sampling)} | {batch} | {seconds:.2f} | x{baseline / seconds:.2f} | {peak:.2f} |", flush=True)
+    pipe.scheduler = sd15_scheduler()
 
 
 def precision_gap(pipe, reference, pose_maps, steps: int) -> dict[str, float]:
@@ -108,6 +132,8 @@ def main() -> None:
     parser.add_argument("--offload", choices=["both", "no", "yes"], default="both")
     parser.add_argument("--skip-precision", action="store_true", help="Skip the fp16-vs-fp32 frame.")
     parser.add_argument("--motion", action="store_true", help="Add a random SD 1.5 motion module (453 M parameters, v2 layout).")
+    parser.add_argument("--skip-presets", action="store_true", help="Skip the presets' table.")
+    parser.add_argument("--only-presets", action="store_true", help="Only the presets' table.")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu needs a CUDA GPU (this machine has none)")
@@ -120,6 +146,10 @@ def main() -> None:
     offloads = {"both": [False, True], "no": [False], "yes": [True]}[args.offload]
     motion = ", motion module in windows of 16 overlapping by 4" if args.motion else ""
     print(f"{torch.cuda.get_device_name()}, {args.size}x{args.size}, {args.steps} DDIM steps, guidance 7, {args.frames} frames{motion}")
+    if not args.skip_presets:
+        preset_table(pipe, reference, pose_maps, args.batch_sizes)
+    if args.only_presets:
+        return
     print("| dtype | batch | cpu offload | s/frame | peak VRAM (GiB) |\n| --- | ---: | --- | ---: | ---: |")
     for dtype in args.dtypes:
         for offload in offloads:

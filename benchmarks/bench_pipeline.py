@@ -17,21 +17,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import Counter
 
 import torch
 
 from magicpose_cli.models import MagicPosePipeline, tiny_components
+from magicpose_cli.models.counting import NetworkEvaluations
 
-NETWORKS = ("reference_unet", "controlnet", "unet")
-
-
-def count_evaluations(pipe: MagicPosePipeline) -> Counter:
-    """Images each network processes (a batch of 4 frames counts 4; the one reference counts 1)."""
-    counts: Counter = Counter()
-    for name in NETWORKS:
-        getattr(pipe, name).register_forward_pre_hook(lambda _m, args, name=name: counts.update({name: args[0].shape[0]}))
-    return counts
+NETWORKS = ("appearance", "controlnet", "unet")  # images each processes: a batch of 4 frames counts 4, the one reference 1
 
 
 @torch.no_grad()
@@ -58,11 +50,11 @@ def per_batch_calls(pipe, reference, poses, batch, **settings) -> torch.Tensor:
     return torch.cat([pipe(reference, poses[start : start + batch], frames_per_batch=batch, **settings).images for start in range(0, len(poses), batch)])
 
 
-def timed(pipe, counts: Counter, frame_steps: int, run) -> tuple[torch.Tensor, float, dict]:
+def timed(pipe, counts: NetworkEvaluations, frame_steps: int, run) -> tuple[torch.Tensor, float, dict]:
     counts.clear()
     start = time.perf_counter()
     latents = run()
-    return latents, time.perf_counter() - start, {name: counts[name] / frame_steps for name in NETWORKS}
+    return latents, time.perf_counter() - start, {name: counts.total(name) / frame_steps for name in NETWORKS}
 
 
 def main() -> None:
@@ -83,7 +75,7 @@ def main() -> None:
     poses = torch.rand(args.frames, 3, side, side, generator=generator)
     noise = torch.randn(1, 4, args.latent, args.latent, generator=generator)
     settings = dict(num_inference_steps=args.steps, guidance_scale=7.0, latents=noise, output_type="latent")
-    counts, frame_steps = count_evaluations(pipe), args.frames * args.steps
+    counts, frame_steps = NetworkEvaluations(pipe), args.frames * args.steps
 
     print(f"model: UNet/appearance/ControlNet channels (32, 64, 128), latents {args.latent}x{args.latent}, "
           f"{args.frames} frames, {args.steps} DDIM steps, {args.threads} CPU threads")  # fmt: skip

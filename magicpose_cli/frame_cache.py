@@ -45,6 +45,10 @@ class FrameCache:
     def has(self, index: int) -> bool:
         return self.path(index).is_file()
 
+    def count(self, num_frames: int) -> int:
+        """How many of frames ``0 .. num_frames - 1`` are finished (whichever process made them)."""
+        return sum(self.has(index) for index in range(num_frames))
+
     def load(self, index: int) -> np.ndarray:
         with Image.open(self.path(index)) as image:
             return np.asarray(image.convert("RGB"))

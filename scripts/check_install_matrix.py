@@ -5,7 +5,8 @@
 For each Python version x platform cell, ``pip install --dry-run --only-binary=:all: --python-version
 V --platform P`` resolves the built wheel and all its dependencies for that interpreter and platform
 (nothing is installed), so a dependency without wheels there, or a marker that lets one in, fails the
-cell. pip evaluates environment markers (``sys_platform``, ``platform_machine``...) for the machine it
+cell; then the same with the ``ui`` extra (Gradio, for ``magicpose ui``), which must resolve
+everywhere the package does. pip evaluates environment markers (``sys_platform``, ``platform_machine``...) for the machine it
 runs on even with ``--platform``, so pip runs here with the target's marker values. Prints the matrix
 with the video reader and pose detector each cell gets, and exits non-zero if any cell does not
 resolve. Run by CI (.ci/run); needs the package registry, no compiler.
@@ -46,6 +47,7 @@ MARKERS = {
 }
 RUN_PIP_WITH_MARKERS = "--run-pip-with-markers"
 _NOT_SOURCES = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "runs", "out")
+EXTRAS = ("", "ui")  # the package alone, and with the app's extra
 VIDEO_READERS = ("decord", "av")
 DETECTORS = {"mediapipe": "mediapipe", "onnxruntime": "dwpose-onnx"}
 
@@ -62,8 +64,8 @@ def build_wheel(project: Path, output: Path) -> Path:
     return wheel
 
 
-def resolve(wheel: Path, python: str, platform: str, scratch: Path) -> dict:
-    """The packages pip would install for one cell, or the reason it cannot."""
+def resolve(wheel: Path, python: str, platform: str, scratch: Path, extra: str = "") -> dict:
+    """The packages pip would install for one cell (with ``extra``), or the reason it cannot."""
     scratch.mkdir(parents=True)
     report = scratch / "report.json"
     markers = {**MARKERS[platform], "python_version": python, "python_full_version": f"{python}.0"}
@@ -72,7 +74,7 @@ def resolve(wheel: Path, python: str, platform: str, scratch: Path) -> dict:
                "--report", str(report)]
     for tag in PLATFORM_TAGS[platform]:
         command += ["--platform", tag]
-    result = subprocess.run(command + [str(wheel)], capture_output=True, text=True)
+    result = subprocess.run(command + [f"{wheel}[{extra}]" if extra else str(wheel)], capture_output=True, text=True)
     if result.returncode != 0:
         errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
         return {"ok": False, "error": (errors or result.stderr.splitlines() or ["pip failed"])[0]}
@@ -81,24 +83,27 @@ def resolve(wheel: Path, python: str, platform: str, scratch: Path) -> dict:
     return {"ok": True, "versions": versions}
 
 
-def describe(cell: dict) -> str:
+def describe(cell: dict, ui_cell: dict) -> str:
     if not cell["ok"]:
         return "FAILS"
     versions = cell["versions"]
     reader = next((name for name in VIDEO_READERS if name in versions), "no reader")
     detector = next((label for name, label in DETECTORS.items() if name in versions), "no detector")
     torch = f"torch {versions.get('torch', '?')}/vision {versions.get('torchvision', '?')}"
-    return f"ok: {torch}, {reader}, {detector}"
+    ui = f"gradio {ui_cell['versions'].get('gradio', '?')}" if ui_cell["ok"] else "ui FAILS"
+    return f"ok: {torch}, {reader}, {detector}, {ui}"
 
 
 def print_matrix(pythons: list[str], platforms: list[str], cells: dict) -> None:
-    width = max(len(describe(cell)) for cell in cells.values()) + 2
+    """One line per platform, one column per Python; then each failure's reason."""
+    shown = {(platform, python): describe(cells[platform, python, ""], cells[platform, python, "ui"]) for platform in platforms for python in pythons}
+    width = max(map(len, shown.values())) + 2
     print("platform".ljust(15) + "".join(f"Python {python}".ljust(width) for python in pythons))
     for platform in platforms:
-        print(platform.ljust(15) + "".join(describe(cells[platform, python]).ljust(width) for python in pythons))
-    for (platform, python), cell in sorted(cells.items()):
+        print(platform.ljust(15) + "".join(shown[platform, python].ljust(width) for python in pythons))
+    for (platform, python, extra), cell in sorted(cells.items()):
         if not cell["ok"]:
-            print(f"{platform} / Python {python}: {cell['error']}")
+            print(f"{platform} / Python {python}{f' / [{extra}]' if extra else ''}: {cell['error']}")
 
 
 def run_pip_with_markers(markers: dict, pip_args: list[str]) -> int:
@@ -123,14 +128,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         wheel = build_wheel(project, scratch / "dist")
-        print(f"resolving {wheel.name} for {len(args.python) * len(args.platform)} cells", flush=True)
-        keys = [(platform, python) for platform in args.platform for python in args.python]
+        print(f"resolving {wheel.name}, alone and with [ui], for {len(args.python) * len(args.platform)} cells", flush=True)
+        keys = [(platform, python, extra) for platform in args.platform for python in args.python for extra in EXTRAS]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            results = pool.map(lambda key: resolve(wheel, key[1], key[0], scratch / "-".join(key)), keys)
+            results = pool.map(lambda key: resolve(wheel, key[1], key[0], scratch / "-".join(filter(None, key)), key[2]), keys)
             cells = dict(zip(keys, results))
     print_matrix(args.python, args.platform, cells)
     failed = sum(not cell["ok"] for cell in cells.values())
-    print(f"{len(cells) - failed} of {len(cells)} cells resolve")
+    print(f"{len(cells) - failed} of {len(cells)} resolutions succeed (each cell alone and with [ui])")
     return 1 if failed else 0
 
 

@@ -37,6 +37,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def recommending_tiny_model(tiny_model_dir, tmp_path_factory):
+    """``make(settings)``: a copy of the tiny model folder that recommends ``settings``, as a model author ships it."""
+    import shutil
+
+    def make(settings) -> Path:
+        folder = tmp_path_factory.mktemp("recommending") / "model"
+        shutil.copytree(tiny_model_dir, folder)
+        settings.write(folder)
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint_with_clip(tmp_path_factory):
     """``model_state-tiny.th`` plus a tiny CLIP text encoder in the published key layout
     (``cond_stage_model.transformer.text_model.*``): a complete original checkpoint. Returns (path, clip)."""

@@ -1,11 +1,11 @@
 """The package's import graph: no circles, and no module importing from a layer above its own.
 
 Layers, bottom-up (a module may import from its own layer and the ones below):
-1. ground: errors, files, caches' root, hashing, image and video files;
+1. ground: errors, files, caches' root, hashing, image and video files, the processes of a launch;
 2. models and poses: the networks, the pipeline and model folders' settings; pose detection and its keypoint types;
    the metrics;
 3. what joins them: framing, the frame cache, the model store, the driving input, synthetic data;
-4. the work: retarget, training, evaluation, the demo;
+4. the work: retarget, training, evaluation, the demo, the web app;
 5. the command line.
 Every function-level import counts too: a lazy import is still a dependency.
 """
@@ -19,10 +19,10 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "magicpose_cli"
 LAYERS = [
-    ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode"],
+    ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode", "distributed"],
     ["models", "pose", "metrics"],
     ["framing", "frame_cache", "model_store", "motion_store", "driving", "synthetic"],
-    ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo"],
+    ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo", "ui"],
     ["cli", "__main__"],
 ]
 

@@ -4,7 +4,6 @@ recommended settings, --fps resampling, refused no-op options, the cache key, --
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +29,8 @@ def portrait_json(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def advising_model(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with a recommended_settings.json, as a model author ships it."""
-    folder = tmp_path_factory.mktemp("advising") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    RecommendedSettings(width=64, height=64, steps=1, guidance=2.0, scheduler="dpm").write(folder)
-    return folder
+def advising_model(recommending_tiny_model) -> Path:
+    return recommending_tiny_model(RecommendedSettings(width=64, height=64, steps=1, guidance=2.0, scheduler="dpm"))
 
 
 def settings_line(output: str) -> str:

@@ -28,7 +28,8 @@ from magicpose_cli.pose.render import render_pose
 from magicpose_cli.training import PairDataset, TrainConfig, Trainer, find_training_videos, train
 from magicpose_cli.training.checkpoints import latest_checkpoint, prune_checkpoints
 from magicpose_cli.training.data import ORIGINAL_FRAMES_DIR, ORIGINAL_POSE_MAPS_DIR, PairChoice, square_crop_box
-from magicpose_cli.training.engine import training_loss
+from magicpose_cli.training.stages import sample_generators
+from magicpose_cli.training.stages import training_loss
 from magicpose_cli.training.loss_log import read_loss_log
 
 from conftest import FIXTURE_DIR
@@ -235,7 +236,7 @@ def test_loss_falls_when_overfitting_a_few_pairs(frames_dir, init_model, tmp_pat
         with torch.no_grad():
             return np.mean([
                 training_loss(trainer.loss_module, trainer.pipeline.vae, fixed_batch, trainer.prompt_embeds,
-                              torch.Generator().manual_seed(seed), trainer.num_train_timesteps, uses_pose=True).item()
+                              sample_generators(seed, list(range(4))), trainer.num_train_timesteps, uses_pose=True).item()
                 for seed in range(4)
             ])  # fmt: skip
 

@@ -5,7 +5,9 @@ Every command is registered with :func:`command`, which gives it ``-q/--quiet`` 
 its help. Output: progress, notices and summaries go to stderr through ``console``; errors through
 ``error_console`` (shown even with --quiet); a command's product (the file it wrote) to stdout
 with --quiet. With ``NO_COLOR`` set, or when stderr is not a terminal, the text is plain: no
-colours, no cursor movement, progress bars only as their final state.
+colours, no cursor movement, progress bars only as their final state. Under ``accelerate launch``
+or ``torchrun`` only the main process speaks: a failure either happens alike on every process or is
+passed on to the main process, which says it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import magicpose_cli
+from magicpose_cli.distributed import launched_as_main
 from magicpose_cli.errors import MagicPoseError
 
 EXIT_CODES = (
@@ -73,7 +76,7 @@ def detail(line: str) -> None:
 
 def report_output(path: Path | str) -> None:
     """The file a command made: with --quiet, its path alone on stdout (the summary says it otherwise)."""
-    if _verbosity is Verbosity.quiet:
+    if _verbosity is Verbosity.quiet and launched_as_main():
         typer.echo(str(path))
 
 
@@ -117,7 +120,7 @@ def _with_verbosity(func: F) -> F:
         if quiet and verbose:
             raise typer.BadParameter("give --quiet or --verbose, not both")
         _verbosity = Verbosity.quiet if quiet else Verbosity.verbose if verbose else Verbosity.normal
-        console.quiet = quiet
+        console.quiet = quiet or not launched_as_main()  # one voice for a launch of several processes
         started = time.perf_counter()
         try:
             result = func(*args, **kwargs)
@@ -138,7 +141,8 @@ def name_of(func: Callable) -> str:
 def user_errors(func: F) -> F:
     """Turn a MagicPoseError, or an error of the file system (missing, unreadable, a folder where a
     file belongs, a full disk), into one red line and exit code 1, and Ctrl-C into one line and
-    exit code 130 (the shell's convention for SIGINT).
+    exit code 130 (the shell's convention for SIGINT). In a launch of several processes only the
+    main one says it and exits with 1.
 
     Set MAGICPOSE_DEBUG=1 (or pass --debug where a command has it) to see the traceback instead.
     """
@@ -150,6 +154,11 @@ def user_errors(func: F) -> F:
         except (MagicPoseError, OSError) as error:
             if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
                 raise
+            if not launched_as_main():
+                # The main process hears of this failure (magicpose_cli.distributed) and says it; this
+                # process leaves quietly, for an exit code 1 here would make torchrun stop the main one
+                # before it has. The launch still fails: the main process exits with 1.
+                raise typer.Exit(code=0) from None
             error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import typer
 from rich.table import Table
@@ -15,6 +15,7 @@ from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
 from magicpose_cli.pose.keypoints import parse_pose_size
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, retarget
+from magicpose_cli.retarget.presets import Preset
 
 _GENERATION = "Generation"
 _FRAMING = "Framing and poses"
@@ -70,7 +71,24 @@ def retarget_command(
         "has not, so it is refused.", rich_help_panel=_GENERATION,
     ),
     scheduler: Optional[Scheduler] = typer.Option(
-        None, help="ddim, or dpm (DPM-Solver++) / unipc for fewer steps (default: the model's recommendation, else ddim).",
+        None, help="ddim, or dpm (DPM-Solver++ 2M), dpm-karras (with Karras sigmas), unipc for fewer steps; dpm-1 "
+        "(first order) for very few (default: the model's recommendation, else ddim).", rich_help_panel=_GENERATION,
+    ),
+    preset: Optional[Preset] = typer.Option(
+        None, help="quality (default: the model's schedule), balanced (under half its network evaluations per frame), "
+        "fast (a quarter); measured costs and quality in docs/speed.md. Options given here override the preset's.",
+        rich_help_panel=_GENERATION,
+    ),
+    guidance_interval: Optional[Tuple[float, float]] = typer.Option(
+        None, metavar="LO HI", help="Guide only the steps whose noise level t/T (0 clean, 1 pure noise) is within "
+        "[LO, HI]; the unconditional UNet is not run elsewhere (default: 0 1, every step).", rich_help_panel=_GENERATION,
+    ),
+    deep_reuse: Optional[int] = typer.Option(
+        None, help="Run the UNet's and ControlNet's deep blocks every N-th step only, reusing their features "
+        "between (DeepCache; without a motion module only; default 1: every step).", rich_help_panel=_GENERATION,
+    ),
+    appearance_reuse: Optional[int] = typer.Option(
+        None, help="Run the appearance model every N-th step only, reusing its features between (default 1).",
         rich_help_panel=_GENERATION,
     ),
     motion_module: Optional[str] = typer.Option(
@@ -114,11 +132,20 @@ def retarget_command(
     ),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Make the person in REF perform the motion of DRIVING, written to OUT as an H.264 mp4."""
+    """Make the person in REF perform the motion of DRIVING, written to OUT as an H.264 mp4.
+
+    \b
+    Several GPUs share the frames of one video when launched as several processes, one per GPU:
+      accelerate launch --num_processes N -m magicpose_cli retarget REF DRIVING -o OUT.mp4 ...
+      torchrun --standalone --nproc_per_node N -m magicpose_cli retarget REF DRIVING -o OUT.mp4 ...
+    With a motion module they share each step's context windows. The video has the same bytes as on
+    one process, and a stopped run resumes on any number of them (docs/several-gpus.md).
+    """
     options = RetargetOptions(
         model=model, size=size, width=width, height=height, fit=fit, align=align, face=face, hands=hands,
         pose_size=parse_pose_size(pose_size) if pose_size else None, max_frames=max_frames, seed=seed, batch_size=batch_size, steps=steps, guidance=guidance,
-        guidance_mode=guidance_mode, scheduler=scheduler, device=device, dtype=dtype,
+        guidance_mode=guidance_mode, scheduler=scheduler, preset=preset, guidance_interval=guidance_interval,
+        deep_reuse=deep_reuse, appearance_reuse=appearance_reuse, device=device, dtype=dtype,
         vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload, fps=fps, audio=audio,
         grid=grid, overwrite=overwrite, force=force, frames_dir=frames_dir, cache_root=cache_dir, noise=noise,
         motion_module=motion_module, no_motion=no_motion, context_frames=context_frames, context_overlap=context_overlap,

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from magicpose_cli.cli.app import command, console
+from magicpose_cli.distributed import launched_as_main
 from magicpose_cli.training import TrainConfig, train
 
 _DATA = "Data"
@@ -28,8 +29,11 @@ TRAIN_HELP = """Train MagicPose on your own videos, in the paper's two stages, a
    from scratch (zero output projections). Saved to RUN_DIR/motion_module, which
    `magicpose retarget --motion-module` loads (docs/motion.md).
 
-Works under `accelerate launch` for several GPUs or machines. The final model is saved to
-RUN_DIR/model, which `magicpose retarget --model` loads.
+Several GPUs: accelerate launch --num_processes N -m magicpose_cli train ... (or torchrun
+--nproc_per_node N -m magicpose_cli train ...): each process trains on its own share of the pairs
+with --batch-size pairs, the gradients are averaged, and the main process alone writes checkpoints,
+samples, loss.csv and the model. The final model is saved to RUN_DIR/model, which
+`magicpose retarget --model` loads.
 """
 
 
@@ -104,4 +108,5 @@ def train_command(
     )  # fmt: skip
     model_dir = train(config, console=console)
     console.print(f"[green]saved:[/] {model_dir}", highlight=False)
-    typer.echo(str(model_dir))
+    if launched_as_main():
+        typer.echo(str(model_dir))

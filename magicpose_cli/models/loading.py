@@ -5,6 +5,9 @@ The choices are enums (the CLI offers their values) and are resolved to torch ob
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from enum import Enum
 from pathlib import Path
 
@@ -28,8 +31,14 @@ class Precision(str, Enum):
 
 
 class Scheduler(str, Enum):
+    """The sampler: DDIM (the original's), DPM-Solver++ 2M (with Karras sigmas: ``dpm-karras``), UniPC,
+    or DPM-Solver++ at first order (``dpm-1``: DDIM's update on DPM-Solver's timesteps, whose last step
+    reaches the clean image; it holds up at few steps where the second-order ones overshoot)."""
+
     ddim = "ddim"
     dpm = "dpm"
+    dpm_karras = "dpm-karras"
+    dpm1 = "dpm-1"
     unipc = "unipc"
 
 
@@ -59,6 +68,20 @@ def resolve_dtype(precision: Precision | str, device: torch.device) -> torch.dty
     return TORCH_DTYPES[precision]
 
 
+def make_scheduler(scheduler: Scheduler | str, config):
+    """The sampler asked for over a model's noise schedule (``config``: its scheduler's config)."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
+    scheduler = Scheduler(scheduler)
+    if scheduler is Scheduler.dpm_karras:
+        return DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
+    if scheduler is Scheduler.dpm1:
+        return DPMSolverMultistepScheduler.from_config(config, solver_order=1)
+    return {Scheduler.ddim: DDIMScheduler, Scheduler.dpm: DPMSolverMultistepScheduler, Scheduler.unipc: UniPCMultistepScheduler}[
+        scheduler
+    ].from_config(config)
+
+
 def load_pipeline(
     folder: Path,
     device: torch.device,
@@ -77,7 +100,13 @@ def load_pipeline(
     MotionAdapter folder, see models/motion_loading.py) puts a motion module into the main UNet;
     without it none runs, whatever the folder holds.
     """
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+    pipe = _load_networks(folder, device, dtype, cpu_offload, with_text_encoder, motion_module)
+    return _configure(pipe, dict(pipe.scheduler.config), scheduler, vae_slicing, vae_tiling)
+
+
+def _load_networks(
+    folder: Path, device: torch.device, dtype: torch.dtype, cpu_offload: bool, with_text_encoder: bool = False, motion_module: Path | None = None
+):
     from diffusers.utils import logging as diffusers_logging
 
     from magicpose_cli.models.pipeline import MagicPosePipeline
@@ -90,15 +119,59 @@ def load_pipeline(
 
         motion_adapter = load_motion_adapter(motion_module)
     pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, motion_adapter=motion_adapter, **without_text)
-    scheduler_class = {Scheduler.ddim: DDIMScheduler, Scheduler.dpm: DPMSolverMultistepScheduler, Scheduler.unipc: UniPCMultistepScheduler}
-    pipe.scheduler = scheduler_class[Scheduler(scheduler)].from_config(pipe.scheduler.config)
-    if vae_slicing:
-        pipe.vae.enable_slicing()
-    if vae_tiling:
-        pipe.vae.enable_tiling()
     if cpu_offload and device.type != "cpu":
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _configure(pipe, scheduler_config: dict, scheduler: Scheduler | str, vae_slicing: bool, vae_tiling: bool):
+    """A fresh scheduler of the kind asked for (from the folder's own config) and the VAE's memory savers on or off."""
+    pipe.scheduler = make_scheduler(scheduler, scheduler_config)
+    pipe.vae.enable_slicing() if vae_slicing else pipe.vae.disable_slicing()
+    pipe.vae.enable_tiling() if vae_tiling else pipe.vae.disable_tiling()
+    return pipe
+
+
+def files_stamp(path: Path) -> tuple:
+    """The path and the name (relative to it), size and modification time of every file it is or
+    holds: cheap to read, and different whenever a file is written again."""
+    path = Path(path).resolve()
+    files = [path] if path.is_file() else sorted(file for file in path.rglob("*") if file.is_file())
+    return (str(path), *((file.relative_to(path).as_posix(), file.stat().st_size, file.stat().st_mtime_ns) for file in files))
+
+
+class LoadedPipelines:
+    """Pipelines kept loaded from one run to the next (``magicpose batch``, ``magicpose ui``): the networks
+    are loaded once per model folder, device, dtype, offloading and motion module; the scheduler and the
+    VAE's savers are set per run. The folder and the module count with their files (``files_stamp``),
+    so weights written again while the app runs are loaded anew.
+
+    Only the latest model is kept, so that two models never share the GPU's memory. ``loading(folder)``
+    gives a context that a load runs in (the app shows it as progress).
+    """
+
+    def __init__(self, loading: Callable[[Path], AbstractContextManager] = lambda folder: nullcontext()) -> None:
+        self._kept: dict[tuple, tuple[object, dict]] = {}
+        self.loads = 0
+        self.loading = loading
+
+    def get(self, folder: Path, device: torch.device, dtype: torch.dtype, scheduler: Scheduler | str = Scheduler.ddim,
+            vae_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False, motion_module: Path | None = None):  # fmt: skip
+        """The pipeline as :func:`load_pipeline` gives it, loading its networks only when not kept already."""
+        motion = None if motion_module is None else files_stamp(motion_module)
+        key = (files_stamp(folder), str(device), dtype, cpu_offload and device.type != "cpu", motion)
+        if key not in self._kept:
+            if self._kept:
+                self._kept.clear()
+                gc.collect()  # the old networks go before the new ones load
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            with self.loading(Path(folder)):
+                pipe = _load_networks(folder, device, dtype, cpu_offload, motion_module=motion_module)
+            self._kept[key] = (pipe, dict(pipe.scheduler.config))
+            self.loads += 1
+        pipe, scheduler_config = self._kept[key]
+        return _configure(pipe, scheduler_config, scheduler, vae_slicing, vae_tiling)

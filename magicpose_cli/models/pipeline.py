@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
@@ -16,12 +15,16 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from magicpose_cli.distributed import Processes
 from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.denoising_state import DenoisingState
+from magicpose_cli.models.feature_reuse import DeepFeatureCache, reused_deep_features
+from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.motion import make_faithful, motion_transformers, motion_unet
 from magicpose_cli.models.networks import AppearanceUNet, MagicPoseDenoiser, PromptEmbedding
 from magicpose_cli.models.pose_maps import PoseMapProcessor
 from magicpose_cli.models.reference_attention import ReferenceFeatures, StepFeatures, StepReferenceFeatures
+from magicpose_cli.models.vae_decoding import LatentDecodingMixin
 from magicpose_cli.models.video_denoising import DEFAULT_CONTEXT_FRAMES, DEFAULT_CONTEXT_OVERLAP, NoiseMode, VideoDenoisingMixin
 
 CPU = torch.device("cpu")
@@ -46,7 +49,7 @@ def frame_batches(num_frames: int, frames_per_batch: int) -> list[range]:
     return [range(start, min(start + frames_per_batch, num_frames)) for start in range(0, num_frames, frames_per_batch)]
 
 
-class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
+class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMixin):
     """MagicPose sampling for one frame or a thousand, with or without a motion module.
 
     All frames share the reference features and, by default, one initial noise, so a video is
@@ -60,6 +63,11 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
     Guidance modes: ``"image"`` (the original default) guides on reference and pose: the
     unconditional branch is the plain SD UNet with the same text. ``"text"`` keeps reference and
     pose in both branches and guides on the prompt against ``negative_prompt_embeds``.
+
+    Fewer evaluations per frame: ``guidance_interval`` (:class:`GuidanceInterval`) guides only the
+    steps in it; k > 1 runs the appearance model (``appearance_reuse_interval``) or the deep blocks of
+    UNet and ControlNet (``deep_reuse_interval``, :mod:`~magicpose_cli.models.feature_reuse`; without
+    a motion module) every k-th step only.
     """
 
     model_cpu_offload_seq = "text_encoder->reference_unet->controlnet->unet->vae"
@@ -136,6 +144,10 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         motion_scale: float = 1.0,
         resume_state: DenoisingState | None = None,
         on_state: Callable[[DenoisingState], None] | None = None,
+        guidance_interval: GuidanceInterval | tuple[float, float] = GuidanceInterval(),
+        deep_reuse_interval: int = 1,
+        appearance_reuse_interval: int = 1,
+        processes: Processes = Processes(),
     ) -> Iterator[tuple[range, list[PIL.Image.Image] | np.ndarray | torch.Tensor]]:
         """Yield ``(frame indices, frames)`` batch by batch, so a long video never sits in memory whole.
 
@@ -150,9 +162,12 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         ``context_overlap``, fused by ``context_fusion``; ``motion_scale`` blends the modules' output
         with their input; ``resume_state``/``on_state`` resume and report the whole-video state
         (:class:`DenoisingState`); batches are then decoding batches.
+
+        Several ``processes`` (magicpose_cli.distributed) take the batches not skipped in turn, and with
+        a motion module each step's windows too (see ``denoise_video``); every process yields its own.
         """
         pose_maps = self.pose_map_processor.frames(pose_maps)
-        height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps)
+        height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps, deep_reuse_interval)
         guidance_mode, noise = GuidanceMode(guidance_mode), self.noise_mode(noise)
         num_frames = len(pose_maps)
         batches = frame_batches(num_frames, frames_per_batch)
@@ -167,38 +182,44 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         initial_noise = self.prepare_latents(num_frames, height, width, generator, latents, noise, tile_frames)
         reference_latents = self.encode_reference(reference_image, height, width) if use_reference else None
         references = self.prepare_reference_features(
-            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep=len(todo) > 1 and not self.has_motion
+            reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, len(todo) > 1 and not self.has_motion,
+            appearance_reuse_interval,
         )
-        denoising = (prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode)
+        denoising = (prompt_embeds, negative_prompt_embeds, num_inference_steps, guidance_scale, guidance_mode, GuidanceInterval.of(guidance_interval))
 
         # 2a. With a motion module: the whole video step by step, window by window; then decode batch by batch.
         if self.has_motion:
             video_latents = self.denoise_video(
                 initial_noise.expand(num_frames, -1, -1, -1).clone(), pose_maps, references, *denoising, windows,
-                context_fusion, resume_state, on_state, callback_on_step_end,
+                context_fusion, resume_state, on_state, callback_on_step_end, processes,
             )  # fmt: skip
-            for batch_index in todo:
+            for batch_index in processes.share(todo):
                 frames = batches[batch_index]
                 yield frames, self.decode(video_latents[frames.start : frames.stop], output_type)
             return
 
         # 2b. Without one: denoise and decode batch by batch (each frame is denoised on its own).
-        for batch_index in todo:
+        for batch_index in processes.share(todo):
             frames = batches[batch_index]
             batch_poses = self.pose_map_processor.preprocess([pose_maps[index] for index in frames])
             batch_noise = initial_noise[frames.start : frames.stop] if len(initial_noise) > 1 else initial_noise
             batch_latents = self.denoise(
                 batch_noise.expand(len(frames), -1, -1, -1).clone(), batch_poses.to(self._execution_device, self.unet.dtype),
                 references, *denoising, callback_on_step_end, {"batch_index": batch_index, "num_batches": len(batches)},
+                DeepFeatureCache(deep_reuse_interval),
             )  # fmt: skip
             yield frames, self.decode(batch_latents, output_type)
 
-    def check_inputs(self, reference_image, pose_maps: Sequence, guidance_mode, frames_per_batch, num_inference_steps) -> tuple[int, int]:
+    def check_inputs(
+        self, reference_image, pose_maps: Sequence, guidance_mode, frames_per_batch, num_inference_steps, deep_reuse_interval: int = 1
+    ) -> tuple[int, int]:
         """Refuse bad inputs before any network runs; returns the pose maps' (height, width)."""
         if guidance_mode not in {mode.value for mode in GuidanceMode}:
             raise ValueError(f"guidance_mode must be one of {[mode.value for mode in GuidanceMode]}, got {guidance_mode!r}")
-        if frames_per_batch < 1 or num_inference_steps < 1:
-            raise ValueError("frames_per_batch and num_inference_steps must be at least 1")
+        if frames_per_batch < 1 or num_inference_steps < 1 or deep_reuse_interval < 1:
+            raise ValueError("frames_per_batch, num_inference_steps and deep_reuse_interval must be at least 1")
+        if deep_reuse_interval > 1 and self.has_motion:  # its cache would hold every context window's deep features at once
+            raise ValueError("deep-feature reuse runs without a motion module only (with one it would keep every window's deep features)")
         if len(pose_maps) == 0:
             raise ValueError("pose_maps must be N x 3 x H x W (N >= 1), got no pose maps")
         height, width = self.pose_map_processor.to_tensor(pose_maps[0]).shape[1:]
@@ -219,19 +240,26 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         num_inference_steps: int,
         guidance_scale: float,
         guidance_mode: GuidanceMode,
+        guidance_interval: GuidanceInterval = GuidanceInterval(),
         callback_on_step_end=None,
         batch_info: dict | None = None,
+        deep_features: DeepFeatureCache | None = None,
     ) -> torch.Tensor:
-        """The sampling loop for one batch of frames; returns their final latents."""
+        """The sampling loop for one batch of frames; returns their final latents.
+
+        ``deep_features`` (this batch's own) serves the deep blocks between the steps that compute them.
+        """
         self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
         latents = latents * self.scheduler.init_noise_sigma
-        with self.progress_bar(total=len(self.scheduler.timesteps)) as progress:
+        deep_features = deep_features or DeepFeatureCache()
+        networks = (self.denoiser.unet, self.denoiser.controlnet)
+        with self.progress_bar(total=len(self.scheduler.timesteps)) as progress, reused_deep_features(deep_features, *networks):
             for step_index, timestep in enumerate(self.scheduler.timesteps):
                 model_input = self.scheduler.scale_model_input(latents, timestep)
-                reference, negative_reference = references.at(step_index, timestep, latents.device) if references is not None else (None, None)
+                reference, negative_reference = self.step_references(references, step_index, latents.device)
                 noise = self.guided_noise(
-                    model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds,
-                    negative_prompt_embeds, guidance_scale, guidance_mode,
+                    model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds, negative_prompt_embeds,
+                    self.step_guidance(guidance_scale, guidance_interval, timestep), guidance_mode, deep_features, step_index,
                 )  # fmt: skip
                 latents = self.scheduler.step(noise, timestep, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:
@@ -251,16 +279,30 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         negative_prompt_embeds: torch.Tensor,
         guidance_scale: float,
         guidance_mode: GuidanceMode,
+        deep_features: DeepFeatureCache | None = None,
+        step_index: int = 0,
     ) -> torch.Tensor:
-        """Classifier-free guided noise prediction for a batch of frames at one timestep."""
-        conditional = self.denoiser(latents, timestep, prompt_embeds, reference, pose_maps)
+        """Classifier-free guided noise prediction for a batch of frames at one timestep
+        (``guidance_scale`` 1: the conditional branch alone); each branch is its own stream of ``deep_features``."""
+        deep_features = deep_features or DeepFeatureCache()
+        with deep_features.stream("conditional", step_index):
+            conditional = self.denoiser(latents, timestep, prompt_embeds, reference, pose_maps)
         if self.uses_conditional_only(guidance_scale, guidance_mode, prompt_embeds, negative_prompt_embeds):
             return conditional
-        if guidance_mode == GuidanceMode.image:
-            unconditional = self.denoiser(latents, timestep, prompt_embeds)
-        else:
-            unconditional = self.denoiser(latents, timestep, negative_prompt_embeds, negative_reference, pose_maps)
+        with deep_features.stream("unconditional", step_index):
+            if guidance_mode == GuidanceMode.image:
+                unconditional = self.denoiser(latents, timestep, prompt_embeds)
+            else:
+                unconditional = self.denoiser(latents, timestep, negative_prompt_embeds, negative_reference, pose_maps)
         return unconditional + guidance_scale * (conditional - unconditional)
+
+    def step_references(self, references: StepReferenceFeatures | None, step_index: int, device) -> StepFeatures:
+        """The reference features serving ``step_index`` of the scheduler's timesteps (none without a reference)."""
+        return references.at(step_index, self.scheduler.timesteps, device) if references is not None else (None, None)
+
+    def step_guidance(self, guidance_scale: float, guidance_interval: GuidanceInterval, timestep) -> float:
+        """The guidance scale of the step at ``timestep``: 1 (the conditional branch alone) outside the interval."""
+        return guidance_scale if guidance_interval.guides(timestep, self.scheduler.config.num_train_timesteps) else 1.0
 
     @staticmethod
     def uses_conditional_only(guidance_scale: float, guidance_mode: GuidanceMode, prompt_embeds, negative_prompt_embeds) -> bool:
@@ -271,7 +313,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         return guidance_mode == GuidanceMode.text and same_text
 
     def prepare_reference_features(
-        self, reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep: bool
+        self, reference_latents, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_mode, keep: bool, reuse_interval: int = 1
     ) -> StepReferenceFeatures | None:
         """Features of the reference per step, for the conditional branch and (``"text"`` mode) the negative one."""
         if reference_latents is None:
@@ -285,7 +327,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
             negative = self.denoiser.reference_features(reference_latents, timestep, negative_prompt_embeds) if negative_needed else None
             return positive, negative
 
-        return StepReferenceFeatures(features, keep)
+        return StepReferenceFeatures(features, keep, reuse_interval)
 
     def encode_reference(self, reference_image, height: int | None = None, width: int | None = None) -> torch.Tensor:
         """Reference latent: VAE posterior mode times the scaling factor (no noise is added).
@@ -339,31 +381,6 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin):
         elif latents.ndim != 4 or latents.shape[0] not in (1, num_frames) or tuple(latents.shape[1:]) != shape[1:]:
             raise ValueError(f"latents must be 1 or {num_frames} x {shape[1]} x {shape[2]} x {shape[3]}, got {tuple(latents.shape)}")
         return latents.to(self._execution_device, self.unet.dtype)
-
-    def decode(self, latents: torch.Tensor, output_type: str):
-        if output_type == "latent":
-            return latents
-        return self.image_processor.postprocess(self.vae_decode(latents), output_type=output_type)
-
-    def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents to images in [-1,1]. SD 1.5's VAE can overflow float16 (inf, then NaN); a batch
-        that does is decoded again with the VAE upcast to float32."""
-        scaled = latents / self.vae.config.scaling_factor
-        images = self.vae.decode(scaled.to(self.vae.dtype), return_dict=False)[0]
-        if self.vae.dtype == torch.float16 and not torch.isfinite(images).all():
-            with self.upcast_vae():
-                images = self.vae.decode(scaled.float(), return_dict=False)[0]
-        return images
-
-    @contextmanager
-    def upcast_vae(self):
-        """The VAE in float32 for the duration, then back in its own dtype."""
-        dtype = self.vae.dtype
-        self.vae.to(torch.float32)
-        try:
-            yield
-        finally:
-            self.vae.to(dtype)
 
     @staticmethod
     def _join(outputs: list):

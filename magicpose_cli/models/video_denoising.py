@@ -15,8 +15,10 @@ from enum import Enum
 
 import torch
 
+from magicpose_cli.distributed import Processes
 from magicpose_cli.models.context_windows import ContextFusion, context_windows, fuse_window_predictions
 from magicpose_cli.models.denoising_state import DenoisingState, restore_scheduler_state, scheduler_state
+from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.motion import set_motion_scale
 from magicpose_cli.models.reference_attention import ReferenceFeatures
 
@@ -49,16 +51,20 @@ class VideoDenoisingMixin:
         num_inference_steps: int,
         guidance_scale: float,
         guidance_mode,
+        guidance_interval: GuidanceInterval,
         windows: list[range],
         fusion: ContextFusion | str = ContextFusion.pyramid,
         resume_state: DenoisingState | None = None,
         on_state: Callable[[DenoisingState], None] | None = None,
         callback_on_step_end=None,
+        processes: Processes = Processes(),
     ) -> torch.Tensor:
         """The sampling loop over the whole video's initial ``latents``; returns the final latents.
 
         ``resume_state`` continues a run from its state after some step; ``on_state`` hears the
-        state after every step (to save it, say), while it is still current.
+        state after every step (to save it, say), while it is still current. Several ``processes``
+        predict each step's windows in turn and gather the predictions; every process then fuses all
+        windows in order, as one process does, and holds the same latents.
         """
         self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
         total_steps = len(self.scheduler.timesteps)
@@ -73,11 +79,13 @@ class VideoDenoisingMixin:
             for step_index in range(first_step, total_steps):
                 timestep = self.scheduler.timesteps[step_index]
                 model_input = self.scheduler.scale_model_input(latents, timestep)
-                reference, negative_reference = references.at(step_index, timestep, latents.device) if references is not None else (None, None)
-                predictions = self.predict_windows(
-                    windows, model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds,
-                    negative_prompt_embeds, guidance_scale, guidance_mode,
+                reference, negative_reference = self.step_references(references, step_index, latents.device)
+                mine = self.predict_windows(
+                    processes.share(windows), model_input, timestep, pose_maps, reference, negative_reference, prompt_embeds,
+                    negative_prompt_embeds, self.step_guidance(guidance_scale, guidance_interval, timestep), guidance_mode,
                 )  # fmt: skip
+                template = model_input[windows[0].start : windows[0].stop]
+                predictions = processes.gather_shares(mine, len(windows), template) if processes.count > 1 else mine
                 noise = fuse_window_predictions(windows, predictions, len(latents), fusion)
                 latents = self.scheduler.step(noise, timestep, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:

@@ -8,23 +8,26 @@ into the frame cache's key). A new option lands here.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from magicpose_cli.driving import DrivingPoses
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, generation_size, training_scale_size
-from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.models.context_windows import ContextFusion
+from magicpose_cli.models.guidance import GuidanceInterval
+from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
 from magicpose_cli.models.settings import RecommendedSettings
 from magicpose_cli.models.video_denoising import DEFAULT_MOTION_NOISE
 from magicpose_cli.retarget.motion import MotionSettings, validate_motion_options
 from magicpose_cli.retarget.outputs import check_frames_dir
+from magicpose_cli.retarget.presets import Preset, preset_settings
 
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 7.0
 DEFAULT_SCHEDULER = Scheduler.ddim
+DEFAULT_GUIDANCE_INTERVAL = (0.0, 1.0)  # every step guided
 
 
 @dataclass
@@ -47,6 +50,10 @@ class RetargetOptions:
     guidance: float | None = None
     guidance_mode: GuidanceMode = GuidanceMode.image
     scheduler: Scheduler | None = None
+    preset: Preset | None = None  # None: quality, the schedule without a preset
+    guidance_interval: tuple[float, float] | None = None  # None (also the reuses): the preset's, else the default
+    deep_reuse: int | None = None
+    appearance_reuse: int | None = None
     device: Device = Device.auto
     dtype: Precision = Precision.auto
     vae_slicing: bool = False
@@ -85,16 +92,24 @@ class Sampling:
     vae_tiling: bool
     noise: NoiseMode = NoiseMode.shared
     motion: MotionSettings | None = None  # None: no motion module
+    guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL
+    deep_reuse: int = 1
+    appearance_reuse: int = 1
 
     def key(self) -> dict:
-        """The settings for the cache key; the noise and the motion settings only where they differ
-        from a run without a motion module, so the keys of such runs stay what they were."""
-        key = {name: getattr(value, "value", value) for name, value in asdict(self).items() if name not in ("noise", "motion")}
-        if NoiseMode(self.noise) is not NoiseMode.shared:
-            key["noise"] = NoiseMode(self.noise).value
-        if self.motion is not None:
-            key["motion"] = self.motion.key()
+        """The settings for the cache key; those added after the first release (noise, motion, the
+        guidance interval and the reuses) only where they differ from their defaults, so the keys
+        of runs that use none of them stay what they were."""
+        key = {}
+        for name in (field.name for field in fields(self)):
+            value = getattr(self, name)
+            if name in _KEYED_WHEN_NOT and value == _KEYED_WHEN_NOT[name]:
+                continue
+            key[name] = value.key() if isinstance(value, MotionSettings) else getattr(value, "value", value)
         return key
+
+
+_KEYED_WHEN_NOT = {"noise": NoiseMode.shared, "motion": None, "guidance_interval": DEFAULT_GUIDANCE_INTERVAL, "deep_reuse": 1, "appearance_reuse": 1}
 
 
 def validate_options(options: RetargetOptions) -> None:
@@ -103,6 +118,8 @@ def validate_options(options: RetargetOptions) -> None:
     checks = [
         (options.batch_size >= 1, f"--batch-size must be at least 1, got {options.batch_size}"),
         (options.steps is None or options.steps >= 1, f"--steps must be at least 1, got {options.steps}"),
+        (options.deep_reuse is None or options.deep_reuse >= 1, f"--deep-reuse must be at least 1, got {options.deep_reuse}"),
+        (options.appearance_reuse is None or options.appearance_reuse >= 1, f"--appearance-reuse must be at least 1, got {options.appearance_reuse}"),
         (options.fps is None or options.fps > 0, f"--fps must be positive, got {options.fps}"),
         (options.max_frames is None or options.max_frames >= 1, "--max-frames must be at least 1"),
         (
@@ -118,6 +135,13 @@ def validate_options(options: RetargetOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise MagicPoseError(message)
+    if options.guidance_interval is not None:
+        try:
+            GuidanceInterval(*options.guidance_interval)
+        except (TypeError, ValueError):
+            raise MagicPoseError(
+                f"--guidance-interval LO HI needs 0 <= LO <= HI <= 1 (fractions of the noise schedule), got {options.guidance_interval}"
+            ) from None
     validate_motion_options(options)
     if options.frames_dir is not None:
         check_frames_dir(Path(options.frames_dir))
@@ -138,28 +162,49 @@ def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
 def resolve_sampling(
     options: RetargetOptions, recommended: RecommendedSettings, device: str, dtype: str, motion: MotionSettings | None = None
 ) -> tuple[Sampling, dict[str, tuple[object, str]]]:
-    """The sampling settings: each one the user's, else the model's recommendation, else the default;
-    with (value, where it came from) per setting for the notice. ``motion``: the motion module's settings, if one runs."""
+    """The sampling settings: each one the user's, else the preset's, else the model's recommendation,
+    else the default; with (value, where it came from) per setting for the notice (the guidance
+    interval and the reuses only where they are not the default's every-step computation).
+    ``motion``: the motion module's settings, if one runs."""
     if options.cpu_offload and device == "cpu":
         raise MagicPoseError("--cpu-offload keeps models on the CPU until a GPU needs them; running on the CPU, it would change nothing")
+    quality = {"steps": choose(None, recommended.steps, DEFAULT_STEPS), "scheduler": choose(None, recommended.scheduler, DEFAULT_SCHEDULER)}
+    preset = Preset(options.preset or Preset.quality)
+    from_preset = preset_settings(preset, int(quality["steps"][0]))
+
+    def with_preset(name: str, fallback: tuple[object, str]) -> tuple[object, str]:
+        """The user's value, else the preset's, else ``fallback`` (the quality schedule's)."""
+        given = getattr(options, name)
+        return (given, "given") if given is not None else (from_preset[name], f"preset {preset.value}") if name in from_preset else fallback
+
     chosen = {
-        "steps": choose(options.steps, recommended.steps, DEFAULT_STEPS),
+        "preset": (preset, "given" if options.preset else "default"),
+        "steps": with_preset("steps", quality["steps"]),
         "guidance": choose(options.guidance, recommended.guidance, DEFAULT_GUIDANCE),
-        "scheduler": choose(options.scheduler, recommended.scheduler, DEFAULT_SCHEDULER),
+        "scheduler": with_preset("scheduler", quality["scheduler"]),
+        "guidance_interval": with_preset("guidance_interval", (DEFAULT_GUIDANCE_INTERVAL, "default")),
+        "deep_reuse": with_preset("deep_reuse", (1, "default")),
+        "appearance_reuse": with_preset("appearance_reuse", (1, "default")),
     }
     try:
         scheduler = Scheduler(chosen["scheduler"][0])
     except ValueError:
         raise MagicPoseError(f"the model recommends an unknown scheduler {chosen['scheduler'][0]!r}; pass --scheduler") from None
+    if motion is not None and int(chosen["deep_reuse"][0]) > 1:
+        raise MagicPoseError("--deep-reuse runs without a motion module only (with one it would keep every context window's deep features); add --no-motion or leave it out")
     noise = choose(options.noise, None, DEFAULT_MOTION_NOISE if motion is not None else NoiseMode.shared)
     if motion is not None or options.noise is not None:
         chosen["noise"] = noise
     sampling = Sampling(
         options.seed, options.batch_size, int(chosen["steps"][0]), float(chosen["guidance"][0]),
         GuidanceMode(options.guidance_mode), scheduler, device, dtype, options.vae_slicing, options.vae_tiling,
-        NoiseMode(noise[0]), motion,
+        NoiseMode(noise[0]), motion, tuple(float(end) for end in chosen["guidance_interval"][0]), int(chosen["deep_reuse"][0]),
+        int(chosen["appearance_reuse"][0]),
     )  # fmt: skip
-    return sampling, chosen
+    return sampling, {name: choice for name, choice in chosen.items() if name not in _EVERY_STEP or choice[1] != "default"}
+
+
+_EVERY_STEP = ("guidance_interval", "deep_reuse", "appearance_reuse")
 
 
 def choose(given: object, recommended: object, default: object) -> tuple[object, str]:
@@ -212,7 +257,13 @@ def vae_tiling_notice(model_folder: Path, placement: Placement) -> str | None:
 def describe_settings(placement: Placement, canvas_source: str, chosen: dict[str, tuple[object, str]]) -> str:
     """One line saying what the run uses and where each setting came from."""
     parts = [f"canvas {placement.canvas_width}x{placement.canvas_height} ({canvas_source})"]
-    parts += [f"{name} {getattr(value, 'value', value)} ({source})" for name, (value, source) in chosen.items()]
+    parts += [f"{name.replace('_', ' ')} {describe_value(value)} ({source})" for name, (value, source) in chosen.items()]
     return "settings: " + ", ".join(parts)
+
+
+def describe_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return "-".join(f"{end:g}" for end in value)
+    return str(getattr(value, "value", value))
 
 

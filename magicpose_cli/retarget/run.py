@@ -7,7 +7,10 @@ restore the driving shape (and build the grid) -> encode the mp4 with the drivin
 
 Every generated frame goes to the frame cache as soon as its batch is done. Batches are always
 cut at the same boundaries and every batch starts from the same shared noise, so a resumed run
-produces exactly the bytes an uninterrupted one does.
+produces exactly the bytes an uninterrupted one does. Under ``accelerate launch`` or ``torchrun``
+the processes deal the missing batches between them (magicpose_cli.distributed): each computes
+its own on its own device, all write into the one frame cache, and the main process encodes
+once all are done, so the video has the same bytes for any number of processes.
 
 Memory stays flat in the video's length: only keypoints are kept for the whole video; pose maps
 are drawn when a batch (or the cache key's hash) needs them, frames go to the cache as they are
@@ -18,23 +21,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from magicpose_cli.cache import check_cache_root
 from magicpose_cli.driving import DrivingPoses, load_driving_poses
-from magicpose_cli.encode import check_output_path
+from magicpose_cli.distributed import Processes, join_processes, use_threads_of_one_process
+from magicpose_cli.encode import EncodeResult, check_output_path
+from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.frame_cache import FrameCache
 from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, fit_placement
 from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
-from magicpose_cli.models.loading import Device, Precision, load_pipeline, resolve_device, resolve_dtype
+from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, resolve_device, resolve_dtype
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
 from magicpose_cli.retarget.motion import describe_motion, find_motion_module
 from magicpose_cli.retarget.options import (
@@ -61,13 +68,14 @@ class RetargetSummary:
     audio_codec: str | None
     model_source: str
     timings: dict[str, float] = field(default_factory=dict)  # seconds per part of the run, in order
+    processes: int = 1  # how many processes shared the work
 
     @property
     def seconds_per_frame(self) -> float:
         return self.seconds / self.frames if self.frames else 0.0
 
 
-def new_progress(console: Console | None) -> Progress:
+def new_progress(console: Console | None, shown: bool = True) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description:<18}"),
         BarColumn(),
@@ -76,6 +84,7 @@ def new_progress(console: Console | None) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        disable=not shown,
     )
 
 
@@ -103,14 +112,19 @@ def retarget(
     on_notice: Callable[[str], None] | None = None,
     on_batch_saved: Callable[[int, int], None] | None = None,
     on_detail: Callable[[str], None] | None = None,
+    pipelines: LoadedPipelines | None = None,
     on_state_saved: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> RetargetSummary:
-    """Run the whole retarget.
+    """Run the whole retarget, on this process alone or shared by the processes of a launch.
 
     ``on_notice`` gets lines worth telling the user (e.g. the demo model is in use), ``on_detail``
-    lines for the curious (where the model, device and cache are);
-    ``on_batch_saved(batch_index, num_batches)`` is called after each batch reaches the cache, and
-    with a motion module ``on_state_saved(steps_done, steps)`` after each step's state is saved.
+    lines for the curious (where the model, device and cache are); both, and the progress bars,
+    only on the main process. ``on_batch_saved(batch_index, num_batches)`` is called after each
+    batch this process made reaches the cache, and with a motion module ``on_state_saved(steps_done,
+    steps)`` after each step's state is saved. ``pipelines`` keeps models loaded between runs.
+    ``progress``: a rich Progress of the caller's (the app) that gets the tasks (extracting poses,
+    denoising frames and steps, encoding) instead of bars drawn on ``console``.
     """
     started = time.perf_counter()
     stopwatch = Stopwatch()
@@ -119,46 +133,75 @@ def retarget(
     validate_options(options)
     cache_root = check_cache_root(Path(options.cache_root) if options.cache_root else default_cache_root())
     reference = load_reference_image(reference_path)
+    processes, device = start_processes(options.device)
+    if not processes.is_main:
+        on_notice = on_detail = None
     with stopwatch("finding the model"):
-        model = locate_model(options.model, cache_root)
-        motion, motion_run = find_motion_module(options, model.folder)
-    tell(on_notice, model.notice, describe_motion(motion, motion_run))
-    device = resolve_device(options.device)
+        model = processes.main_first(lambda: locate_model(options.model, cache_root))
+        motion, motion_run = processes.main_first(lambda: find_motion_module(options, model.folder))
+    tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice, describe_motion(motion, motion_run))
     dtype = resolve_dtype(options.dtype, device)
     sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
-    with new_progress(console) as progress:
-        with stopwatch("driving poses"):
-            driving = read_driving_poses(driving_path, options, reference, progress, cache_root)
+    with nullcontext(progress) if progress is not None else new_progress(console, shown=processes.is_main) as progress:
+        with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
+            driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
         placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
         tiling = vae_tiling_notice(model.folder, placement) if options.vae_tiling else None
         tell(on_notice, driving.notice, describe_settings(placement, canvas_source, chosen), tiling)
         reference_canvas = place_reference(reference, placement.canvas_width, placement.canvas_height, reference_fit)
         pose_maps = driving.pose_maps(placement, face=options.face, hands=options.hands)
         with stopwatch("cache key"):
-            cache = open_frame_cache(
-                cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode, sampling, motion and motion.path
-            )
+            cache = open_shared_frame_cache(
+                processes, options.force, cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode,
+                sampling, motion and motion.path,
+            )  # fmt: skip
         tell(on_detail, f"frame cache: {cache.folder}")
-        if options.force:
-            cache.clear()
         load = partial(
-            load_pipeline, model.folder, device, dtype, sampling.scheduler, options.vae_slicing, options.vae_tiling, options.cpu_offload,
-            motion_module=motion and motion.path,
+            (pipelines or LoadedPipelines()).get, model.folder, device, dtype, sampling.scheduler, options.vae_slicing,
+            options.vae_tiling, options.cpu_offload, motion_module=motion and motion.path,
         )  # fmt: skip
         with stopwatch("generation"):
-            generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved, on_state_saved)
+            generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved, on_state_saved, processes)
         with stopwatch("writing the output"):
-            encoded = write_outputs(cache, pose_maps, placement, reference, driving, driving_path, output_path, options, progress)
+            encoded = processes.on_main(lambda: write_outputs(cache, pose_maps, placement, reference, driving, driving_path, output_path, options, progress))
     return RetargetSummary(
-        output=output_path, frames=encoded.frames, generated=generated, cache_hits=len(pose_maps) - generated,
-        seconds=time.perf_counter() - started, fps=driving.fps, audio_codec=encoded.audio_codec, model_source=model.source,
-        timings=stopwatch.seconds,
+        output=output_path, frames=encoded.frames if encoded else len(pose_maps), generated=generated, cache_hits=len(pose_maps) - generated,
+        seconds=time.perf_counter() - started, fps=driving.fps, audio_codec=encoded.audio_codec if encoded else None,
+        model_source=model.source, timings=stopwatch.seconds, processes=processes.count,
     )  # fmt: skip
 
 
+def start_processes(device_option: Device | str) -> tuple[Processes, torch.device]:
+    """The processes sharing this run and the device this one computes on (its own GPU where there are several)."""
+    device = resolve_device(device_option)
+    processes = join_processes(device)
+    if processes.count > 1 and device.type == "cpu":
+        use_threads_of_one_process()  # the same pixels for any number of processes
+    return processes, processes.own_device(device)
+
+
+def describe_sharing(processes: Processes, device: torch.device, with_motion: bool) -> str | None:
+    if processes.count == 1:
+        return None
+    where = "a GPU each" if device.type == "cuda" else "the CPU"
+    if with_motion:
+        return f"{processes.count} processes share the work on {where}: each step's context windows, then the decoding batches, in turn"
+    return f"{processes.count} processes share the work, taking the missing batches in turn, on {where}"
+
+
+def open_shared_frame_cache(processes: Processes, force: bool, *key_parts) -> FrameCache:
+    """The run's frame cache (see ``open_frame_cache``), the same one on every process; emptied first with --force."""
+    cache = processes.everywhere(lambda: open_frame_cache(*key_parts))
+    if len(set(processes.gather(cache.key))) > 1:
+        raise MagicPoseError("the processes of this launch computed different inputs (a cache key each); they must all read the same files")
+    if force:
+        processes.on_main(cache.clear)
+    return cache
+
+
 def write_outputs(cache, pose_maps, placement, reference, driving: DrivingPoses, driving_path: Path, output_path: Path,
-                  options: RetargetOptions, progress: Progress):  # fmt: skip
+                  options: RetargetOptions, progress: Progress) -> EncodeResult:  # fmt: skip
     """The --frames-dir PNGs when asked for, and the mp4 (with the driving audio unless --no-audio)."""
     if options.frames_dir is not None:
         keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.models.pipeline import PoseMapProcessor
+from magicpose_cli.models.pose_maps import PoseMapProcessor
 from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.video import IMAGE_SUFFIXES, FrameSource, list_images, read_image
 
@@ -332,11 +332,14 @@ class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
 
+    def batch_indices(self, micro_step: int) -> list[int]:
+        start = (micro_step * self.world_size + self.rank) * self.batch_size
+        return list(range(start, start + self.batch_size))
+
     def __iter__(self) -> Iterator[list[int]]:
         micro_step = self.first_micro_step
         while True:
-            start = (micro_step * self.world_size + self.rank) * self.batch_size
-            yield list(range(start, start + self.batch_size))
+            yield self.batch_indices(micro_step)
             micro_step += 1
 
 

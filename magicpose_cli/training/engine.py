@@ -1,9 +1,11 @@
 """The training loop: accelerate (one GPU, several, several machines), checkpoints, EMA, samples, logs.
 
-Everything random in a step (which pairs, crops, VAE posterior samples, noise, timesteps) is drawn
-from generators seeded by ``(seed, micro-step, process)``; with the trained weights, optimiser,
-LR schedule and EMA restored from a checkpoint, a resumed run therefore repeats exactly what an
-uninterrupted run would have done.
+Everything random about a training sample (which pair, its crops, VAE posterior samples, noise,
+timestep) is drawn from generators seeded by ``(seed, sample index)``, and micro-step ``m`` of
+process ``r`` of ``N`` takes samples ``(m * N + r) * B ...``: with the trained weights, optimiser,
+LR schedule and EMA restored from a checkpoint, a resumed run repeats exactly what an uninterrupted
+run would have done, and N processes with batch B compute what one process with batch N * B does
+(but for the order of float sums).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from diffusers.training_utils import EMAModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from magicpose_cli.distributed import join_processes
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_directory, atomic_write_text, removed_on_failure
 from magicpose_cli.models import MagicPosePipeline
@@ -31,19 +34,18 @@ from magicpose_cli.training.checkpoints import (
     prune_checkpoints,
     save_checkpoint,
 )
-from magicpose_cli.training.data import PairDataset, StepBatchSampler, evaluation_pairs, find_training_videos, report_scan
+from magicpose_cli.training.data import DatasetScan, PairDataset, StepBatchSampler, evaluation_pairs, find_training_videos, report_scan
 from magicpose_cli.training.loss_log import LossLog
 from magicpose_cli.training.model_init import load_initial_pipeline
 from magicpose_cli.training.samples import sample_grid, save_sample_grid
 from magicpose_cli.training.clips import clip_span
 from magicpose_cli.training.motion_stage import MOTION_MODULE_DIR, clip_dataset, sample_strip, save_motion_module, save_sample_strip, with_motion_module
-from magicpose_cli.training.stages import DenoisingLoss, Stage, freeze_all_but, get_stage, trained_parts, training_loss
+from magicpose_cli.training.stages import DenoisingLoss, Stage, freeze_all_but, get_stage, sample_generators, trained_parts, training_loss
 
 CONFIG_FILE = "train_config.json"
 MODEL_DIR = "model"
 MIXED_PRECISION = {"no": Precision.fp32, "fp16": Precision.fp16, "bf16": Precision.bf16}
 """accelerate's --mixed-precision names, and the precision the frozen networks then compute in."""
-STREAM_STEP = 3  # the random stream of noise/timesteps/posterior samples (data.py uses 1 and 2)
 # Settings a resumed run must share with the run it continues: they decide what the checkpoint holds.
 RESUME_MUST_MATCH = ("stage", "freeze_appearance", "ema")
 MOTION_RESUME_MUST_MATCH = ("clip_frames", "clip_stride", "clip_noise", "motion_module")
@@ -142,12 +144,6 @@ def _resume_point(config: TrainConfig) -> Path | None:
     return found
 
 
-def step_generator(seed: int, micro_step: int, rank: int) -> torch.Generator:
-    """The CPU generator of one micro-step of one process (noise, timesteps, VAE posterior samples)."""
-    state = np.random.SeedSequence([seed, STREAM_STEP, micro_step, rank]).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
 def _empty_prompt_embeds(pipeline: MagicPosePipeline) -> torch.Tensor:
     try:
         with torch.no_grad():
@@ -173,18 +169,16 @@ class Trainer:
         self.batch_size = config.batch_size or self.stage.batch_size
         self.run_dir = Path(config.output_dir)
         resume_from = _resume_point(config)
+        self.processes = join_processes(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
         self.accelerator = Accelerator(
+            cpu=self.processes.count > 1 and not torch.cuda.is_available(),  # gloo: a plain state leaves each process alone
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         torch.manual_seed(config.seed)
         with removed_on_failure(self.run_dir):  # a run that cannot start leaves no run folder behind
-            with self.accelerator.main_process_first():  # pose extraction and checkpoint conversion fill caches once
-                self.scan = find_training_videos(config.data, self.shortest_video, report=self._say)
-                self.pipeline = load_initial_pipeline(config.model, self.run_dir, config.controlnet_init)
-                if self.is_motion:
-                    self.pipeline = with_motion_module(self.pipeline, config.motion_module)
+            self.scan, self.pipeline = self.processes.main_first(self._find_data_and_model)  # pose extraction, conversion fill the caches once
             _check_resolution(self.pipeline, config.resolution)
             if self.is_main:
                 report_scan(self.scan, self.console)
@@ -195,6 +189,11 @@ class Trainer:
             if resume_from is not None:
                 self._restore(resume_from)
             self.dataset = self._dataset(train=True)
+
+    def _find_data_and_model(self) -> tuple[DatasetScan, MagicPosePipeline]:
+        scan = find_training_videos(self.config.data, self.shortest_video, report=self._say)
+        pipeline = load_initial_pipeline(self.config.model, self.run_dir, self.config.controlnet_init)
+        return scan, with_motion_module(pipeline, self.config.motion_module) if self.is_motion else pipeline
 
     @property
     def is_motion(self) -> bool:
@@ -272,7 +271,7 @@ class Trainer:
             self.console.print(f"resumed from {folder} at step {self.step}")
 
     def _loader(self):
-        sampler = StepBatchSampler(
+        self.sampler = StepBatchSampler(
             self.batch_size,
             first_micro_step=self.step * self.config.gradient_accumulation,
             rank=self.accelerator.process_index,
@@ -281,7 +280,7 @@ class Trainer:
         return iter(
             torch.utils.data.DataLoader(
                 self.dataset,
-                batch_sampler=sampler,
+                batch_sampler=self.sampler,
                 num_workers=self.config.num_workers,
                 pin_memory=self.accelerator.device.type == "cuda",
             )
@@ -292,11 +291,11 @@ class Trainer:
         losses = []
         for accumulated in range(self.config.gradient_accumulation):
             micro_step = self.step * self.config.gradient_accumulation + accumulated
-            generator = step_generator(self.config.seed, micro_step, self.accelerator.process_index)
+            generators = sample_generators(self.config.seed, self.sampler.batch_indices(micro_step))
             batch = next(batches)
             with self.accelerator.accumulate(self.loss_module), self.accelerator.autocast():
                 loss = training_loss(
-                    self.loss_module, self.pipeline.vae, batch, self.prompt_embeds, generator,
+                    self.loss_module, self.pipeline.vae, batch, self.prompt_embeds, generators,
                     self.num_train_timesteps, self.stage.uses_pose, self.config.clip_noise == "shared",
                 )  # fmt: skip
                 self.accelerator.backward(loss)
@@ -384,9 +383,8 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
-        model_dir = self._save_model() if self.is_main else self.run_dir / (MOTION_MODULE_DIR if self.is_motion else MODEL_DIR)
-        self.accelerator.wait_for_everyone()
-        return model_dir
+        self.processes.on_main(self._save_model)
+        return self.run_dir / (MOTION_MODULE_DIR if self.is_motion else MODEL_DIR)
 
 
 def train(config: TrainConfig, console: Console | None = None) -> Path:

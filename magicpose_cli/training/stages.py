@@ -20,13 +20,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
+from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models.networks import MagicPoseDenoiser
+
+STREAM_STEP = 3  # the random stream of noise/timesteps/posterior samples (data.py uses 1 and 2)
 
 
 @dataclass(frozen=True)
@@ -133,10 +137,17 @@ class DenoisingLoss(nn.Module):
         return F.mse_loss(prediction.float(), target.float())
 
 
-def _encode(vae, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def sample_generators(seed: int, sample_indices: list[int]) -> list[torch.Generator]:
+    """One CPU generator per training sample (its VAE posterior samples, noise and timestep), so that a
+    sample's draws never depend on which process, or which batch, it falls in."""
+    states = [np.random.SeedSequence([seed, STREAM_STEP, index]).generate_state(2, np.uint32) for index in sample_indices]
+    return [torch.Generator().manual_seed(int(high) << 32 | int(low)) for high, low in states]
+
+
+def _encode(vae, images: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
     """VAE latents of images in [-1, 1]: a posterior sample times the scaling factor, as the original trains."""
     posterior = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
-    return (posterior.sample(generator) * vae.config.scaling_factor).float()
+    return (posterior.sample(generators) * vae.config.scaling_factor).float()
 
 
 def training_loss(
@@ -144,24 +155,26 @@ def training_loss(
     vae,
     batch: dict[str, torch.Tensor],
     prompt_embeds: torch.Tensor,
-    generator: torch.Generator,
+    generators: list[torch.Generator],
     num_train_timesteps: int,
     uses_pose: bool,
     shared_noise: bool = False,
 ) -> torch.Tensor:
     """The loss of one micro-batch (of pairs, or of clips: ``target`` B x F x 3 x H x W, whose frames get
-    their own noise, or with ``shared_noise`` one draw per clip); every random draw comes from ``generator``."""
+    their own noise, or with ``shared_noise`` one draw per clip). Every random draw of sample ``i`` comes
+    from ``generators[i]``, so a sample's draws do not depend on the batch, or the process, it is in."""
     num_frames = batch["target"].shape[1] if batch["target"].ndim == 5 else 1
+    frame_generators = [generator for generator in generators for _ in range(num_frames)]  # a clip's frames in turn
     with torch.no_grad():
-        latents = _encode(vae, batch["target"].flatten(0, 1) if num_frames > 1 else batch["target"], generator)
-        reference_latents = _encode(vae, batch["reference"], generator)
+        latents = _encode(vae, batch["target"].flatten(0, 1) if num_frames > 1 else batch["target"], frame_generators)
+        reference_latents = _encode(vae, batch["reference"], generators)
     if shared_noise and num_frames > 1:
-        clips = torch.randn((latents.shape[0] // num_frames, 1, *latents.shape[1:]), generator=generator)
+        clips = randn_tensor((len(generators), 1, *latents.shape[1:]), generator=generators, dtype=torch.float32)
         noise = clips.expand(-1, num_frames, *latents.shape[1:]).flatten(0, 1).to(latents.device)
     else:
-        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
-    timesteps = torch.randint(0, num_train_timesteps, (latents.shape[0] // num_frames,), generator=generator).to(latents.device)
+        noise = randn_tensor(tuple(latents.shape), generator=frame_generators, dtype=torch.float32).to(latents.device)
+    timesteps = torch.cat([torch.randint(0, num_train_timesteps, (1,), generator=generator) for generator in generators])
     pose_maps = batch["pose_map"].to(latents.device) if uses_pose else None
     if pose_maps is not None and num_frames > 1:
         pose_maps = pose_maps.flatten(0, 1)
-    return loss_module(latents, reference_latents, prompt_embeds, noise, timesteps, pose_maps, num_frames)
+    return loss_module(latents, reference_latents, prompt_embeds, noise, timesteps.to(latents.device), pose_maps, num_frames)
