@@ -18,6 +18,7 @@ from magicpose_cli.cli.ui import is_loopback
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models.loading import LoadedPipelines
 from magicpose_cli.retarget import RetargetOptions, retarget
+from magicpose_cli.retarget.presets import Preset
 from magicpose_cli.ui.jobs import ProgressRelay, shown_as_task
 from magicpose_cli.ui.settings import SETTINGS, options_from
 
@@ -25,7 +26,7 @@ from magicpose_cli.ui.settings import SETTINGS, options_from
 def test_every_setting_is_a_retarget_option_and_empty_controls_leave_the_defaults():
     names = [setting.name for setting in SETTINGS]
     assert set(names) <= {field.name for field in dataclasses.fields(RetargetOptions)} and len(set(names)) == len(names)
-    assert {"model", "steps", "guidance", "seed", "size", "grid", "face", "hands", "motion_module", "no_motion"} <= set(names)
+    assert {"model", "steps", "guidance", "seed", "size", "grid", "face", "hands", "motion_module", "no_motion", "preset"} <= set(names)
     options = options_from({"model": "  ", "steps": "3", "guidance": " 6.5 ", "seed": 7, "size": "", "face": False}, cache_root="c")
     assert (options.model, options.steps, options.guidance, options.seed, options.size, options.face) == (None, 3, 6.5, 7, None, False)
     assert options.hands is True and options.cache_root == "c"  # not given: RetargetOptions' default
@@ -33,6 +34,9 @@ def test_every_setting_is_a_retarget_option_and_empty_controls_leave_the_default
     hub_module = options_from({"motion_module": " guoyww/animatediff-motion-adapter-v1-5-2 ", "no_motion": False})
     assert (hub_module.motion_module, hub_module.no_motion) == ("guoyww/animatediff-motion-adapter-v1-5-2", False)  # as --motion-module gets it
     assert options_from({"motion_module": ""}).motion_module is None and options_from({"no_motion": True}).no_motion
+    assert options_from({"preset": "fast"}).preset is Preset.fast and options_from({"preset": ""}).preset is None
+    with pytest.raises(MagicPoseError, match="Preset must be one of quality, balanced, fast, got 'turbo'"):
+        options_from({"preset": "turbo"})
     with pytest.raises(MagicPoseError, match="Steps must be a whole number, got '2.5'"):
         options_from({"steps": "2.5"})
     with pytest.raises(MagicPoseError, match="Guidance must be a number, got 'lots'"):

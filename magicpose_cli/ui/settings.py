@@ -2,21 +2,24 @@
 
 A row names the RetargetOptions field, its label and its kind (how it is shown and read back).
 The page, the API endpoint's parameters (same names, all optional) and the options a job runs
-with are all made from this table, so offering another option (a preset) is one more row.
+with are all made from this table, so offering another option is one more row.
 An empty control leaves the option at its default, for most "the model's advice"; an empty Motion
 module box is `retarget` without --motion-module (the configured module, else none), and a filled
-one is read as that option's value is (a local folder or checkpoint, else a hub id).
+one is read as that option's value is (a local folder or checkpoint, else a hub id). Steps and guidance
+typed in override the preset's, as on the command line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.retarget import RetargetOptions
+from magicpose_cli.retarget.presets import Preset
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,23 @@ def _read_text(value: Any, setting: Setting) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def _choice(options: type[Enum]) -> Kind:
+    """One of an enum's values from a drop-down (the API takes the value's text); empty is None."""
+
+    def control(gr, setting: Setting):
+        return gr.Dropdown(label=setting.label, choices=[option.value for option in options], value=setting.value, info=setting.hint)
+
+    def read(value: Any, setting: Setting):
+        if value is None or not str(value).strip():
+            return None
+        try:
+            return options(str(value).strip())
+        except ValueError:
+            raise MagicPoseError(f"{setting.label} must be one of {', '.join(option.value for option in options)}, got {value!r}") from None
+
+    return Kind(control, read)
+
+
 # Numbers are typed into text boxes: a browser's number field sends 0 for an empty one, and empty is
 # what "the model's advice" needs.
 WHOLE = Kind(_text_box, _read_number(whole=True))
@@ -79,6 +99,7 @@ SWITCH = Kind(lambda gr, setting: gr.Checkbox(label=setting.label, value=setting
 ADVICE = "the model's advice"
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", "Model", PATH, "as configured, else the demo model: a folder, a model_state-*.th, or a hub id", panel="model"),
+    Setting("preset", "Preset", _choice(Preset), "quality: the model's schedule; balanced: half its cost; fast: a quarter (docs/speed.md)", value=Preset.quality.value),
     Setting("steps", "Steps", WHOLE, ADVICE),
     Setting("guidance", "Guidance", NUMBER, ADVICE),
     Setting("seed", "Seed", WHOLE, "0", value=0),
