@@ -10,7 +10,11 @@ in fp32 and in fp16 from the same noise and reports how far apart they are (pixe
 
     python benchmarks/bench_gpu.py                      # the whole table (about 10 minutes on an H100)
     python benchmarks/bench_gpu.py --offload no --dtypes fp16 --batch-sizes 1 4
+    python benchmarks/bench_gpu.py --motion --frames 24     # with a random SD 1.5 motion module (mm_sd_v15_v2 layout)
     python benchmarks/bench_gpu.py --only-presets --batch-sizes 1 4
+
+With ``--motion`` the whole video is denoised in context windows of 16 frames overlapping by 4 and
+"batch" is the decoding batch; the seconds are per frame of the video.
 
 Only the pipeline's public API is used, so the numbers follow whatever the pipeline does inside.
 """
@@ -23,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from speed_variants import describe, resolve_variant, sampler_for  # noqa: E402
@@ -127,6 +131,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4, 8])
     parser.add_argument("--offload", choices=["both", "no", "yes"], default="both")
     parser.add_argument("--skip-precision", action="store_true", help="Skip the fp16-vs-fp32 frame.")
+    parser.add_argument("--motion", action="store_true", help="Add a random SD 1.5 motion module (453 M parameters, v2 layout).")
     parser.add_argument("--skip-presets", action="store_true", help="Skip the presets' table.")
     parser.add_argument("--only-presets", action="store_true", help="Only the presets' table.")
     args = parser.parse_args()
@@ -134,10 +139,13 @@ def main() -> None:
         raise SystemExit("bench_gpu needs a CUDA GPU (this machine has none)")
 
     pipe = sd15_pipeline()
+    if args.motion:
+        pipe = MagicPosePipeline(**{**pipe.components, "motion_adapter": MotionAdapter()})
     pipe.set_progress_bar_config(disable=True)
     reference, pose_maps = inputs(args.frames, args.size)
     offloads = {"both": [False, True], "no": [False], "yes": [True]}[args.offload]
-    print(f"{torch.cuda.get_device_name()}, {args.size}x{args.size}, {args.steps} DDIM steps, guidance 7, {args.frames} frames")
+    motion = ", motion module in windows of 16 overlapping by 4" if args.motion else ""
+    print(f"{torch.cuda.get_device_name()}, {args.size}x{args.size}, {args.steps} DDIM steps, guidance 7, {args.frames} frames{motion}")
     if not args.skip_presets:
         preset_table(pipe, reference, pose_maps, args.batch_sizes)
     if args.only_presets:

@@ -4,7 +4,6 @@
 2. ``--motion-module SOURCE``;
 3. the ``MAGICPOSE_MOTION_MODULE`` environment variable;
 4. ``motion_module = "..."`` in the config file (``~/.config/magicpose/config.toml`` or ``$MAGICPOSE_CONFIG``);
-5. with the bundled demo model, the demo motion module bundled beside it (when it ships);
 otherwise none: frames are denoised on their own, as without this feature.
 
 SOURCE is a diffusers MotionAdapter folder, an original checkpoint file (``mm_sd_v15_v2.ckpt``,
@@ -22,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.model_store import DEMO_MODEL_DIR, _hub_download, configured_setting, is_hub_reference
+from magicpose_cli.model_store import _hub_download, configured_setting, is_hub_reference
 from magicpose_cli.models.motion_loading import ADAPTER_WEIGHTS, MOTION_FILE_SUFFIXES, adapter_weights_file
 
-DEMO_MOTION_MODULE_DIR = Path(__file__).parent / "demo_motion_module"
 MOTION_ENVIRONMENT_VARIABLE = "MAGICPOSE_MOTION_MODULE"
 HUB_ADAPTER_WEIGHTS = ADAPTER_WEIGHTS[:2]  # safetensors only from the hub
 OPTION = "--motion-module"
@@ -37,10 +35,10 @@ class MotionLocation:
     """A motion module ready to load (a checkpoint file or a MotionAdapter folder), and where it came from."""
 
     path: Path
-    source: str  # "--motion-module", "MAGICPOSE_MOTION_MODULE", "config file ...", "demo motion module"
+    source: str  # "--motion-module", "MAGICPOSE_MOTION_MODULE", "config file ..."
 
 
-def locate_motion_module(given: str | Path | None, model_folder: Path, disabled: bool = False) -> MotionLocation | None:
+def locate_motion_module(given: str | Path | None, disabled: bool = False) -> MotionLocation | None:
     """The motion module this run uses, or None (see the module's docstring for the order)."""
     if disabled:
         return None
@@ -50,8 +48,6 @@ def locate_motion_module(given: str | Path | None, model_folder: Path, disabled:
     if configured is not None:
         reference, source = configured
         return MotionLocation(motion_module_path(reference, source), source)
-    if Path(model_folder).resolve() == DEMO_MODEL_DIR.resolve() and is_adapter_folder(DEMO_MOTION_MODULE_DIR):
-        return MotionLocation(DEMO_MOTION_MODULE_DIR, "demo motion module")
     return None
 
 

@@ -6,13 +6,12 @@
    output projections: the module starts as no module at all) on clips of consecutive frames,
    checkpointing every ``--checkpoint-every`` steps; run the same command again after an
    interruption and it resumes exactly (``--resume``);
-3. with ``--ship``, copies the trained module into ``magicpose_cli/demo_motion_module/`` (weights as
-   float16, as the demo model's), where ``magicpose demo`` and retarget with the demo model find it.
 
-Ship it only if it helps: ``benchmarks/eval_demo.py --motion-module WORK/motion/motion_module``
-scores the demo model with and without it on held-out pairs. Usage::
+``benchmarks/eval_motion.py --motion-module WORK/motion-shared/motion_module`` scores the demo model
+with and without it on held-out pairs. The module trained so (600 steps) did not help and is not
+shipped (docs/motion.md has the numbers). Usage::
 
-    nice -n 10 python scripts/train_demo_motion.py --work-dir /tmp/demo_motion [--ship]
+    nice -n 10 python scripts/train_demo_motion.py --work-dir /tmp/demo_motion
 """
 
 from __future__ import annotations
@@ -25,10 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-
 from magicpose_cli.model_store import DEMO_MODEL_DIR
-from magicpose_cli.motion_store import DEMO_MOTION_MODULE_DIR
 from magicpose_cli.synthetic import write_dataset
 from magicpose_cli.training.checkpoints import completed_checkpoints
 
@@ -42,13 +38,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clip-frames", type=int, default=16)
     parser.add_argument("--clip-stride", type=int, default=1, help="1: consecutive frames, as the demo and the evaluation play them.")
     parser.add_argument("--clip-noise", default="shared", help="shared (as the demo samples) or per-frame (as AnimateDiff trains).")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=600, help="600: 24 min on 2 shared CPU cores, one thread.")
     parser.add_argument("--batch", type=int, default=2, help="Clips per step.")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--ship", action="store_true", help="Copy the trained module into magicpose_cli/demo_motion_module/.")
     return parser.parse_args()
 
 
@@ -69,17 +64,6 @@ def train_motion(data: Path, run_dir: Path, args: argparse.Namespace) -> None:
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
 
 
-def ship(motion_module: Path, output: Path) -> None:
-    """Copy the trained folder into place whole, weights as float16 (half the size; they load as float32)."""
-    partial = output.with_name(f".{output.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(motion_module, partial)
-    for weights in partial.glob("*.safetensors"):
-        save_file({name: tensor.half() for name, tensor in load_file(weights).items()}, weights, metadata={"format": "pt"})
-    shutil.rmtree(output, ignore_errors=True)
-    partial.rename(output)
-
-
 def main() -> None:
     args = parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -91,9 +75,6 @@ def main() -> None:
     run_dir = args.work_dir / f"motion-{args.clip_noise}"
     train_motion(data, run_dir, args)
     print(f"trained after {time.perf_counter() - started:.0f} s", flush=True)
-    if args.ship:
-        ship(run_dir / "motion_module", DEMO_MOTION_MODULE_DIR)
-        print(f"shipped to {DEMO_MOTION_MODULE_DIR}")
 
 
 if __name__ == "__main__":

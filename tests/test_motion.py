@@ -182,7 +182,7 @@ def test_a_window_as_long_as_the_video_is_one_pass_of_the_motion_unet():
     with torch.no_grad():
         prompt, _ = moving.encode_prompt(None, None, None)
         reference = moving.encode_reference(inputs["reference_image"])
-        latents = moving.prepare_latents(5, 64, 64, torch.Generator().manual_seed(0), None, moving.noise_mode(None), 16)
+        latents = moving.prepare_latents(5, 64, 64, torch.Generator().manual_seed(0), None, moving.noise_mode(None), 16).expand(5, -1, -1, -1)
         moving.scheduler.set_timesteps(3)
         for timestep in moving.scheduler.timesteps:
             features = moving.denoiser.reference_features(reference, timestep, prompt)

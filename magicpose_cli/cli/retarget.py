@@ -59,7 +59,7 @@ def retarget_command(
     seed: int = typer.Option(0, help="Seed of the initial noise.", rich_help_panel=_GENERATION),
     noise: Optional[NoiseMode] = typer.Option(
         None, help="Initial noise: shared by all frames, a draw per-frame, or one window-long draw tiled over the video "
-        "(default: shared; per-frame with a motion module).", rich_help_panel=_GENERATION,
+        "(default: shared, with a motion module too: docs/motion.md).", rich_help_panel=_GENERATION,
     ),
     batch_size: int = typer.Option(4, help="Frames denoised together.", rich_help_panel=_GENERATION),
     steps: Optional[int] = typer.Option(None, help="Denoising steps (default: the model's recommendation, else 50).", rich_help_panel=_GENERATION),
@@ -94,7 +94,7 @@ def retarget_command(
     motion_module: Optional[str] = typer.Option(
         None, help="AnimateDiff motion module: a MotionAdapter folder or hub id (guoyww/animatediff-motion-adapter-v1-5-2), "
         "or an original checkpoint (mm_sd_v15_v2.ckpt, v3_sd15_mm.ckpt, hub owner/name/file.ckpt). Default: "
-        "$MAGICPOSE_MOTION_MODULE, then `motion_module` in the config file, then (demo model) the demo one.", rich_help_panel=_MOTION,
+        "$MAGICPOSE_MOTION_MODULE, then `motion_module` in the config file; else none.", rich_help_panel=_MOTION,
     ),
     no_motion: bool = typer.Option(False, "--no-motion", help="Run without a motion module, even a configured one.", rich_help_panel=_MOTION),
     context_frames: Optional[int] = typer.Option(

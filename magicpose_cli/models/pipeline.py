@@ -154,7 +154,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
         ``pose_maps``: any sequence of maps (uint8 HxWx3 arrays, PIL images, 3xHxW tensors in [0,1],
         read one batch or window at a time) or an Nx3xHxW tensor. ``skip_batch(frame indices) -> True``
         skips a batch (e.g. cached) without changing any other frame. ``noise``: see :class:`NoiseMode`
-        (None: shared, or per-frame with a motion module). The noise is drawn in float32 where
+        (None: shared, with a motion module too). The noise is drawn in float32 where
         ``generator`` lives (the CPU if none), so a CPU generator gives it on every device alike.
         ``use_reference=False`` switches appearance attention off.
 

@@ -35,7 +35,7 @@ class NoiseMode(str, Enum):
     tiled = "tiled"
 
 
-DEFAULT_MOTION_NOISE = NoiseMode.per_frame  # with a motion module; chosen by benchmarks/eval_demo.py's noise table
+DEFAULT_MOTION_NOISE = NoiseMode.shared  # with a motion module: best of the three in benchmarks/eval_motion.py (docs/motion.md)
 
 
 class VideoDenoisingMixin:
@@ -118,7 +118,7 @@ class VideoDenoisingMixin:
             )  # fmt: skip
 
     def noise_mode(self, noise: NoiseMode | str | None) -> NoiseMode:
-        """The noise asked for, or the default: shared without a motion module, per-frame with one."""
+        """The noise asked for, or the default: shared, with a motion module DEFAULT_MOTION_NOISE (shared too, as measured)."""
         if noise is None:
             return DEFAULT_MOTION_NOISE if self.has_motion else NoiseMode.shared
         return NoiseMode(noise)

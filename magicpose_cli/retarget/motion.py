@@ -63,7 +63,7 @@ def find_motion_module(options, model_folder: Path) -> tuple[MotionLocation | No
     from magicpose_cli.models.motion import check_adapter_fits
     from magicpose_cli.models.motion_loading import motion_adapter_config
 
-    motion = locate_motion_module(options.motion_module, model_folder, disabled=options.no_motion)
+    motion = locate_motion_module(options.motion_module, disabled=options.no_motion)
     if motion is None:
         given = [_FLAGS[name] for name in MOTION_OPTIONS if getattr(options, name) is not None]
         if given:

@@ -67,7 +67,7 @@ class RetargetOptions:
     force: bool = False
     frames_dir: Path | None = None
     cache_root: Path | None = None
-    noise: NoiseMode | None = None  # None: shared, or per-frame with a motion module
+    noise: NoiseMode | None = None  # None: shared (with a motion module too, as measured: docs/motion.md)
     motion_module: str | Path | None = None  # None: $MAGICPOSE_MOTION_MODULE, the config file's, the demo one with the demo model
     no_motion: bool = False
     context_frames: int | None = None  # None (also the three below): the default, see retarget/motion.py

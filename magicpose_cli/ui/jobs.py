@@ -23,7 +23,7 @@ from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, training_scale_size
 from magicpose_cli.model_store import DEMO_MODEL_DIR, DEMO_MODEL_NOTICE, configured_model, configured_setting
 from magicpose_cli.models.loading import LoadedPipelines
-from magicpose_cli.motion_store import DEMO_MOTION_MODULE_DIR, MOTION_ENVIRONMENT_VARIABLE, is_adapter_folder
+from magicpose_cli.motion_store import MOTION_ENVIRONMENT_VARIABLE
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, load_reference_image, retarget
 from magicpose_cli.retarget.run import read_driving_poses
 
@@ -116,8 +116,6 @@ def default_motion_line() -> str:
     configured = configured_setting("motion_module", MOTION_ENVIRONMENT_VARIABLE)
     if configured is not None:
         return f"Motion module box empty: {configured[0]} (from {configured[1]})"
-    if is_adapter_folder(DEMO_MOTION_MODULE_DIR):
-        return "Motion module box empty: the demo motion module with the demo model, else none (each frame denoised on its own)"
     return "Motion module box empty: none is configured, each frame is denoised on its own"
 
 
