@@ -258,7 +258,7 @@ def test_jobs_files_are_checked_before_any_work(tmp_path):
     refused = {
         "stepz = 3\n" + job: "unknown option 'stepz'",
         'steps = "many"\n' + job: "steps must be int",
-        'scheduler = "fast"\n' + job: "scheduler must be one of ddim, dpm, unipc",
+        'scheduler = "fast"\n' + job: "scheduler must be one of ddim, dpm, .*unipc, got 'fast'",
         "overwrite = true\n" + job: "unknown option 'overwrite'",
         '[[jobs]]\nreference = "a.png"\ndriving = "d.mp4"\n': "give output",
         job + job: "write the same output",
