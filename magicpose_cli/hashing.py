@@ -44,6 +44,11 @@ def _read_memo(memo_path: Path | None) -> dict[str, str]:
         return {}
 
 
+def files_in(path: Path) -> list[Path]:
+    """``path`` itself if it is a file, else every file below it, sorted."""
+    return [path] if path.is_file() else sorted(file for file in path.rglob("*") if file.is_file())
+
+
 def hash_folder(folder: Path, cache_root: Path | None = None) -> str:
     """A content hash of every file under ``folder`` (relative names and bytes), or of one file.
 
@@ -55,8 +60,7 @@ def hash_folder(folder: Path, cache_root: Path | None = None) -> str:
     memo = _read_memo(memo_path)
     digest = hashlib.sha256()
     changed = False
-    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
-    for path in files:
+    for path in files_in(folder):
         stat = path.stat()
         memo_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
         file_hash = memo.get(memo_key)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.hashing import files_in
 
 
 class Device(str, Enum):
@@ -139,8 +140,8 @@ def files_stamp(path: Path) -> tuple:
     """The path and the name (relative to it), size and modification time of every file it is or
     holds: cheap to read, and different whenever a file is written again."""
     path = Path(path).resolve()
-    files = [path] if path.is_file() else sorted(file for file in path.rglob("*") if file.is_file())
-    return (str(path), *((file.relative_to(path).as_posix(), file.stat().st_size, file.stat().st_mtime_ns) for file in files))
+    stamps = ((file.relative_to(path).as_posix(), file.stat()) for file in files_in(path))
+    return (str(path), *((name, stat.st_size, stat.st_mtime_ns) for name, stat in stamps))
 
 
 class LoadedPipelines:

@@ -41,7 +41,7 @@ from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, fit_placement
 from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
-from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, resolve_device, resolve_dtype
+from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, load_pipeline, resolve_device, resolve_dtype
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
 from magicpose_cli.retarget.motion import describe_motion, find_motion_module
 from magicpose_cli.retarget.options import (
@@ -158,7 +158,7 @@ def retarget(
             )  # fmt: skip
         tell(on_detail, f"frame cache: {cache.folder}")
         load = partial(
-            (pipelines or LoadedPipelines()).get, model.folder, device, dtype, sampling.scheduler, options.vae_slicing,
+            pipelines.get if pipelines is not None else load_pipeline, model.folder, device, dtype, sampling.scheduler, options.vae_slicing,
             options.vae_tiling, options.cpu_offload, motion_module=motion and motion.path,
         )  # fmt: skip
         with stopwatch("generation"):
