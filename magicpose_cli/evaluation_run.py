@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_path, atomic_write_text
+from magicpose_cli.files import atomic_write_text
 from magicpose_cli.framing import FitMode, fit_placement
-from magicpose_cli.metrics.images import to_uint8
+from magicpose_cli.images import save_png, to_uint8
 from magicpose_cli.metrics.inputs import VideoPair, match_inputs
 from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.scoring import EvaluationOptions, EvaluationReport, evaluate_videos, write_csv, write_json
@@ -109,11 +108,6 @@ def _frame_name(video, position: int) -> str:
     return frame.stem if isinstance(frame, Path) else f"{frame:05d}"
 
 
-def _save_png(path: Path, image: np.ndarray) -> None:
-    with atomic_path(path) as temporary:
-        Image.fromarray(image).save(temporary, format="PNG")
-
-
 def _save_pose(pose, folder: Path, position: int) -> None:
     """A target's pose as retarget reads it: a copied pose-map image or OpenPose JSON, or a FramePose saved as JSON."""
     if isinstance(pose, Path):
@@ -132,7 +126,7 @@ def prepare_video(video, run_dir: Path, settings: ProtocolSettings, notes: list[
     if is_blank(reference, centre_crop(reference, settings.size)):
         notes.append(f"{video.name}: skipped, its first frame (the reference) is blank")
         return None
-    _save_png(run_dir / "references" / f"{video.name}.png", reference)
+    save_png(run_dir / "references" / f"{video.name}.png", reference)
     names, blank = [], 0
     with atomic_directory(run_dir / "driving" / video.name) as driving, atomic_directory(run_dir / "ground_truth" / video.name) as truth:
         for position in range(1, len(video.frames)):
@@ -145,7 +139,7 @@ def prepare_video(video, run_dir: Path, settings: ProtocolSettings, notes: list[
                 continue
             _save_pose(video.poses[position], driving, len(names))
             names.append(_frame_name(video, position))
-            _save_png(truth / f"{names[-1]}.png", crop)
+            save_png(truth / f"{names[-1]}.png", crop)
     if blank:
         notes.append(f"{video.name}: {blank} blank frame(s) skipped, as the original does")
     return names
@@ -192,7 +186,7 @@ def write_vae_ground_truth(names: list[str], run_dir: Path, settings: ProtocolSe
     for name, paths in frames.items():
         with atomic_directory(run_dir / "ground_truth_vae" / name) as output:
             for path in paths:
-                _save_png(output / path.name, to_uint8(vae_reconstruction(vae, read_image(path)[None])[0]))
+                save_png(output / path.name, to_uint8(vae_reconstruction(vae, read_image(path)[None])[0]))
                 if task is not None:
                     progress.advance(task)
 

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.files import atomic_path
 
 _TRANSPARENT_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 # Full scale of integer and float images by the largest value found: 8-bit values stored wide,
@@ -57,3 +58,17 @@ def _scale_to_uint8(values: np.ndarray, floating: bool) -> np.ndarray:
     else:
         full_scale = next((scale for scale in _FULL_SCALES if peak <= scale), peak)
     return np.clip(np.round(values * (255.0 / full_scale)), 0, 255).astype(np.uint8)
+
+
+def to_uint8(frames) -> np.ndarray:
+    """Frames as uint8 0..255 (floats in [0, 1] are rounded to the nearest level, as when saved to PNG)."""
+    array = np.asarray(frames)
+    if array.dtype == np.uint8:
+        return array
+    return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    """``image`` (uint8 HxWx3) as a PNG, written atomically."""
+    with atomic_path(path) as temporary:
+        Image.fromarray(image).save(temporary, format="PNG")

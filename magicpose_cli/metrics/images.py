@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from magicpose_cli.images import to_uint8  # noqa: F401  (also this module's: the metrics take either kind)
+
 DISCO_IDENTICAL_PSNR = 100.0
 """What DisCo's scripts give identical frames (zero error), so that a mean over frames stays finite."""
 
@@ -30,14 +32,6 @@ def to_unit(frames) -> np.ndarray:
     """Frames as float64 in [0, 1] (uint8 input is divided by 255, floats are kept)."""
     array = np.asarray(frames)
     return array.astype(np.float64) / 255.0 if array.dtype == np.uint8 else array.astype(np.float64)
-
-
-def to_uint8(frames) -> np.ndarray:
-    """Frames as uint8 0..255 (floats in [0, 1] are rounded to the nearest level, as when saved to PNG)."""
-    array = np.asarray(frames)
-    if array.dtype == np.uint8:
-        return array
-    return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def psnr(generated, target, identical: float = math.inf) -> float:

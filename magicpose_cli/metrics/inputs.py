@@ -104,8 +104,8 @@ def read_side(path: Path, label: str) -> dict[str, FrameList]:
         return _image_groups(path, images)
     videos = {}
     for entry in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
-        if entry.is_dir() and list_images(entry):
-            videos[entry.name] = FrameList([image.stem for image in list_images(entry)], paths=list_images(entry))
+        if entry.is_dir() and (images := list_images(entry)):
+            videos[entry.name] = FrameList([image.stem for image in images], paths=images)
         elif entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
             videos[entry.stem] = _video_file(entry)
     if not videos:

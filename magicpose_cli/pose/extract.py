@@ -23,12 +23,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-from PIL import Image
-
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_path, atomic_write_text, removed_on_failure
+from magicpose_cli.files import atomic_write_text, removed_on_failure
 from magicpose_cli.hashing import hash_file
+from magicpose_cli.images import save_png
 from magicpose_cli.pose.align import align_poses
 from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose, make_detector, resolve_detector
 from magicpose_cli.pose.keypoints import FramePose
@@ -280,8 +278,3 @@ def _remove_stale_outputs(output_dir: Path, count: int) -> None:
     for path in output_dir.iterdir():
         if path.suffix in (".json", ".png") and path.stem.isdigit() and int(path.stem) >= count:
             path.unlink()
-
-
-def save_png(path: Path, image: np.ndarray) -> None:
-    with atomic_path(path) as temporary:
-        Image.fromarray(image).save(temporary, format="PNG")

@@ -14,6 +14,7 @@ from magicpose_cli.distributed import Processes
 from magicpose_cli.frame_cache import FrameCache, run_key
 from magicpose_cli.framing import FitMode
 from magicpose_cli.hashing import hash_arrays, hash_file, hash_folder
+from magicpose_cli.images import to_uint8
 from magicpose_cli.models.pipeline import frame_batches
 from magicpose_cli.retarget.motion import VideoStateFile
 from magicpose_cli.retarget.options import Sampling
@@ -150,9 +151,4 @@ def noise_and_motion_arguments(
 
     arguments = {"noise": sampling.noise, **sampling.motion.pipeline_arguments(), "resume_state": video_state.load()}
     return {**arguments, "on_state": save if saves_state else None}
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A float HxWx3 image in [0,1] as uint8, rounding to nearest."""
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
