@@ -31,7 +31,7 @@ from magicpose_cli.distributed import one_line
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models.loading import LoadedPipelines
 from magicpose_cli.pose.keypoints import parse_pose_size
-from magicpose_cli.retarget.options import RetargetOptions
+from magicpose_cli.retarget.options import RetargetOptions, parse_choice
 from magicpose_cli.retarget.run import RetargetSummary, retarget
 
 JOB_PATHS = ("reference", "driving", "output")
@@ -119,10 +119,7 @@ def _converted(name: str, value: object, folder: Path, what: str) -> object:
     if name == "pose_size":
         return parse_pose_size(str(value))
     if isinstance(kind, type) and issubclass(kind, Enum):
-        try:
-            return kind(value)
-        except ValueError:
-            raise MagicPoseError(f"{what} must be one of {', '.join(member.value for member in kind)}, got {value!r}") from None
+        return parse_choice(kind, value, what)
     expected = {"Path": str, "bool": bool, "int": int, "float": (int, float)}.get(getattr(kind, "__name__", ""), object)
     if not isinstance(value, expected) or (isinstance(value, bool) and kind is not bool):
         raise MagicPoseError(f"{what} must be {getattr(kind, '__name__', kind)}, got {value!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from enum import Enum
 from pathlib import Path
 
 from magicpose_cli.driving import DrivingPoses
@@ -68,7 +69,7 @@ class RetargetOptions:
     frames_dir: Path | None = None
     cache_root: Path | None = None
     noise: NoiseMode | None = None  # None: shared (with a motion module too, as measured: docs/motion.md)
-    motion_module: str | Path | None = None  # None: $MAGICPOSE_MOTION_MODULE, the config file's, the demo one with the demo model
+    motion_module: str | Path | None = None  # None: $MAGICPOSE_MOTION_MODULE, else the config file's, else none
     no_motion: bool = False
     context_frames: int | None = None  # None (also the three below): the default, see retarget/motion.py
     context_overlap: int | None = None
@@ -110,6 +111,14 @@ class Sampling:
 
 
 _KEYED_WHEN_NOT = {"noise": NoiseMode.shared, "motion": None, "guidance_interval": DEFAULT_GUIDANCE_INTERVAL, "deep_reuse": 1, "appearance_reuse": 1}
+
+
+def parse_choice(kind: type[Enum], value: object, what: str):
+    """``value`` as a member of ``kind``, or one line naming the choices (the jobs file's and the page's options)."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise MagicPoseError(f"{what} must be one of {', '.join(member.value for member in kind)}, got {value!r}") from None
 
 
 def validate_options(options: RetargetOptions) -> None:

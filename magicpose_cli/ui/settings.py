@@ -19,6 +19,7 @@ from typing import Any
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.retarget import RetargetOptions
+from magicpose_cli.retarget.options import parse_choice
 from magicpose_cli.retarget.presets import Preset
 
 
@@ -80,10 +81,7 @@ def _choice(options: type[Enum]) -> Kind:
     def read(value: Any, setting: Setting):
         if value is None or not str(value).strip():
             return None
-        try:
-            return options(str(value).strip())
-        except ValueError:
-            raise MagicPoseError(f"{setting.label} must be one of {', '.join(option.value for option in options)}, got {value!r}") from None
+        return parse_choice(options, str(value).strip(), setting.label)
 
     return Kind(control, read)
 
