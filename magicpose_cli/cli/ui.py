@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from magicpose_cli.cli.app import command, console, report_output
+from magicpose_cli.ui.server import DEFAULT_HOST, DEFAULT_OUTPUT_DIR, DEFAULT_PORT
 
 
 def is_loopback(host: str) -> bool:
@@ -22,12 +23,12 @@ def is_loopback(host: str) -> bool:
 
 @command("ui")
 def ui_command(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on; 127.0.0.1: this machine only (reach it from another through an SSH tunnel)."),
-    port: int = typer.Option(7860, help="Port to listen on."),
+    host: str = typer.Option(DEFAULT_HOST, help="Address to listen on; 127.0.0.1: this machine only (reach it from another through an SSH tunnel)."),
+    port: int = typer.Option(DEFAULT_PORT, help="Port to listen on."),
     model: Optional[str] = typer.Option(
         None, help="The Model box's first value: a model folder, a checkpoint or a hub id (default: as `retarget` finds one, else the demo model)."
     ),
-    output_dir: Path = typer.Option(Path("magicpose-ui"), help="Folder where every result video is kept (never replaced)."),
+    output_dir: Path = typer.Option(DEFAULT_OUTPUT_DIR, help="Folder where every result video is kept (never replaced)."),
     cache_dir: Optional[Path] = typer.Option(
         None, help="Cache root for frames, poses and converted models (default $MAGICPOSE_CACHE or ~/.cache/magicpose)."
     ),

@@ -19,6 +19,7 @@ from magicpose_cli.errors import MagicPoseError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860  # Gradio's usual port
+DEFAULT_OUTPUT_DIR = Path("magicpose-ui")
 QUIET_ENVIRONMENT = {
     "GRADIO_ANALYTICS_ENABLED": "False",  # Gradio's usage reports and version check (gradio/analytics.py)
     "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -64,7 +65,7 @@ def import_gradio():
 
 
 def start_app(
-    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, output_dir: Path = Path("magicpose-ui"),
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, output_dir: Path = DEFAULT_OUTPUT_DIR,
     cache_root: Path | None = None, model_default: str = "",
 ) -> RunningApp:  # fmt: skip
     """Serve the page in the background (for ``serve`` and the tests); ``close()`` stops it."""
