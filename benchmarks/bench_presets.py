@@ -79,13 +79,14 @@ def motion_cost() -> float:
         return count_flops(lambda: moving.denoiser(latents, timestep, context)) / count_flops(lambda: plain.denoiser(latents, timestep, context)) - 1
 
 
-def count_rows(pipe, counter, costs, variants, recommended, frames, batch, motion_extra, motion) -> None:
-    """One table row per variant: images per frame by kind of call, UNet-equivalents per frame, their ratio to the first's."""
+def count_rows(pipe, config, counter, costs, variants, recommended, frames, batch, motion_extra, motion) -> None:
+    """One table row per variant: images per frame by kind of call, UNet-equivalents per frame, their ratio to the first's.
+    ``config``: the model's own scheduler config (each variant's sampler replaces ``pipe.scheduler``)."""
     baseline = None
     for spec in variants:
         counter.clear()
         try:
-            sampling, _, _ = sample(pipe, pipe.scheduler.config, spec, recommended, frames, batch, latent=8, **motion)
+            sampling, _, _ = sample(pipe, config, spec, recommended, frames, batch, latent=8, **motion)
         except ValueError as refused:
             print(f"| {spec} | refused: {refused} | {batch} |" + " |" * (len(COLUMNS) + 2))
             continue
@@ -106,12 +107,12 @@ def count_table(costs, variants, motion_variants, frames, motion_frames, motion_
             ("motion module", moving, motion_variants, motion_frames, motion_extra, {"context_frames": 16, "context_overlap": 4}, motion_schedules)]  # fmt: skip
     for name, pipe, run_variants, video_frames, extra, motion, schedules in runs:
         pipe.set_progress_bar_config(disable=True)
-        counter = NetworkEvaluations(pipe)
+        counter, config = NetworkEvaluations(pipe), pipe.scheduler.config
         for schedule, recommended in (SCHEDULES[schedule] for schedule in schedules):
             print(f"\n{schedule}, {name}, {video_frames} frames; images per frame, UNet-equivalents at SD 1.5 size\n")
             print(f"| variant | settings | batch | {header} | UNet-eq. per frame | vs quality |\n|---|---|---:|" + "---:|" * (len(COLUMNS) + 2))
             for batch in (1, 4):
-                count_rows(pipe, counter, costs, run_variants, recommended, video_frames, batch, extra, motion)
+                count_rows(pipe, config, counter, costs, run_variants, recommended, video_frames, batch, extra, motion)
         counter.remove()
 
 

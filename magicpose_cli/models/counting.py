@@ -109,8 +109,9 @@ def measure_costs(pipe, latent_height: int, latent_width: int) -> EvaluationCost
     pose = torch.zeros(1, 3, latent_height * pipe.vae_scale_factor, latent_width * pipe.vae_scale_factor, device=device, dtype=dtype)
     context = torch.zeros(1, 77, pipe.unet.config.cross_attention_dim, device=device, dtype=dtype)
     timestep, denoiser = torch.tensor(500, device=device), pipe.denoiser
-    appearance = count_flops(lambda: denoiser.reference_features(latents, timestep, context))
-    reference = denoiser.reference_features(latents, timestep, context)
+    with FlopCounterMode(display=False) as counter:
+        reference = denoiser.reference_features(latents, timestep, context)
+    appearance = counter.get_total_flops()
 
     def controlnet():
         denoiser.controlnet(latents, timestep, context, controlnet_cond=pose, return_dict=False)

@@ -160,12 +160,13 @@ class StepReferenceFeatures:
     def at(self, step_index: int, timesteps: torch.Tensor, device: torch.device) -> StepFeatures:
         """The features serving ``step_index`` of the schedule ``timesteps``."""
         source = step_index - step_index % self.reuse_interval
-        if source in self.kept:
-            return tuple(_features_on(features, device) for features in self.kept[source])
         if self.latest is not None and self.latest[0] == source:
-            return self.latest[1]
-        computed = self.compute(timesteps[source])
-        if self.keep:
-            self.kept[source] = tuple(_features_on(features, _CPU) for features in computed)
-        self.latest = (source, computed) if self.reuse_interval > 1 else None
-        return computed
+            return self.latest[1]  # on the device already: the steps reusing it copy nothing
+        if source in self.kept:
+            features = tuple(_features_on(kept, device) for kept in self.kept[source])
+        else:
+            features = self.compute(timesteps[source])
+            if self.keep:
+                self.kept[source] = tuple(_features_on(computed, _CPU) for computed in features)
+        self.latest = (source, features) if self.reuse_interval > 1 else None
+        return features
