@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,8 @@ CANVAS = 64
 def write_inputs(folder: Path, seed: int, reference_size: int, frames: int) -> None:
     """The reference photo (and its keypoints) at ``reference_size`` and the driving OpenPose JSON."""
     pair = sample_pair(seed, reference_size, frames)
-    (folder / "driving").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder / "driving", ignore_errors=True)  # an earlier run's longer clip
+    (folder / "driving").mkdir(parents=True)
     for index, pose in enumerate(pair.target_poses):
         pose.save(folder / "driving" / f"{index:05d}.json")
     Image.fromarray(pair.reference_frame).save(folder / "reference.png")
