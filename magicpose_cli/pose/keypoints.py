@@ -119,6 +119,19 @@ class FramePose:
     height: int
     people: list[PersonPose] = field(default_factory=list)
 
+    def moved(self, scale: np.ndarray, offset: np.ndarray, width: int, height: int) -> "FramePose":
+        """Every present keypoint at ``point * scale + offset`` (x, y), on a ``width`` x ``height`` canvas."""
+        people = []
+        for person in self.people:
+            moved = {}
+            for part, points in person.parts().items():
+                points = points.copy()
+                present = points[:, 2] > 0
+                points[present, :2] = points[present, :2] * scale + offset
+                moved[part] = points
+            people.append(PersonPose(**moved))
+        return FramePose(width, height, people)
+
     def to_openpose(self) -> dict:
         return {
             "version": 1.3,
