@@ -116,7 +116,7 @@ def retarget_command(
     ),
     face_strength: Optional[float] = typer.Option(
         None, help="0..1: how far back into the noise the face crop goes (0 keeps the main pass's face; default: the model's "
-        "recommendation, else 0.5).", rich_help_panel=_FACE,
+        "recommendation, else 0.3).", rich_help_panel=_FACE,
     ),
     face_size: Optional[int] = typer.Option(
         None, help="Side of the square canvas the face is redrawn on (multiple of 64; default: the model's canvas size, else 512).",
