@@ -24,6 +24,7 @@ from magicpose_cli.retarget.face_boxes import HEAD_POINTS, cut_square, face_boxe
 from magicpose_cli.retarget.face_pass import DEFAULT_FACE_MARGIN, face_plan_for_run
 from magicpose_cli.synthetic import sample_pair
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FRAMES = 6
 REFERENCE_SIZE = 256  # the reference photo at 4x the canvas: its face has detail the 64x64 canvas lacks
 
