@@ -212,3 +212,19 @@ def test_install_refuses_a_folder_that_is_not_comfyui_and_a_python_without_magic
     result = CliRunner().invoke(app, ["comfyui", "install", str(comfyui), "--python", str(bare_python)], env={"PYTHONPATH": ""})
     assert result.exit_code == 1 and "pip install" in result.output
     assert not (comfyui / "custom_nodes" / "magicpose").exists()
+
+
+def test_the_registry_entry_is_the_installed_pack_at_this_version():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    import magicpose_cli
+    from magicpose_cli.comfyui.install import PACK_INIT
+
+    entry = Path(__file__).resolve().parent.parent / "comfyui_node"
+    project = tomllib.loads((entry / "pyproject.toml").read_text())
+    assert (entry / "__init__.py").read_text() == PACK_INIT
+    assert project["project"]["version"] == magicpose_cli.__version__
+    assert project["project"]["dependencies"] == [f"magicpose-cli=={magicpose_cli.__version__}"] == (entry / "requirements.txt").read_text().split()
+    assert {"PublisherId", "DisplayName", "Icon"} <= set(project["tool"]["comfy"]) and "Repository" in project["project"]["urls"]
