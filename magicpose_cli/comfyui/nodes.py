@@ -46,7 +46,15 @@ class MagicPoseLoadModel:
         return (load_model(model, device, dtype, motion_module),)
 
 
-class MagicPoseExtractPoses:
+class PosesNode:
+    """What the two nodes that give poses share: the poses, and their maps to preview."""
+
+    RETURN_TYPES = (POSES_TYPE, "IMAGE")
+    RETURN_NAMES = ("poses", "pose_maps")
+    CATEGORY = CATEGORY
+
+
+class MagicPoseExtractPoses(PosesNode):
     DESCRIPTION = "The poses of a driving video's frames (from any video loader), fitted to the reference body when one is given."
 
     @classmethod
@@ -65,10 +73,7 @@ class MagicPoseExtractPoses:
             },
         }
 
-    RETURN_TYPES = (POSES_TYPE, "IMAGE")
-    RETURN_NAMES = ("poses", "pose_maps")
     FUNCTION = "extract"
-    CATEGORY = CATEGORY
 
     def extract(self, frames, fps: float, face: bool, hands: bool, smoothing: float, detector: str, reference=None):
         from magicpose_cli.comfyui.work import extract_poses
@@ -76,7 +81,7 @@ class MagicPoseExtractPoses:
         return extract_poses(frames, fps, face, hands, smoothing, detector, reference)
 
 
-class MagicPoseLoadPoses:
+class MagicPoseLoadPoses(PosesNode):
     DESCRIPTION = "A folder of OpenPose JSON (as extract-pose writes it) or of rendered pose maps: the original MagicPose workflow."
 
     @classmethod
@@ -92,10 +97,7 @@ class MagicPoseLoadPoses:
             },
         }
 
-    RETURN_TYPES = (POSES_TYPE, "IMAGE")
-    RETURN_NAMES = ("poses", "pose_maps")
     FUNCTION = "load"
-    CATEGORY = CATEGORY
 
     def load(self, folder: str, face: bool, hands: bool, reference=None):
         from magicpose_cli.comfyui.work import load_poses
