@@ -18,6 +18,15 @@ import uuid
 from pathlib import Path
 
 WORKFLOW = Path(__file__).resolve().parent.parent / "docs" / "comfyui" / "retarget_api.json"
+APP = "(window.app ?? window.comfyAPI?.app?.app)"  # the page's app object: newer frontends keep it under comfyAPI only
+LITEGRAPH = "(window.LiteGraph ?? window.__COMFY_LITEGRAPH_INSTANCE__)"
+# The API format has no positions: lay the graph out in columns.
+LAYOUT = f"""() => {{
+    const app = {APP}, graph = app.canvas.graph;
+    graph.arrange(80);
+    app.canvas.setDirty(true, true);
+}}"""
+OFFLINE_SCRIPT = "window.ace = window.ace || {config: {set() {}}};"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update"]
 
 
@@ -49,16 +58,42 @@ def picture(url: str, workflow: dict, screenshot: Path, ui_workflow: Path | None
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1800, "height": 1000})
+        page = browser.new_page(viewport={"width": 2300, "height": 1000})
+        # Offline, a page script fetched from a CDN never loads; the pip fork's eval_python extension awaits
+        # ace.js from one at start-up and would hold the whole page back, so it gets a stand-in.
+        page.route("https://**/*", lambda route: route.fulfill(status=200, content_type="text/javascript", body=OFFLINE_SCRIPT))
+        page.route("**/object_info", patch_object_info)
         page.goto(url)
-        page.wait_for_function("window.app && window.app.graph", timeout=120_000)
-        page.evaluate("async (workflow) => { await window.app.loadApiJson(workflow, 'retarget_api.json'); }", workflow)
-        page.wait_for_timeout(3000)
+        page.wait_for_function(f"!!({APP}?.canvas?.graph && {LITEGRAPH}?.registered_node_types?.MagicPoseRetarget)", timeout=300_000)
+        page.evaluate(f"async (workflow) => {{ await {APP}.loadApiJson(workflow, 'retarget_api.json'); }}", workflow)
+        page.wait_for_timeout(5000)  # the previews of the loaded image and video take their room first
+        page.evaluate(LAYOUT)
+        page.wait_for_timeout(2000)
+        graph = with_fixed_seed(page.evaluate(f"async () => (await {APP}.graphToPrompt()).workflow"))
+        page.evaluate(f"async (graph) => {{ await {APP}.loadGraphData(graph); }}", graph)
+        page.wait_for_timeout(5000)
         if ui_workflow is not None:
-            graph = page.evaluate("() => window.app.graph.serialize()")
             ui_workflow.write_text(json.dumps(graph, indent=1) + "\n")
         page.screenshot(path=str(screenshot))
         browser.close()
+
+
+def with_fixed_seed(value):
+    """The UI workflow with the seed kept as given: the page's default control draws a new seed every run."""
+    if isinstance(value, dict):
+        return {key: with_fixed_seed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [with_fixed_seed(item) for item in value]
+    return "fixed" if value == "randomize" else value
+
+
+def patch_object_info(route) -> None:
+    """The node definitions as the page asks for them, each with a python_module: the pip fork leaves two of
+    its own nodes without one, on which this frontend's set-up stops before the graph is drawn."""
+    definitions = route.fetch().json()
+    for definition in definitions.values():
+        definition["python_module"] = definition.get("python_module") or "nodes"
+    route.fulfill(json=definitions)
 
 
 def main() -> None:
