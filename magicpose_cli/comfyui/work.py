@@ -8,6 +8,7 @@ finished stay in the frame cache, keyed as retarget keys them, so the next run m
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from magicpose_cli.ui.jobs import ProgressRelay
 
 PIPELINES = LoadedPipelines()  # the networks stay loaded from one queued run to the next (the latest model only)
 PROGRESS_STEPS = 1000  # ComfyUI's bar counts whole units: a thousandth of the part under way
+LOG = logging.getLogger("magicpose")  # retarget's notices (the demo model is in use, the settings and where each came from) in ComfyUI's log
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def load_model(model: str, device: str = "auto", dtype: str = "auto", motion_mod
     device_choice, precision = parse_choice(Device, device, "device"), parse_choice(Precision, dtype, "dtype")
     motion = motion_module.strip() or None
     options = RetargetOptions(model=model_argument(model), motion_module=motion, no_motion=motion is None, device=device_choice, dtype=precision)
-    run = find_run_model(options, cache_root(), comfy_device(device_choice))
+    run = find_run_model(options, cache_root(), comfy_device(device_choice), on_notice=LOG.info, on_detail=LOG.info)
     motion_path = run.motion and run.motion.path
     PIPELINES.get(run.model.folder, run.device, run.dtype, run.sampling.scheduler, motion_module=motion_path)
     return NodeModel(run.model.folder, motion_path, device_choice, str(run.device), precision)
@@ -154,9 +156,12 @@ def retarget_frames(model: NodeModel, reference, poses: NodePoses, settings: Nod
     options = settings.options(model, poses)
     validate_options(options)
     root = cache_root()
-    run = find_run_model(options, root, torch.device(model.torch_device))
+    run = find_run_model(options, root, torch.device(model.torch_device), on_notice=LOG.info)
     identity = ReferenceIdentity(hash_arrays([reference_image]), "an image given to MagicPoseRetarget")
-    made = generate_frames(reference_image, identity, poses.driving, options, run, comfy_progress(), cache_root=root, pipelines=PIPELINES)
+    made = generate_frames(
+        reference_image, identity, poses.driving, options, run, comfy_progress(), cache_root=root, pipelines=PIPELINES, on_notice=LOG.info,
+        on_detail=LOG.info,
+    )  # fmt: skip
     return image_batch(output_frames(made.cache, len(made.pose_maps), made.placement, reference_image))
 
 
