@@ -228,3 +228,18 @@ def test_the_registry_entry_is_the_installed_pack_at_this_version():
     assert project["project"]["version"] == magicpose_cli.__version__
     assert project["project"]["dependencies"] == [f"magicpose-cli=={magicpose_cli.__version__}"] == (entry / "requirements.txt").read_text().split()
     assert {"PublisherId", "DisplayName", "Icon"} <= set(project["tool"]["comfy"]) and "Repository" in project["project"]["urls"]
+
+
+def test_the_example_workflows_use_the_nodes_as_defined():
+    import json
+
+    folder = Path(__file__).resolve().parent.parent / "docs" / "comfyui"
+    api = json.loads((folder / "retarget_api.json").read_text())
+    ui = json.loads((folder / "retarget.json").read_text())
+    assert sorted(node["type"] for node in ui["nodes"]) == sorted(node["class_type"] for node in api.values())
+    for node in api.values():
+        if node["class_type"] in NODE_CLASS_MAPPINGS:
+            inputs = NODE_CLASS_MAPPINGS[node["class_type"]].INPUT_TYPES()
+            assert set(node["inputs"]) == {*inputs["required"], *inputs.get("optional", {})}
+    links = sum(isinstance(value, list) for node in api.values() for value in node["inputs"].values())
+    assert len(ui["links"]) == links
