@@ -34,7 +34,8 @@ def call(url: str, payload: dict | None = None) -> dict:
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+        body = response.read()
+    return json.loads(body) if body else {}
 
 
 def queue_and_wait(url: str, workflow: dict, timeout: float) -> dict:
