@@ -152,7 +152,7 @@ def resolve_face_settings(options: RetargetOptions, recommended: RecommendedSett
 
 def face_plan_for_run(
     options: RetargetOptions, recommended: RecommendedSettings, driving: DrivingPoses, placement: Placement, reference: np.ndarray,
-    reference_path: Path,
+    reference_name: str,
 ) -> tuple[FacePlan | None, list[str]]:
     """The run's face pass (None: none) and the lines to tell: its settings, and why it does not run where it cannot."""
     settings, line = resolve_face_settings(options, recommended)
@@ -161,12 +161,12 @@ def face_plan_for_run(
     if driving.keypoints is None:  # asked for by the user, it was refused before any work (check_pose_options)
         return None, [f"{line}; skipped: the driving pose maps have no keypoints to find the face"]
     canvas_poses = [placement.place_pose(pose) for pose in driving.keypoints]
-    plan = plan_face_pass(settings, canvas_poses, reference, reference_pose_of(options, driving, reference, reference_path),
-                          f"reference image {reference_path}", options.face, options.hands)  # fmt: skip
+    plan = plan_face_pass(settings, canvas_poses, reference, reference_pose_of(options, driving, reference, reference_name),
+                          f"reference image {reference_name}", options.face, options.hands)  # fmt: skip
     return plan, [line, None if plan is not None else f"face pass: 0 of {len(canvas_poses)} frames (no face or head in any)"]
 
 
-def reference_pose_of(options: RetargetOptions, driving: DrivingPoses, reference: np.ndarray, reference_path: Path) -> FramePose:
+def reference_pose_of(options: RetargetOptions, driving: DrivingPoses, reference: np.ndarray, reference_name: str) -> FramePose:
     """The reference photo's keypoints: given (``reference_pose``), found when aligning, else detected now."""
     if options.reference_pose is not None:
         try:
@@ -180,7 +180,7 @@ def reference_pose_of(options: RetargetOptions, driving: DrivingPoses, reference
     try:
         return detect_reference_pose(reference)
     except MagicPoseError:
-        raise MagicPoseError(f"the face pass found no person in reference image {reference_path}; add --no-face-pass") from None
+        raise MagicPoseError(f"the face pass found no person in reference image {reference_name}; add --no-face-pass") from None
 
 
 def run_face_pass(load, plan: FacePlan, main: FrameCache, cache_root: Path, sampling: Sampling, progress, processes: Processes,
