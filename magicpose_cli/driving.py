@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from magicpose_cli.cache import POSES_KIND
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import default_cache_root
+from magicpose_cli.files import check_exists, default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
 from magicpose_cli.pose.keypoints import JSON_CANVAS_NOTICE, FramePose, load_openpose_frames
@@ -158,8 +158,7 @@ def load_driving_poses(
     selection = selection or FrameSelection()
     if max_frames is not None:
         selection = FrameSelection(selection.start, max_frames, selection.step, selection.fps)
-    if not path.exists():
-        raise MagicPoseError(f"driving input not found: {path}")
+    check_exists(path, "driving input")
     if path.is_dir() and any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir()):
         return load_pose_json_folder(path, selection, pose_size)
     if pose_size is not None:

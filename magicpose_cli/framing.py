@@ -17,22 +17,16 @@ resizing and pasting, with the same integer placement so both line up exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 from PIL import Image
 
+from magicpose_cli.choices import FitMode
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.keypoints import FramePose, PersonPose
 
 SIZE_MULTIPLE = 64
 DEFAULT_GENERATION_SIZE = 512
-
-
-class FitMode(str, Enum):
-    pad = "pad"
-    crop = "crop"
-    stretch = "stretch"
 
 
 def generation_size(width: int | None, height: int | None, default: int = DEFAULT_GENERATION_SIZE) -> tuple[int, int]:

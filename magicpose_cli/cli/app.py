@@ -20,9 +20,11 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 import magicpose_cli
 from magicpose_cli.distributed import launched_as_main
@@ -33,8 +35,42 @@ EXIT_CODES = (
     "2 wrong usage (an unknown option, a missing argument); 130 interrupted (Ctrl-C)."
 )
 
+
+
+class HelpConventions:
+    """The help every command shares: arguments in upper case (REFERENCE, not {reference}), in
+    brackets only when optional, and flags without a value placeholder (--overwrite, not
+    --overwrite <bool>), as click, git and pip write them."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if param.param_type_name == "argument" and param.metavar is None:
+                param.metavar = (param.name or "").upper()
+            elif getattr(param, "is_flag", False):
+                param.metavar = ""  # Typer shows a flag's metavar where a value's type would go
+        return params
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []  # type: ignore[attr-defined]
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+        return pieces
+
+
+class Command(HelpConventions, TyperCommand):
+    pass
+
+
+class Group(HelpConventions, TyperGroup):
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), self.subcommand_metavar]
+
+
 app = typer.Typer(
     name="magicpose",
+    cls=Group,
     help="Make the person in one photo perform the motion and expressions of a driving video.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
@@ -97,7 +133,7 @@ def command(name: str, **settings) -> Callable[[F], F]:
     """Register ``func`` as the command ``name`` with the shared options, error handling and help epilog."""
 
     def register(func: F) -> F:
-        app.command(name, epilog=EXIT_CODES, **settings)(_with_verbosity(user_errors(func)))
+        app.command(name, epilog=EXIT_CODES, cls=Command, **settings)(_with_verbosity(user_errors(func)))
         return func
 
     return register

@@ -15,7 +15,7 @@ from rich.table import Table
 from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.metrics import ALL_METRICS, HIGHER_IS_BETTER
-from magicpose_cli.models.loading import Device, Precision, Scheduler
+from magicpose_cli.choices import Device, Precision, Scheduler
 
 if TYPE_CHECKING:  # the metrics load only when the command runs
     from magicpose_cli.scoring import EvaluationReport

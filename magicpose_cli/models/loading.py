@@ -1,6 +1,6 @@
 """Loading a MagicPose model folder for inference: device, dtype, scheduler and memory savers.
 
-The choices are enums (the CLI offers their values) and are resolved to torch objects once.
+The choices are enums (magicpose_cli.choices: the CLI offers their values) and are resolved to torch objects once.
 """
 
 from __future__ import annotations
@@ -8,39 +8,15 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from enum import Enum
 from pathlib import Path
 
 import torch
 
+from magicpose_cli.choices import Device, Precision, Scheduler
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.hashing import files_in
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cuda = "cuda"
-    mps = "mps"
-    cpu = "cpu"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp16 = "fp16"
-    bf16 = "bf16"
-    fp32 = "fp32"
-
-
-class Scheduler(str, Enum):
-    """The sampler: DDIM (the original's), DPM-Solver++ 2M (with Karras sigmas: ``dpm-karras``), UniPC,
-    or DPM-Solver++ at first order (``dpm-1``: DDIM's update on DPM-Solver's timesteps, whose last step
-    reaches the clean image; it holds up at few steps where the second-order ones overshoot)."""
-
-    ddim = "ddim"
-    dpm = "dpm"
-    dpm_karras = "dpm-karras"
-    dpm1 = "dpm-1"
-    unipc = "unipc"
 
 
 TORCH_DTYPES = {Precision.fp16: torch.float16, Precision.bf16: torch.bfloat16, Precision.fp32: torch.float32}
