@@ -39,6 +39,7 @@ class DrivingPoses:
     keypoints: list[FramePose] | None = None
     map_files: list[Path] | None = None
     notice: str | None = None  # worth telling the user (where an OpenPose JSON canvas came from)
+    canvas_of: str = "poses"  # whose canvas that is, for the settings line
 
     def __len__(self) -> int:
         return len(self.keypoints if self.keypoints is not None else self.map_files)
@@ -50,7 +51,7 @@ class DrivingPoses:
         from magicpose_cli.pose.align import align_poses, detect_reference_pose
 
         aligned = align_poses(self.keypoints, detect_reference_pose(reference))
-        return DrivingPoses(self.fps, aligned[0].width, aligned[0].height, keypoints=aligned)
+        return DrivingPoses(self.fps, aligned[0].width, aligned[0].height, keypoints=aligned, canvas_of="reference (the poses fitted to it)")
 
     def placement(self, width: int, height: int, fit: FitMode) -> Placement:
         """How the poses' canvas sits on a ``width`` x ``height`` generation canvas."""

@@ -20,7 +20,6 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Callable, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -29,6 +28,7 @@ from typer.core import TyperCommand, TyperGroup
 import magicpose_cli
 from magicpose_cli.distributed import launched_as_main
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.native_output import native_output_hidden
 
 EXIT_CODES = (
     "Exit codes: 0 done; 1 a problem with the input or the environment (one line says what to change); "
@@ -42,7 +42,7 @@ class HelpConventions:
     brackets only when optional, and flags without a value placeholder (--overwrite, not
     --overwrite <bool>), as click, git and pip write them."""
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: typer.Context) -> list:
         params = super().get_params(ctx)  # type: ignore[misc]
         for param in params:
             if param.param_type_name == "argument" and param.metavar is None:
@@ -51,7 +51,7 @@ class HelpConventions:
                 param.metavar = ""  # Typer shows a flag's metavar where a value's type would go
         return params
 
-    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []  # type: ignore[attr-defined]
         for param in self.get_params(ctx):
             if param.param_type_name == "argument":
@@ -64,9 +64,18 @@ class Command(HelpConventions, TyperCommand):
 
 
 class Group(HelpConventions, TyperGroup):
-    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
         return [*super().collect_usage_pieces(ctx), self.subcommand_metavar]
 
+
+RESUMING = {  # what a stopped command kept, and how to go on (said after "interrupted (Ctrl-C)")
+    "retarget": "; the finished frames are kept: the same command resumes",
+    "batch": "; the finished jobs and frames are kept: the same command resumes",
+    "demo": "; the finished frames are kept: the same command resumes",
+    "evaluate": "; the finished frames are kept: the same command resumes",
+    "extract-pose": "; the poses detected so far are kept: the same command resumes",
+    "train": "; the checkpoints written so far are kept: the same command with --resume continues from the newest",
+}
 
 app = typer.Typer(
     name="magicpose",
@@ -88,6 +97,10 @@ console = Console(stderr=True, force_terminal=_plain_text())
 error_console = Console(stderr=True, force_terminal=_plain_text())
 
 F = TypeVar("F", bound=Callable)
+
+
+class WrongUsage(MagicPoseError):
+    """Arguments that do not go together, which Typer cannot see: one line and exit code 2, as its own usage errors."""
 
 
 class Verbosity(IntEnum):
@@ -159,7 +172,8 @@ def _with_verbosity(func: F) -> F:
         console.quiet = quiet or not launched_as_main()  # one voice for a launch of several processes
         started = time.perf_counter()
         try:
-            result = func(*args, **kwargs)
+            with native_output_hidden(hidden=not (verbose or debugging(kwargs))):
+                result = func(*args, **kwargs)
             detail(f"{name_of(func)} took {time.perf_counter() - started:.1f} s")
             return result
         finally:
@@ -168,6 +182,11 @@ def _with_verbosity(func: F) -> F:
     signature = inspect.signature(func)
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), quiet, verbose])
     return wrapper  # type: ignore[return-value]
+
+
+def debugging(kwargs: dict) -> bool:
+    """Whether the command shows tracebacks (its --debug, or MAGICPOSE_DEBUG=1) and native libraries' messages."""
+    return bool(kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"))
 
 
 def name_of(func: Callable) -> str:
@@ -188,7 +207,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except (MagicPoseError, OSError) as error:
-            if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
+            if debugging(kwargs):
                 raise
             if not launched_as_main():
                 # The main process hears of this failure (magicpose_cli.distributed) and says it; this
@@ -196,11 +215,11 @@ def user_errors(func: F) -> F:
                 # before it has. The launch still fails: the main process exits with 1.
                 raise typer.Exit(code=0) from None
             error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=1) from None
+            raise typer.Exit(code=2 if isinstance(error, WrongUsage) else 1) from None
         except KeyboardInterrupt:
-            if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
+            if debugging(kwargs):
                 raise
-            error_console.print("[bold red]error:[/] interrupted (Ctrl-C)", highlight=False)
+            error_console.print(f"[bold red]error:[/] interrupted (Ctrl-C){RESUMING.get(name_of(func), '')}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]

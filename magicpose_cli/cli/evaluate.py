@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from magicpose_cli.cli.app import command, console, detail, report_output
+from magicpose_cli.cli.app import WrongUsage, command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.metrics import ALL_METRICS, HIGHER_IS_BETTER
 from magicpose_cli.choices import Device, Precision, Scheduler
@@ -144,9 +144,9 @@ def evaluate_command(
         report = score_folders(generated, ground_truth, options, protocol, model, output, videos, gt)
     else:
         if generated is not None or ground_truth is not None:
-            raise MagicPoseError("give either GENERATED GROUND_TRUTH or --dataset DIR, not both")
+            raise WrongUsage("give either GENERATED GROUND_TRUTH or --dataset DIR, not both")
         if output is None:
-            raise MagicPoseError("--dataset needs -o RUN, the folder for the run's frames and metrics")
+            raise WrongUsage("--dataset needs -o RUN, the folder for the run's frames and metrics")
         from magicpose_cli.evaluation_run import read_video_list, run_protocol
 
         settings = protocol_settings({**protocol, "ground_truth": gt.value}, model, cache_dir, device)
@@ -164,11 +164,11 @@ def score_folders(generated, ground_truth, options, protocol, model, output, vid
     from magicpose_cli.scoring import evaluate_videos
 
     if generated is None or ground_truth is None:
-        raise MagicPoseError("give GENERATED and GROUND_TRUTH (frame folders or videos), or --dataset DIR -o RUN")
+        raise WrongUsage("give GENERATED and GROUND_TRUTH (frame folders or videos), or --dataset DIR -o RUN")
     given = [f"--{name.replace('_', '-')}" for name, value in {**protocol, "model": model, "output": output, "videos": videos}.items() if value is not None]
     given += ["--gt"] if gt is not GroundTruth.real else []
     if given:
-        raise MagicPoseError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --dataset only (generating the test set)")
+        raise WrongUsage(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --dataset only (generating the test set); leave {'it' if len(given) == 1 else 'them'} out or add --dataset DIR -o RUN")
     pairs = match_inputs(generated, ground_truth)
     with new_progress(console) as progress:
         return evaluate_videos(pairs, options, progress)

@@ -135,6 +135,10 @@ class LoadedPipelines:
         self.loads = 0
         self.loading = loading
 
+    def holds(self, folder: Path) -> bool:
+        """Whether the networks of ``folder`` (as its files are now) are loaded already."""
+        return any(key[0] == files_stamp(folder) for key in self._kept)
+
     def get(self, folder: Path, device: torch.device, dtype: torch.dtype, scheduler: Scheduler | str = Scheduler.ddim,
             vae_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False, motion_module: Path | None = None):  # fmt: skip
         """The pipeline as :func:`load_pipeline` gives it, loading its networks only when not kept already."""

@@ -207,5 +207,8 @@ def detect_reference_pose(
         pose_detector.close()
     person = main_person(frame_pose)
     if person is None:
-        raise MagicPoseError(f"no person found in {name}")
+        raise MagicPoseError(
+            f"no person found in {name} to fit the driving poses to; --no-align uses them as they are "
+            "(in the app: untick Fit the poses to the photo's body)"
+        )
     return FramePose(frame_pose.width, frame_pose.height, [person])

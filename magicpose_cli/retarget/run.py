@@ -37,7 +37,7 @@ from magicpose_cli.distributed import Processes, join_processes, use_threads_of_
 from magicpose_cli.encode import EncodeResult, check_output_path
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.frame_cache import FrameCache
-from magicpose_cli.files import default_cache_root
+from magicpose_cli.files import check_exists, default_cache_root
 from magicpose_cli.framing import FitMode, fit_placement
 from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
@@ -133,13 +133,15 @@ def retarget(
     validate_options(options)
     cache_root = check_cache_root(Path(options.cache_root) if options.cache_root else default_cache_root())
     reference = load_reference_image(reference_path)
+    check_exists(driving_path, "driving input")
     processes, device = start_processes(options.device)
     if not processes.is_main:
         on_notice = on_detail = None
     with stopwatch("finding the model"):
         model = processes.main_first(lambda: locate_model(options.model, cache_root))
         motion, motion_run = processes.main_first(lambda: find_motion_module(options, model.folder))
-    tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice, describe_motion(motion, motion_run))
+    tell(on_notice, describe_sharing(processes, device, motion is not None), describe_motion(motion, motion_run))
+    model_notice = model.notice if pipelines is None or not pipelines.holds(model.folder) else None  # once per model load
     dtype = resolve_dtype(options.dtype, device)
     sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
@@ -148,7 +150,7 @@ def retarget(
             driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
         placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
         tiling = vae_tiling_notice(model.folder, placement) if options.vae_tiling else None
-        tell(on_notice, driving.notice, describe_settings(placement, canvas_source, chosen), tiling)
+        tell(on_notice, model_notice, driving.notice, describe_settings(placement, canvas_source, chosen), tiling)  # the inputs are read
         reference_canvas = place_reference(reference, placement.canvas_width, placement.canvas_height, reference_fit)
         pose_maps = driving.pose_maps(placement, face=options.face, hands=options.hands)
         with stopwatch("cache key"):
