@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skimage_data
@@ -25,6 +26,7 @@ from magicpose_cli.ui.server import check_port
 COMMANDS = sorted(command.name for command in app.registered_commands)
 ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "300"}
+NOT_A_VIDEO = "not a video that ffmpeg can decode; give a video file (mp4, mov, webm, ...) or a folder of images"
 HEAVY = ("torch", "diffusers", "mediapipe", "cv2", "gradio", "decord", "onnxruntime", "transformers")
 
 STARTUP = f"""
@@ -74,7 +76,7 @@ def test_a_text_file_named_mp4_is_one_line_from_extract_pose(text_as_video):
     command = [sys.executable, "-m", "magicpose_cli", "extract-pose", "dance.mp4", "-o", "poses"]
     quiet = subprocess.run([*command, "-q"], capture_output=True, text=True, cwd=text_as_video, env=ENVIRONMENT, timeout=120)
     assert quiet.returncode == 1
-    assert quiet.stderr == "error: cannot read video dance.mp4: not a video that ffmpeg can decode\n"
+    assert quiet.stderr == f"error: cannot read video dance.mp4: {NOT_A_VIDEO}\n"
     verbose = subprocess.run([*command, "-v"], capture_output=True, text=True, cwd=text_as_video, env=ENVIRONMENT, timeout=120)
     assert verbose.returncode == 1 and "moov atom not found" in verbose.stderr
 
@@ -86,7 +88,7 @@ def test_a_text_file_named_mp4_is_one_line_from_retarget(text_as_video, monkeypa
     monkeypatch.delenv("MAGICPOSE_MODEL", raising=False)
     result = CliRunner().invoke(app, ["retarget", "ref.png", "dance.mp4", "-o", "out.mp4", "-q"])
     assert result.exit_code == 1
-    assert result.stderr == "error: cannot read video dance.mp4: not a video that ffmpeg can decode\n"
+    assert result.stderr == f"error: cannot read video dance.mp4: {NOT_A_VIDEO}\n"
     assert "moov atom" not in capfd.readouterr().err
 
 
@@ -169,3 +171,20 @@ def test_ctrl_c_stops_the_app_with_130(tmp_path):
     _, errors = process.communicate(timeout=60)
     assert process.returncode == 130, errors
     assert "magicpose ui stopped" in errors and "Traceback" not in errors
+
+
+def test_the_settings_line_names_the_canvas_the_poses_are_on():
+    """384x384 driving poses fitted to a 512x512 photo live on the photo's canvas: the line says so."""
+    from test_retarget import waving_poses
+
+    from magicpose_cli.driving import DrivingPoses
+    from magicpose_cli.models.settings import RecommendedSettings
+    from magicpose_cli.retarget import RetargetOptions
+    from magicpose_cli.retarget.options import generation_canvas
+
+    photo = np.asarray(Image.fromarray(skimage_data.astronaut()))  # 512x512
+    driving = DrivingPoses(30.0, 384, 384, keypoints=waving_poses(2, 384, 384))
+    _, _, as_driven = generation_canvas(RetargetOptions(), RecommendedSettings(), driving, photo.shape)
+    assert as_driven == "short side 512: default; shaped like the 384x384 poses"
+    _, _, aligned = generation_canvas(RetargetOptions(), RecommendedSettings(), driving.aligned_to(photo), photo.shape)
+    assert aligned == "short side 512: default; shaped like the 512x512 reference (the poses fitted to it)"

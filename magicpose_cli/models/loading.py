@@ -29,9 +29,9 @@ def resolve_device(device: Device | str) -> torch.device:
     if device is Device.auto:
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available else "cpu")
     if device is Device.cuda and not torch.cuda.is_available():
-        raise MagicPoseError("--device cuda asked for, but no CUDA GPU is available")
+        raise MagicPoseError("--device cuda asked for, but no CUDA GPU is available; pass --device auto or cpu")
     if device is Device.mps and not mps_available:
-        raise MagicPoseError("--device mps asked for, but MPS is not available")
+        raise MagicPoseError("--device mps asked for, but MPS is not available; pass --device auto or cpu")
     return torch.device(device.value)
 
 
