@@ -57,7 +57,7 @@ def test_help_and_input_mistakes_load_no_heavy_library(tmp_path):
         "error: reference image not found: absent.png (check the path)",
         "error: input not found: absent.mp4 (check the path)",
         "error: jobs file not found: absent.toml (check the path)",
-        "error: --data folder not found: absent (check the path)",
+        "error: training data folder not found: absent (check the path)",
     ]
     assert "error: give GENERATED and GROUND_TRUTH (frame folders or videos), or --dataset DIR -o RUN" in errors
 
@@ -188,3 +188,13 @@ def test_the_settings_line_names_the_canvas_the_poses_are_on():
     assert as_driven == "short side 512: default; shaped like the 384x384 poses"
     _, _, aligned = generation_canvas(RetargetOptions(), RecommendedSettings(), driving.aligned_to(photo), photo.shape)
     assert aligned == "short side 512: default; shaped like the 512x512 reference (the poses fitted to it)"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [(["convert", "x.th", "-o", "out", "--dtype", "int8"], "'int8' is not one of 'auto', 'fp16', 'bf16', 'fp32'"),
+     (["cache", "--clear", "frame"], "'frame' is not one of 'frames', 'poses', 'models', 'all'")],
+)  # fmt: skip
+def test_a_value_outside_the_choices_is_wrong_usage(arguments, message):
+    result = CliRunner().invoke(app, arguments, env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and f"Invalid value for '{arguments[-2]}'" in result.output and message in result.output, result.output

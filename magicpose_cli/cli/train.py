@@ -96,7 +96,7 @@ def train_command(
     sample_steps: int = typer.Option(50, help="Denoising steps for the sample grids.", rich_help_panel=_RUN),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    check_exists(data, "--data folder")
+    check_exists(data, "training data folder")
     from magicpose_cli.training import TrainConfig, train
 
     config = TrainConfig(
