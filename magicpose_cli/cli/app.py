@@ -7,7 +7,10 @@ its help. Output: progress, notices and summaries go to stderr through ``console
 with --quiet. With ``NO_COLOR`` set, or when stderr is not a terminal, the text is plain: no
 colours, no cursor movement, progress bars only as their final state. Under ``accelerate launch``
 or ``torchrun`` only the main process speaks: a failure either happens alike on every process or is
-passed on to the main process, which says it.
+passed on to the main process, which says it. Native libraries' own stderr lines show only with
+--verbose or --debug (magicpose_cli.native_output); Ctrl-C says what was kept and how to go on.
+Command modules import their library code inside the command, after the cheap checks, so help
+and input mistakes answer without torch (tests/test_first_minute.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ EXIT_CODES = (
     "Exit codes: 0 done; 1 a problem with the input or the environment (one line says what to change); "
     "2 wrong usage (an unknown option, a missing argument); 130 interrupted (Ctrl-C)."
 )
-
 
 
 class HelpConventions:
