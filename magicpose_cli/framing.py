@@ -36,6 +36,13 @@ def check_side(option: str, pixels: int) -> None:
         raise MagicPoseError(f"{option} must be a positive multiple of {SIZE_MULTIPLE}, got {pixels}; try {option} {nearest}")
 
 
+def check_canvas_options(size: int | None, width: int | None, height: int | None) -> None:
+    """--size, --width and --height, refused before anything loads when they are not multiples of 64."""
+    if size is not None:
+        check_side("--size", size)
+    generation_size(width, height)
+
+
 def generation_size(width: int | None, height: int | None, default: int = DEFAULT_GENERATION_SIZE) -> tuple[int, int]:
     """The (width, height) to generate at; a side not given takes the other's value or ``default``."""
     for name, value in (("width", width), ("height", height)):

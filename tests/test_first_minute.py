@@ -32,11 +32,12 @@ HEAVY = ("torch", "diffusers", "mediapipe", "cv2", "gradio", "decord", "onnxrunt
 STARTUP = f"""
 import sys
 from magicpose_cli.cli import app
+open("ref.png", "w").close(), open("dance.mp4", "w").close()  # there, but never read: --size is refused first
 codes = []
 for arguments in [["--help"], ["--version"], *[[name, "--help"] for name in {COMMANDS!r}],
                   ["retarget", "absent.png", "absent.mp4", "-o", "out.mp4"], ["extract-pose", "absent.mp4", "-o", "poses"],
                   ["batch", "absent.toml"], ["train", "--data", "absent", "--stage", "pose", "--model", "m", "-o", "run"],
-                  ["retarget", "--size"], ["evaluate"]]:
+                  ["retarget", "--size"], ["evaluate"], ["retarget", "ref.png", "dance.mp4", "-o", "out.mp4", "--size", "100"]]:
     try:
         app(arguments, prog_name="magicpose")
     except SystemExit as end:
@@ -51,7 +52,7 @@ def test_help_and_input_mistakes_load_no_heavy_library(tmp_path):
     done = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, cwd=tmp_path, env=ENVIRONMENT, timeout=120)
     codes, loaded = done.stdout.strip().splitlines()[-2:]
     assert loaded == "[]", done.stdout
-    assert codes == str([0, 0, *[0] * len(COMMANDS), 1, 1, 1, 1, 2, 2]), done.stdout + done.stderr
+    assert codes == str([0, 0, *[0] * len(COMMANDS), 1, 1, 1, 1, 2, 2, 1]), done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors[:4] == [
         "error: reference image not found: absent.png (check the path)",
@@ -59,7 +60,10 @@ def test_help_and_input_mistakes_load_no_heavy_library(tmp_path):
         "error: jobs file not found: absent.toml (check the path)",
         "error: training data folder not found: absent (check the path)",
     ]
-    assert "error: give GENERATED and GROUND_TRUTH (frame folders or videos), or --dataset DIR -o RUN" in errors
+    assert errors[-2:] == [
+        "error: give GENERATED and GROUND_TRUTH (frame folders or videos), or --dataset DIR -o RUN",
+        "error: --size must be a positive multiple of 64, got 100; try --size 128",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from rich.table import Table
 from magicpose_cli.choices import ContextFusion, Device, FitMode, GuidanceMode, NoiseMode, Precision, Preset, Scheduler
 from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.files import check_exists
+from magicpose_cli.framing import check_canvas_options
 
 if TYPE_CHECKING:
     from magicpose_cli.retarget import RetargetSummary
@@ -142,6 +143,7 @@ def retarget_command(
     """
     check_exists(reference, "reference image")
     check_exists(driving, "driving input")
+    check_canvas_options(size, width, height)
     from magicpose_cli.pose.keypoints import parse_pose_size
     from magicpose_cli.retarget import RetargetOptions, retarget
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from magicpose_cli.driving import DrivingPoses
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, check_side, generation_size, training_scale_size
+from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, check_canvas_options, generation_size, training_scale_size
 from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.loading import Device, Precision, Scheduler
@@ -144,9 +144,7 @@ def validate_options(options: RetargetOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise MagicPoseError(message)
-    if options.size is not None:
-        check_side("--size", options.size)
-    generation_size(options.width, options.height)  # refuses sides that are not multiples of 64
+    check_canvas_options(options.size, options.width, options.height)
     if options.guidance_interval is not None:
         try:
             GuidanceInterval(*options.guidance_interval)
