@@ -266,7 +266,7 @@ def test_cli_trains_samples_and_saves_a_model_that_generates(frames_dir, init_mo
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, init_model):
-    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--stage", "dance", "--model", str(init_model), "-o", str(tmp_path / "r")])
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--stage", "dance", "--model", str(init_model), "-o", str(tmp_path / "r")], env={"COLUMNS": "300"})
     assert result.exit_code == 2 and "'dance' is not one of 'appearance', 'pose', 'motion'" in result.output
 
 
