@@ -198,6 +198,12 @@ class MediaPipeDetector:
             )
             self._holistic.process(np.zeros((64, 64, 3), dtype=np.uint8))
 
+    def restart_tracking(self) -> None:
+        """Forget the person followed so far: the next frame is found afresh, as by a new detector
+        (extraction restarts tracking at fixed frames, so a video extracted in parts equals it whole)."""
+        self._holistic.reset()
+        self._holistic.process(np.zeros((64, 64, 3), dtype=np.uint8))
+
     def close(self) -> None:
         self._holistic.close()
 
