@@ -53,7 +53,15 @@ from magicpose_cli.retarget.options import (
     vae_tiling_notice,
     validate_options,
 )
-from magicpose_cli.retarget.outputs import encode_output, keep_frames, output_frames
+from magicpose_cli.retarget.outputs import (
+    check_still_frames,
+    check_still_output,
+    encode_output,
+    is_still_output,
+    keep_frames,
+    output_frames,
+    write_still,
+)
 from magicpose_cli.video import FrameSelection
 
 
@@ -130,6 +138,7 @@ def retarget(
     stopwatch = Stopwatch()
     reference_path, driving_path, output_path = Path(reference_path), Path(driving_path), Path(output_path)
     check_output_path(output_path, options.overwrite)
+    check_still_output(driving_path, output_path)
     validate_options(options)
     cache_root = check_cache_root(Path(options.cache_root) if options.cache_root else default_cache_root())
     reference = load_reference_image(reference_path)
@@ -146,6 +155,7 @@ def retarget(
     with nullcontext(progress) if progress is not None else new_progress(console, shown=processes.is_main) as progress:
         with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
             driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
+        check_still_frames(output_path, len(driving))
         placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
         tiling = vae_tiling_notice(model.folder, placement) if options.vae_tiling else None
         tell(on_notice, driving.notice, describe_settings(placement, canvas_source, chosen), tiling)
@@ -202,10 +212,12 @@ def open_shared_frame_cache(processes: Processes, force: bool, *key_parts) -> Fr
 
 def write_outputs(cache, pose_maps, placement, reference, driving: DrivingPoses, driving_path: Path, output_path: Path,
                   options: RetargetOptions, progress: Progress) -> EncodeResult:  # fmt: skip
-    """The --frames-dir PNGs when asked for, and the mp4 (with the driving audio unless --no-audio)."""
+    """The --frames-dir PNGs when asked for, and the mp4 (with the driving audio unless --no-audio), or the PNG of a still."""
     if options.frames_dir is not None:
         keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))
     frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps if options.grid else None, options.grid_height)
+    if is_still_output(output_path):
+        return write_still(frames, output_path, driving.fps)
     audio_source = driving_path if options.audio and driving_path.is_file() else None
     return encode_output(frames, len(pose_maps), output_path, driving.fps, audio_source, options.overwrite, progress)
 
