@@ -78,6 +78,9 @@ DEFAULT_VISIBILITY_THRESHOLD = 0.5
 # Legs MediaPipe calls visible this far outside the picture (a fraction of its short side) are
 # extrapolated, not seen (_legs_guessed); a foot just past the edge of a dance video is not.
 GUESSED_LEGS_MARGIN = 0.1
+# A hip this close to the bottom edge (a fraction of the height) or below it is the pelvis cut by
+# the edge: MediaPipe pins hips it cannot see there (a picture cut at the waist).
+HIP_EDGE_BAND = 0.02
 _LEGS = (
     (BODY["right_hip"], BODY["right_knee"], BODY["right_ankle"]),
     (BODY["left_hip"], BODY["left_knee"], BODY["left_ankle"]),
@@ -149,14 +152,14 @@ def _legs_guessed(body: np.ndarray, width: int, height: int, threshold: float) -
     It always returns a whole skeleton; on a picture cut at the waist it extrapolates hips, knees
     and ankles, and while tracking it can rate them visible, putting some inside the picture (at
     the bottom edge, on an object). A point it calls visible more than GUESSED_LEGS_MARGIN of the
-    picture outside it, or a hip below the bottom edge (the pelvis cut by it: the other hip sits on
-    the edge), shows the lower body is such a guess, so none of its points is kept.
+    picture outside it, or a hip on or below the bottom edge (within HIP_EDGE_BAND: the pelvis cut
+    by it), shows the lower body is such a guess, so none of its points is kept.
     """
     margin = GUESSED_LEGS_MARGIN * min(width, height)
     legs = body[list(LEG_POINTS)]
     outside = (legs[:, 0] < -margin) | (legs[:, 0] > width + margin) | (legs[:, 1] < -margin) | (legs[:, 1] > height + margin)
     hips = body[[BODY["right_hip"], BODY["left_hip"]]]
-    hip_below = (hips[:, 1] >= height) & (hips[:, 2] >= threshold)
+    hip_below = (hips[:, 1] >= height * (1 - HIP_EDGE_BAND)) & (hips[:, 2] >= threshold)
     return bool((outside & (legs[:, 2] >= threshold)).any() or hip_below.any())
 
 
