@@ -70,11 +70,17 @@ def check_still_output(driving_path: Path, output_path: Path) -> None:
         )
 
 
+def frames_to_read(output_path: Path, max_frames: int | None) -> int | None:
+    """The driving frames to read: for a PNG, two at most (enough to refuse a driver that gives more
+    without extracting a whole video first); else ``max_frames``."""
+    return min(max_frames or 2, 2) if is_still_output(output_path) else max_frames
+
+
 def check_still_frames(output_path: Path, frame_count: int) -> None:
     """A PNG output holds one frame: refuse a driving input that gives more (before generating them)."""
     if is_still_output(output_path) and frame_count != 1:
         raise MagicPoseError(
-            f"-o {output_path} is a picture, but the driving input gives {frame_count} frames: write a video "
+            f"-o {output_path} is a picture, but the driving input gives more than one frame: write a video "
             f"(-o {output_path.with_suffix('.mp4')}) or take one frame with --max-frames 1"
         )
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -57,6 +57,7 @@ from magicpose_cli.retarget.outputs import (
     check_still_frames,
     check_still_output,
     encode_output,
+    frames_to_read,
     is_still_output,
     keep_frames,
     output_frames,
@@ -154,7 +155,8 @@ def retarget(
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
     with nullcontext(progress) if progress is not None else new_progress(console, shown=processes.is_main) as progress:
         with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
-            driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
+            reading = replace(options, max_frames=frames_to_read(output_path, options.max_frames))
+            driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, reading, reference, progress, cache_root)))
         check_still_frames(output_path, len(driving))
         placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
         tiling = vae_tiling_notice(model.folder, placement) if options.vae_tiling else None
