@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_write_text, removed_on_failure
@@ -161,7 +164,7 @@ def extract_poses(
             {"content_hash": content_hash, "detector": settings.detector, "tracking_segment": TRACKING_SEGMENT},
             force,
         )
-        raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress)
+        raw_poses, detected_now = _detect_raw_poses(source.frame, indices, raw_dir, settings.detector, annotator_dir, on_progress)
         poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference)
         for position, frame_pose in enumerate(poses):
             frame_pose.save(output_dir / _frame_name(position, ".json"))
@@ -176,21 +179,22 @@ def extract_poses(
 
 
 def _detect_raw_poses(
-    source: FrameSource,
+    frame_of: Callable[[int], np.ndarray],
     indices: list[int],
-    raw_dir: Path,
+    raw_dir: Path | None,
     detector_name: str,
     annotator_dir: str | Path | None,
     on_progress: Callable[[int, int], None] | None,
 ) -> tuple[list[FramePose], int]:
-    """The raw detection of every selected frame, and how many were detected now.
+    """The raw detection of every selected frame (``frame_of(index)``), and how many were detected now.
 
     A tracking detector (MediaPipe) restarts at every TRACKING_SEGMENT-th source frame, so a
     frame's detection depends only on the selected frames of its segment up to it (its feed),
     never on where an earlier run started or stopped. A cached frame is reused when its feed is
     this run's; a segment with frames missing is fed again from its start (the frames already
     cached there are passed through the tracker to rebuild its state, and kept). Each new frame
-    is saved the moment it is found, so an interrupted run loses at most one frame.
+    is saved the moment it is found, so an interrupted run loses at most one frame (frames in
+    memory have no ``raw_dir``).
     """
     tracking = detector_name == DetectorName.MEDIAPIPE.value
     unique = list(dict.fromkeys(indices))
@@ -200,7 +204,7 @@ def _detect_raw_poses(
     try:
         for segment in _segments(unique):
             feeds = [segment[: position + 1] if tracking else [] for position in range(len(segment))]
-            cached = [_load_raw(raw_dir / _frame_name(index, ".json"), feed) for index, feed in zip(segment, feeds)]
+            cached = [_load_raw(raw_dir, index, feed) for index, feed in zip(segment, feeds)]
             missing = [position for position, pose in enumerate(cached) if pose is None]
             if missing and detector is None:
                 detector = make_detector(detector_name, annotator_dir, tracking=True)
@@ -208,12 +212,11 @@ def _detect_raw_poses(
                 detector.restart_tracking()
             for position, index in enumerate(segment):
                 if cached[position] is None:
-                    detected = detector.detect(source.frame(index))
-                    found[index] = _save_raw(raw_dir / _frame_name(index, ".json"), detected, feeds[position])
+                    found[index] = _save_raw(raw_dir, index, detector.detect(frame_of(index)), feeds[position])
                     detected_now += 1
                 else:
                     if tracking and missing and position < missing[-1]:
-                        detector.detect(source.frame(index))  # rebuilds the tracker's state; the cached pose is the same
+                        detector.detect(frame_of(index))  # rebuilds the tracker's state; the cached pose is the same
                     found[index] = cached[position]
                 if on_progress:
                     on_progress(len(found), len(unique))
@@ -233,19 +236,40 @@ def _segments(indices: list[int]) -> list[list[int]]:
     return segments
 
 
-def _save_raw(path: Path, frame_pose: FramePose, feed: list[int]) -> FramePose:
-    """Save a raw detection with its feed; returns it as it reads back (rounded as every run reads it)."""
+def _save_raw(raw_dir: Path | None, index: int, frame_pose: FramePose, feed: list[int]) -> FramePose:
+    """Save a raw detection with its feed in ``raw_dir`` (if any); returns it as it reads back (rounded
+    as every later run reads it)."""
+    if raw_dir is None:
+        return frame_pose
     text = json.dumps({**frame_pose.to_openpose(), TRACKING_FEED_KEY: feed})
-    atomic_write_text(path, text)
+    atomic_write_text(raw_dir / _frame_name(index, ".json"), text)
     return FramePose.from_openpose(json.loads(text))
 
 
-def _load_raw(path: Path, feed: list[int]) -> FramePose | None:
-    """The cached raw detection at ``path`` if it was made from this ``feed``, else None."""
-    if not path.is_file():
+def _load_raw(raw_dir: Path | None, index: int, feed: list[int]) -> FramePose | None:
+    """The cached raw detection of source frame ``index`` if it was made from this ``feed``, else None."""
+    path = raw_dir / _frame_name(index, ".json") if raw_dir is not None else None
+    if path is None or not path.is_file():
         return None
     data = json.loads(path.read_text())
     return FramePose.from_openpose(data) if data.get(TRACKING_FEED_KEY) == feed else None
+
+
+def poses_of_frames(
+    frames: Sequence[np.ndarray],
+    fps: float,
+    settings: PoseSettings = PoseSettings(),
+    annotator_dir: str | Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    what: str = "the frames",
+) -> list[FramePose]:
+    """The poses of frames already in memory (HxWx3 uint8, in order: a ComfyUI video loader's), detected,
+    filled and smoothed as ``extract_poses`` does a video's; ``fps`` paces the smoothing. Nothing is cached."""
+    if not len(frames):
+        raise MagicPoseError(f"no frames in {what}")
+    detector = resolve_detector(settings.detector, annotator_dir).value
+    raw_poses, _ = _detect_raw_poses(frames.__getitem__, list(range(len(frames))), None, detector, annotator_dir, on_progress)
+    return postprocess(raw_poses, fps, settings, Path(what))[0]
 
 
 def _manifest(
