@@ -1,7 +1,8 @@
 """`magicpose demo` on a CPU that other programs use: torch's thread settings against each other.
 
 Each run is a fresh `python -m magicpose_cli demo` (thread settings are read when torch loads), in a
-new cache folder, timed by the demo's own summary (the run, without Python's start-up and imports).
+new cache folder, timed whole (wall seconds, Python's start-up and imports included) and by the
+demo's own summary (the run after the imports).
 The variants, alternated within each round so that whatever else the machine does falls on all alike:
 
 - spin: the physical cores' threads, waiting at each barrier as libgomp does by default (spinning
@@ -46,19 +47,21 @@ def spin_forever() -> None:
         pass
 
 
-def run_demo(variables: dict[str, str], frames: int, timeout: float) -> float | None:
-    """The demo's own seconds with these thread variables (None when it ran past ``timeout``)."""
+def run_demo(variables: dict[str, str], frames: int, timeout: float) -> tuple[float, float | None]:
+    """Wall seconds of the whole process (at least ``timeout``) and the demo's own seconds (None when stopped)."""
     environment = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
     with tempfile.TemporaryDirectory(prefix="bench-busy-") as folder:
         command = [sys.executable, "-m", "magicpose_cli", "demo", "-o", f"{folder}/demo.mp4", "--cache-dir", f"{folder}/cache", "--frames", str(frames)]
+        started = time.perf_counter()
         try:
             done = subprocess.run(command, env={**environment, **variables, "NO_COLOR": "1", "COLUMNS": "200"}, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return None
-    found = SECONDS.search(done.stdout)
+            return timeout, None
+        wall = time.perf_counter() - started
+    found = SECONDS.search(done.stdout + done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"the demo failed: {done.stdout[-400:]} {done.stderr[-400:]}")
-    return float(found.group(2))
+    return wall, float(found.group(2))
 
 
 def main() -> None:
@@ -76,18 +79,18 @@ def main() -> None:
             spinners = [multiprocessing.Process(target=spin_forever, daemon=True) for _ in range(os.cpu_count() or 1) if load == "busy"]
             for spinner in spinners:
                 spinner.start()
+            shift = round_index % len(args.variants)  # each variant also runs first in some round
             try:
-                for name in args.variants:
+                for name in args.variants[shift:] + args.variants[:shift]:
                     started = time.strftime("%H:%M:%S")
-                    measured = run_demo(VARIANTS[name], args.frames, args.timeout)
-                    value = args.timeout if measured is None else measured
-                    seconds.setdefault((load, name), []).append(value)
-                    shown = f">{value:.0f}" if measured is None else f"{value:.1f}"
-                    print(f"round {round_index + 1} {started} {load:5} {name:10} {shown} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+                    wall, own = run_demo(VARIANTS[name], args.frames, args.timeout)
+                    seconds.setdefault((load, name), []).append(wall)
+                    shown = f">{wall:.0f} s (stopped)" if own is None else f"{wall:.1f} s, the demo's own {own:.1f} s"
+                    print(f"round {round_index + 1} {started} {load:5} {name:10} {shown} (load average {os.getloadavg()[0]:.1f})", flush=True)
             finally:
                 for spinner in spinners:
                     spinner.terminate()
-    print("\nmedian seconds (and against spin in the same load)")
+    print("\nmedian wall seconds of the process (a stopped run counts as --timeout), and against spin in the same load")
     for load in ("alone", "busy"):
         for name in args.variants:
             median = statistics.median(seconds[(load, name)])
