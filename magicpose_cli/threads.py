@@ -8,7 +8,7 @@ a launch compute with the count one process alone would (:func:`use_threads_of_o
 How they wait: torch's OpenMP threads (GNU libgomp on Linux) spin for about 3 ms at every barrier
 before they sleep. On a CPU that another program also uses, one thread of a parallel region is often
 waiting for a core while the others spin, taking the cores from it and from the other program: a
-demo run then took 71 times as long. Threads that sleep at once (``OMP_WAIT_POLICY=PASSIVE``) leave the
+demo run then took 16 to 79 times as long. Threads that sleep at once (``OMP_WAIT_POLICY=PASSIVE``) leave the
 cores to whoever computes; the thread count, and so every pixel, stays the same
 (benchmarks/bench_busy_cpu.py; docs/platforms.md has the numbers).
 """
