@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from magicpose_cli.cache import check_cache_root
 from magicpose_cli.driving import DrivingPoses, PoseMaps, load_driving_poses
-from magicpose_cli.distributed import Processes, join_processes, use_threads_of_one_process
+from magicpose_cli.distributed import Processes, join_processes
 from magicpose_cli.encode import EncodeResult, check_output_path
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.frame_cache import FrameCache
@@ -66,6 +66,7 @@ from magicpose_cli.retarget.outputs import (
     output_frames,
     write_still,
 )
+from magicpose_cli.threads import use_threads_of_one_process
 from magicpose_cli.video import FrameSelection
 
 
