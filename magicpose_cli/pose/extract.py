@@ -9,10 +9,11 @@ Output folder layout::
     OUT/.cache/key.json               what the raw detections below were computed from
     OUT/.cache/raw/<source index>.json  raw detections, one per source frame, written as they finish
 
-Raw detections depend only on the input's bytes and the detector, so an interrupted run (or a
-run with other smoothing/alignment settings) reuses every frame already detected. (With MediaPipe's
-tracking a resumed run restarts tracking at the first frame it detects, so its numbers can differ
-from an uninterrupted run's by the tracker's jitter.)
+Raw detections depend only on the input's bytes, the detector and, for a tracking detector
+(MediaPipe), the selected frames since the last restart of tracking (every TRACKING_SEGMENT-th
+source frame, recorded in each raw file): an interrupted, shorter or longer run (or one with other
+smoothing/alignment settings) reuses every frame already detected and gives exactly the keypoints
+of one uninterrupted run.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ from magicpose_cli.video import FrameSelection, FrameSource
 
 MANIFEST_NAME = "manifest.json"
 CACHE_DIR_NAME = ".cache"
+# A tracking detector restarts at every multiple of this many source frames (about 2 s at 30 fps):
+# a resumed or longer run re-feeds at most one segment, and every run gives the same detections.
+TRACKING_SEGMENT = 64
+TRACKING_FEED_KEY = "magicpose_tracking_feed"
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ def extract_poses(
     settings = replace(settings, detector=resolve_detector(settings.detector, annotator_dir).value)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
-        raise MagicPoseError(f"output folder {output_dir} is a file")
+        raise MagicPoseError(f"output folder {output_dir} is a file; pass -o a new or existing folder")
     source = FrameSource(input_path)
     indices = selection.indices(source.frame_count, source.fps)
     if not indices:
@@ -155,7 +160,9 @@ def extract_poses(
         # The reference first: a bad --align-to must fail before minutes of detection, not after.
         reference = detect_reference_pose(settings.align_to, settings.detector, annotator_dir) if settings.align_to else None
         raw_dir = _prepare_raw_cache(
-            output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}, force
+            output_dir / CACHE_DIR_NAME,
+            {"content_hash": content_hash, "detector": settings.detector, "tracking_segment": TRACKING_SEGMENT},
+            force,
         )
         raw_poses, detected_now = _detect_raw_poses(source.frame, indices, raw_dir, settings.detector, annotator_dir, on_progress)
         poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference)
@@ -181,30 +188,71 @@ def _detect_raw_poses(
 ) -> tuple[list[FramePose], int]:
     """The raw detection of every selected frame (``frame_of(index)``), and how many were detected now.
 
-    Frames an earlier run detected are read from ``raw_dir``; each new one is saved there the moment
-    it is found, so an interrupted run loses at most one frame (frames in memory have no ``raw_dir``).
+    A tracking detector (MediaPipe) restarts at every TRACKING_SEGMENT-th source frame, so a
+    frame's detection depends only on the selected frames of its segment up to it (its feed),
+    never on where an earlier run started or stopped. A cached frame is reused when its feed is
+    this run's; a segment with frames missing is fed again from its start (the frames already
+    cached there are passed through the tracker to rebuild its state, and kept). Each new frame
+    is saved the moment it is found, so an interrupted run loses at most one frame (frames in
+    memory have no ``raw_dir``).
     """
-    raw_poses, detected_now = [], 0
+    tracking = detector_name == DetectorName.MEDIAPIPE.value
+    unique = list(dict.fromkeys(indices))
+    found: dict[int, FramePose] = {}
+    detected_now = 0
     detector = None
     try:
-        for done, index in enumerate(indices, start=1):
-            raw_path = raw_dir / _frame_name(index, ".json") if raw_dir is not None else None
-            if raw_path is not None and raw_path.is_file():
-                raw_poses.append(FramePose.load(raw_path))
-            else:
-                if detector is None:
-                    detector = make_detector(detector_name, annotator_dir, tracking=True)
-                frame_pose = detector.detect(frame_of(index))
-                if raw_path is not None:
-                    frame_pose.save(raw_path)
-                raw_poses.append(frame_pose)
-                detected_now += 1
-            if on_progress:
-                on_progress(done, len(indices))
+        for segment in _segments(unique):
+            feeds = [segment[: position + 1] if tracking else [] for position in range(len(segment))]
+            cached = [_load_raw(raw_dir, index, feed) for index, feed in zip(segment, feeds)]
+            missing = [position for position, pose in enumerate(cached) if pose is None]
+            if missing and detector is None:
+                detector = make_detector(detector_name, annotator_dir, tracking=True)
+            elif missing and tracking:
+                detector.restart_tracking()
+            for position, index in enumerate(segment):
+                if cached[position] is None:
+                    found[index] = _save_raw(raw_dir, index, detector.detect(frame_of(index)), feeds[position])
+                    detected_now += 1
+                else:
+                    if tracking and missing and position < missing[-1]:
+                        detector.detect(frame_of(index))  # rebuilds the tracker's state; the cached pose is the same
+                    found[index] = cached[position]
+                if on_progress:
+                    on_progress(len(found), len(unique))
     finally:
         if detector is not None:
             detector.close()
-    return raw_poses, detected_now
+    return [found[index] for index in indices], detected_now
+
+
+def _segments(indices: list[int]) -> list[list[int]]:
+    """``indices`` (increasing) cut where the tracking segment changes: what each restart of the tracker sees."""
+    segments: list[list[int]] = []
+    for index in indices:
+        if not segments or segments[-1][0] // TRACKING_SEGMENT != index // TRACKING_SEGMENT:
+            segments.append([])
+        segments[-1].append(index)
+    return segments
+
+
+def _save_raw(raw_dir: Path | None, index: int, frame_pose: FramePose, feed: list[int]) -> FramePose:
+    """Save a raw detection with its feed in ``raw_dir`` (if any); returns it as it reads back (rounded
+    as every later run reads it)."""
+    if raw_dir is None:
+        return frame_pose
+    text = json.dumps({**frame_pose.to_openpose(), TRACKING_FEED_KEY: feed})
+    atomic_write_text(raw_dir / _frame_name(index, ".json"), text)
+    return FramePose.from_openpose(json.loads(text))
+
+
+def _load_raw(raw_dir: Path | None, index: int, feed: list[int]) -> FramePose | None:
+    """The cached raw detection of source frame ``index`` if it was made from this ``feed``, else None."""
+    path = raw_dir / _frame_name(index, ".json") if raw_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return FramePose.from_openpose(data) if data.get(TRACKING_FEED_KEY) == feed else None
 
 
 def poses_of_frames(
@@ -254,7 +302,7 @@ def postprocess(
     """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to ``reference`` when given."""
     track, found = poses_to_track(raw_poses)
     if not found.any():
-        raise MagicPoseError(f"no person found in any frame of {source}")
+        raise MagicPoseError(f"no person found in any frame of {source}; give a video in which a whole person is visible")
     track = fill_gaps(track, found)
     statuses = frame_statuses(found, track)
     if settings.smooth:
