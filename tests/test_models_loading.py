@@ -9,7 +9,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models import MagicPosePipeline, tiny_components
-from magicpose_cli.models.plugins import Plugins
+from magicpose_cli.models.plugin_options import Plugins
 from magicpose_cli.models.loading import Device, Precision, Scheduler, load_pipeline, resolve_device, resolve_dtype
 
 CPU = torch.device("cpu")

@@ -15,7 +15,7 @@ import torch
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.hashing import files_in
-from magicpose_cli.models.plugins import Plugins
+from magicpose_cli.models.plugin_options import Plugins
 
 
 class Device(str, Enum):
@@ -35,13 +35,16 @@ class Precision(str, Enum):
 class Scheduler(str, Enum):
     """The sampler: DDIM (the original's), DPM-Solver++ 2M (with Karras sigmas: ``dpm-karras``), UniPC,
     or DPM-Solver++ at first order (``dpm-1``: DDIM's update on DPM-Solver's timesteps, whose last step
-    reaches the clean image; it holds up at few steps where the second-order ones overshoot)."""
+    reaches the clean image; it holds up at few steps where the second-order ones overshoot); ``lcm``
+    and ``tcd`` for a UNet distilled to few steps (LCM-LoRA, Hyper-SD, TCD: docs/plug-in.md)."""
 
     ddim = "ddim"
     dpm = "dpm"
     dpm_karras = "dpm-karras"
     dpm1 = "dpm-1"
     unipc = "unipc"
+    lcm = "lcm"
+    tcd = "tcd"
 
 
 TORCH_DTYPES = {Precision.fp16: torch.float16, Precision.bf16: torch.bfloat16, Precision.fp32: torch.float32}
@@ -75,6 +78,10 @@ def make_scheduler(scheduler: Scheduler | str, config):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
     scheduler = Scheduler(scheduler)
+    if scheduler in (Scheduler.lcm, Scheduler.tcd):
+        from magicpose_cli.models.few_step import few_step_scheduler
+
+        return few_step_scheduler(scheduler.value, config)
     if scheduler is Scheduler.dpm_karras:
         return DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
     if scheduler is Scheduler.dpm1:

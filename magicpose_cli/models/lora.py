@@ -20,7 +20,7 @@ import torch
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models.checkpoint_files import load_original_state_dict
-from magicpose_cli.models.plugins import LoraWeights, is_lora_state
+from magicpose_cli.models.plugin_options import LoraWeights, is_lora_state
 
 _PEFT_PREFIX = "base_model.model."
 

@@ -11,7 +11,6 @@ converters; anything not shaped like SD 1.5 is refused in one line that says wha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint, infer_diffusers_model_type
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.models.plugin_options import Plugins, is_lora_state
 from magicpose_cli.models.checkpoint_files import APPEARANCE_PREFIX, CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, load_exactly, load_original_state_dict, text_encoder_from
 
 _NOT_SD15 = {
@@ -29,38 +29,6 @@ _NOT_SD15 = {
     "instruct-pix2pix": "an InstructPix2Pix checkpoint (8 input channels)",
 }  # fmt: skip
 _SD15_FIX = "A base model must be a Stable Diffusion 1.5 model (the UNet MagicPose was trained beside)."
-
-
-@dataclass(frozen=True)
-class LoraWeights:
-    """A LoRA file and the scale it is applied at (its own alpha/rank included by the loader)."""
-
-    path: Path
-    scale: float = 1.0
-
-
-@dataclass(frozen=True)
-class Plugins:
-    """What replaces or adds to the model folder's networks: all optional, nothing by default.
-
-    ``base_model``/``base_vae``: a single file or a diffusers folder; ``loras`` go into the main
-    UNet (and the text encoder with ``text``); ``text``: a prompt is given, so the text encoder (the
-    base model's when it has one) and the CLIP tokenizer in the ``tokenizer`` folder are loaded.
-    """
-
-    base_model: Path | None = None
-    base_vae: Path | None = None
-    loras: tuple[LoraWeights, ...] = field(default_factory=tuple)
-    text: bool = False
-    tokenizer: Path | None = None
-
-    @property
-    def any(self) -> bool:
-        return self.base_model is not None or self.base_vae is not None or bool(self.loras) or self.text
-
-    def files(self) -> tuple[Path, ...]:
-        """The files and folders these plugins read (what a kept pipeline is keyed on)."""
-        return tuple(path for path in (self.base_model, self.base_vae, *(lora.path for lora in self.loras), self.tokenizer) if path is not None)
 
 
 def plugged_components(folder: Path, plugins: Plugins, dtype: torch.dtype) -> dict:
@@ -79,11 +47,6 @@ def plugged_components(folder: Path, plugins: Plugins, dtype: torch.dtype) -> di
     if plugins.base_vae is not None:
         components["vae"] = base_vae(plugins.base_vae, AutoencoderKL.load_config(Path(folder) / "vae"), dtype)
     return components
-
-
-def is_lora_state(keys) -> bool:
-    """LoRA keys in any of the published formats (kohya ``lora_down``/``lora_up``, diffusers/PEFT ``lora_A``/``lora_B``, ``.lora.``)."""
-    return any(marker in key for key in keys for marker in ("lora_down", "lora_up", "lora_A", "lora_B", ".lora.", "lora_unet_"))
 
 
 def read_base_file(path: Path, option: str = "--base-model") -> dict[str, torch.Tensor]:

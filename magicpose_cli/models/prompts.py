@@ -24,12 +24,13 @@ def prompt_arguments(pipe, prompt: str, negative_prompt: str) -> dict:
 
 @torch.no_grad()
 def encode_text(pipe, text: str) -> torch.Tensor:
-    """CLIP's last hidden state for ``text`` (padded to the tokenizer's length, truncated beyond it)."""
+    """CLIP's last hidden state for ``text``, padded to the text encoder's length (77), truncated beyond it."""
     if pipe.text_encoder is None or pipe.tokenizer is None:
         raise MagicPoseError("a prompt needs a CLIP text encoder: this model folder has none; use a model converted with its CLIP, or --base-model with an SD 1.5 checkpoint")
     width = pipe.text_encoder.config.hidden_size
     if width != pipe.unet.config.cross_attention_dim:
         raise MagicPoseError(f"the text encoder gives {width}-wide embeddings but this model's UNet attends to {pipe.unet.config.cross_attention_dim}: it is not this model's text encoder")
-    tokens = pipe.tokenizer(text, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt")
+    length = min(pipe.tokenizer.model_max_length, pipe.text_encoder.config.max_position_embeddings)
+    tokens = pipe.tokenizer(text, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
     device = next(pipe.text_encoder.parameters()).device
     return pipe.text_encoder(tokens.input_ids.to(device))[0]

@@ -42,6 +42,7 @@ from magicpose_cli.framing import FitMode, fit_placement
 from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
 from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, load_pipeline, resolve_device, resolve_dtype
+from magicpose_cli.plugin_store import locate_plugins
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
 from magicpose_cli.retarget.motion import describe_motion, find_motion_module
 from magicpose_cli.retarget.options import (
@@ -139,7 +140,10 @@ def retarget(
     with stopwatch("finding the model"):
         model = processes.main_first(lambda: locate_model(options.model, cache_root))
         motion, motion_run = processes.main_first(lambda: find_motion_module(options, model.folder))
-    tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice, describe_motion(motion, motion_run))
+        plugins, base_notice = processes.main_first(lambda: locate_plugins(
+            options.base_model, options.base_vae, options.loras, bool(options.prompt or options.negative_prompt), model.folder, cache_root
+        ))  # fmt: skip
+    tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice, describe_motion(motion, motion_run), base_notice)
     dtype = resolve_dtype(options.dtype, device)
     sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
@@ -154,12 +158,12 @@ def retarget(
         with stopwatch("cache key"):
             cache = open_shared_frame_cache(
                 processes, options.force, cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode,
-                sampling, motion and motion.path,
+                sampling, motion and motion.path, plugins,
             )  # fmt: skip
         tell(on_detail, f"frame cache: {cache.folder}")
         load = partial(
             pipelines.get if pipelines is not None else load_pipeline, model.folder, device, dtype, sampling.scheduler, options.vae_slicing,
-            options.vae_tiling, options.cpu_offload, motion_module=motion and motion.path,
+            options.vae_tiling, options.cpu_offload, motion_module=motion and motion.path, plugins=plugins,
         )  # fmt: skip
         with stopwatch("generation"):
             generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved, on_state_saved, processes)
