@@ -8,6 +8,7 @@ original SD key names, kohya LoRAs.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,43 @@ def test_a_prompt_without_a_text_encoder_is_one_line(converted_tiny_dir, tokeniz
     pipe = load_pipeline(converted_tiny_dir, CPU, torch.float32, plugins=Plugins(text=True, tokenizer=tokenizer_dir))
     with pytest.raises(MagicPoseError, match="a prompt needs a CLIP text encoder"):
         prompt_arguments(pipe, "a red dress", "")
+
+
+def test_retarget_with_a_base_model_a_lora_and_a_prompt_keys_each_run_apart(model_dir, files, tokenizer_dir, reference_png, tmp_path):
+    """The command line end to end: a plugged run, and each changed plug-in a run of its own (no frames reused)."""
+    from test_retarget import run_cli, waving_poses
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tokenizer_dir, cache / "models" / "clip-tokenizer")  # where an offline user puts SD 1.5's tokenizer
+    poses = tmp_path / "poses"
+    poses.mkdir()
+    waving_poses(1)[0].save(poses / "00000.json")
+    common = [reference_png, poses, "--model", model_dir, "--no-align", "--width", 64, "--steps", 2, "--cache-dir", cache, "--scheduler", "lcm"]
+    runs = {
+        "plugged": ["--base-model", files["own"], "--lora", f"{files['lora']}:0.5", "--prompt", "a red dress"],
+        "other scale": ["--base-model", files["own"], "--lora", f"{files['lora']}:0.8", "--prompt", "a red dress"],
+        "text guidance": ["--base-model", files["own"], "--prompt", "a red dress", "--negative-prompt", "blurry", "--guidance-mode", "text"],
+    }
+    for name, options in runs.items():
+        result = run_cli(*common, "-o", tmp_path / f"{name}.mp4", *options)
+        assert result.exit_code == 0, result.output
+    assert len(list((cache / "frames").iterdir())) == len(runs)
+    again = run_cli(*common, "-o", tmp_path / "again.mp4", *runs["plugged"])
+    assert again.exit_code == 0 and len(list((cache / "frames").iterdir())) == len(runs), again.output
+
+
+def test_offline_a_hub_lora_comes_from_the_cache_and_a_missing_tokenizer_is_one_line(files, model_dir, tmp_path):
+    from test_hub_model import add_to_hub_cache, offline_run
+
+    hf_home = tmp_path / "hf_home"
+    add_to_hub_cache(hf_home, "someone/style-lora", {"pytorch_lora_weights.safetensors": files["lora"]})
+    code = (
+        "import sys; from pathlib import Path; from magicpose_cli.plugin_store import locate_plugins\n"
+        "plugins, _ = locate_plugins(None, None, ['someone/style-lora:0.7'], False, Path(sys.argv[1]), Path(sys.argv[2]))\n"
+        "print(plugins.loras[0].scale, plugins.loras[0].path.read_bytes() == Path(sys.argv[3]).read_bytes())\n"
+        "locate_plugins(None, None, [], True, Path(sys.argv[1]), Path(sys.argv[2]))\n"
+    )
+    run = offline_run(hf_home, code, str(model_dir), str(tmp_path / "cache"), str(files["lora"]))
+    assert run.stdout.split() == ["0.7", "True"], run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert "a prompt needs SD 1.5's CLIP tokenizer" in last and "vocab.json, merges.txt" in last and str(tmp_path / "cache" / "models" / "clip-tokenizer") in last
