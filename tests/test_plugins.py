@@ -288,3 +288,15 @@ def test_offline_a_hub_lora_comes_from_the_cache_and_a_missing_tokenizer_is_one_
     assert run.stdout.split() == ["0.7", "True"], run.stderr
     last = run.stderr.strip().splitlines()[-1]
     assert "a prompt needs SD 1.5's CLIP tokenizer" in last and "vocab.json, merges.txt" in last and str(tmp_path / "cache" / "models" / "clip-tokenizer") in last
+
+
+def test_the_base_model_can_be_configured_once(files, model_dir, tmp_path, monkeypatch):
+    from magicpose_cli.plugin_store import locate_plugins
+
+    monkeypatch.setenv("MAGICPOSE_CONFIG", str(tmp_path / "config.toml"))
+    (tmp_path / "config.toml").write_text(f'base_model = "{files["changed"]}"\n')
+    assert locate_plugins(None, None, (), False, model_dir, tmp_path)[0].base_model == files["changed"]
+    monkeypatch.setenv("MAGICPOSE_BASE_MODEL", str(files["own"]))
+    plugins, notice = locate_plugins(None, None, (), False, model_dir, tmp_path)
+    assert plugins.base_model == files["own"] and "MAGICPOSE_BASE_MODEL" in notice
+    assert locate_plugins(files["changed"], None, (), False, model_dir, tmp_path)[0].base_model == files["changed"]
