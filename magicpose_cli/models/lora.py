@@ -74,8 +74,10 @@ def apply_loras(pipe, loras: tuple[LoraWeights, ...], with_text: bool) -> None:
             Loader.load_lora_into_unet(unet_state, _only(alphas, "unet."), unet=pipe.unet, adapter_name=name)
         if with_text and pipe.text_encoder is not None and any(key.startswith("text_encoder.") for key in state):
             text_state = {key: value for key, value in state.items() if key.startswith("text_encoder.")}
-            _check_targets(pipe.text_encoder, text_state, lora.path, "text_encoder.", "text encoder")
-            Loader.load_lora_into_text_encoder(text_state, _only(alphas, "text_encoder."), text_encoder=pipe.text_encoder, adapter_name=name)
+            try:
+                Loader.load_lora_into_text_encoder(text_state, _only(alphas, "text_encoder."), text_encoder=pipe.text_encoder, adapter_name=name)
+            except (ValueError, RuntimeError, KeyError) as error:  # peft: no such layer, or another width
+                raise MagicPoseError(f"LoRA {lora.path} does not fit this model's text encoder ({str(error).splitlines()[0]})") from None
         names.append((name, lora.scale, bool(unet_state)))
     if any(in_unet for _, _, in_unet in names):
         pipe.unet.set_adapters([name for name, _, in_unet in names if in_unet], [scale for _, scale, in_unet in names if in_unet])
