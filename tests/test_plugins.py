@@ -307,3 +307,14 @@ def test_the_base_model_can_be_configured_once(files, model_dir, tmp_path, monke
     plugins, notice = locate_plugins(None, None, (), False, model_dir, tmp_path)
     assert plugins.base_model == files["own"] and "MAGICPOSE_BASE_MODEL" in notice
     assert locate_plugins(files["changed"], None, (), False, model_dir, tmp_path)[0].base_model == files["changed"]
+
+
+def test_kept_pipelines_load_again_only_when_a_plugged_file_or_scale_changes(model_dir, files):
+    from magicpose_cli.models.loading import LoadedPipelines
+
+    pipelines = LoadedPipelines()
+    plugged = Plugins(base_model=files["own"], loras=(LoraWeights(files["lora"], 0.5),))
+    first = pipelines.get(model_dir, CPU, torch.float32, plugins=plugged)
+    assert pipelines.get(model_dir, CPU, torch.float32, plugins=plugged) is first and pipelines.loads == 1
+    pipelines.get(model_dir, CPU, torch.float32, plugins=Plugins(base_model=files["own"], loras=(LoraWeights(files["lora"], 0.8),)))
+    assert pipelines.loads == 2
