@@ -20,8 +20,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_write_text, removed_on_failure
@@ -154,7 +157,7 @@ def extract_poses(
         raw_dir = _prepare_raw_cache(
             output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}, force
         )
-        raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress)
+        raw_poses, detected_now = _detect_raw_poses(source.frame, indices, raw_dir, settings.detector, annotator_dir, on_progress)
         poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference)
         for position, frame_pose in enumerate(poses):
             frame_pose.save(output_dir / _frame_name(position, ".json"))
@@ -169,30 +172,31 @@ def extract_poses(
 
 
 def _detect_raw_poses(
-    source: FrameSource,
+    frame_of: Callable[[int], np.ndarray],
     indices: list[int],
-    raw_dir: Path,
+    raw_dir: Path | None,
     detector_name: str,
     annotator_dir: str | Path | None,
     on_progress: Callable[[int, int], None] | None,
 ) -> tuple[list[FramePose], int]:
-    """The raw detection of every selected frame, and how many were detected now.
+    """The raw detection of every selected frame (``frame_of(index)``), and how many were detected now.
 
     Frames an earlier run detected are read from ``raw_dir``; each new one is saved there the moment
-    it is found, so an interrupted run loses at most one frame.
+    it is found, so an interrupted run loses at most one frame (frames in memory have no ``raw_dir``).
     """
     raw_poses, detected_now = [], 0
     detector = None
     try:
         for done, index in enumerate(indices, start=1):
-            raw_path = raw_dir / _frame_name(index, ".json")
-            if raw_path.is_file():
+            raw_path = raw_dir / _frame_name(index, ".json") if raw_dir is not None else None
+            if raw_path is not None and raw_path.is_file():
                 raw_poses.append(FramePose.load(raw_path))
             else:
                 if detector is None:
                     detector = make_detector(detector_name, annotator_dir, tracking=True)
-                frame_pose = detector.detect(source.frame(index))
-                frame_pose.save(raw_path)
+                frame_pose = detector.detect(frame_of(index))
+                if raw_path is not None:
+                    frame_pose.save(raw_path)
                 raw_poses.append(frame_pose)
                 detected_now += 1
             if on_progress:
@@ -201,6 +205,23 @@ def _detect_raw_poses(
         if detector is not None:
             detector.close()
     return raw_poses, detected_now
+
+
+def poses_of_frames(
+    frames: Sequence[np.ndarray],
+    fps: float,
+    settings: PoseSettings = PoseSettings(),
+    annotator_dir: str | Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    what: str = "the frames",
+) -> list[FramePose]:
+    """The poses of frames already in memory (HxWx3 uint8, in order: a ComfyUI video loader's), detected,
+    filled and smoothed as ``extract_poses`` does a video's; ``fps`` paces the smoothing. Nothing is cached."""
+    if not len(frames):
+        raise MagicPoseError(f"no frames in {what}")
+    detector = resolve_detector(settings.detector, annotator_dir).value
+    raw_poses, _ = _detect_raw_poses(frames.__getitem__, list(range(len(frames))), None, detector, annotator_dir, on_progress)
+    return postprocess(raw_poses, fps, settings, Path(what))[0]
 
 
 def _manifest(

@@ -13,7 +13,7 @@ import magicpose_cli
 from magicpose_cli.distributed import Processes
 from magicpose_cli.frame_cache import FrameCache, run_key
 from magicpose_cli.framing import FitMode
-from magicpose_cli.hashing import hash_arrays, hash_file, hash_folder
+from magicpose_cli.hashing import hash_arrays, hash_folder
 from magicpose_cli.images import to_uint8
 from magicpose_cli.models.pipeline import frame_batches
 from magicpose_cli.models.plugin_options import Plugins
@@ -25,7 +25,8 @@ from magicpose_cli.retarget.options import Sampling
 def open_frame_cache(
     cache_root: Path,
     model_folder: Path,
-    reference_path: Path,
+    reference_hash: str,
+    reference_name: str,
     reference_canvas: np.ndarray,
     pose_maps: Sequence[np.ndarray],
     fit: FitMode,
@@ -35,8 +36,10 @@ def open_frame_cache(
 ) -> FrameCache:
     """The cache folder of this exact run, keyed by everything that decides its frames.
 
-    The pose maps are drawn one by one for the hash, never all held at once. A run without a
-    motion module, base model, base VAE or LoRA has the key it had before these existed.
+    ``reference_hash`` is that of the reference's file (an image given in memory: of its pixels),
+    ``reference_name`` what the description calls it. The pose maps are drawn one by one for the
+    hash, never all held at once. A run without a motion module, base model, base VAE or LoRA has
+    the key it had before these existed.
     """
     settings = {
         "size": list(reference_canvas.shape[:2]),
@@ -48,7 +51,7 @@ def open_frame_cache(
     motion.update(plugin_key(plugins, cache_root))
     key = run_key(
         model=hash_folder(model_folder, cache_root),
-        reference_file=hash_file(reference_path),
+        reference_file=reference_hash,
         reference_canvas=hash_arrays([reference_canvas]),
         poses=hash_arrays(pose_maps),
         settings=settings,
@@ -56,7 +59,7 @@ def open_frame_cache(
     )
     where = {"model": str(model_folder), **({"motion_module": str(motion_module)} if motion_module else {})}
     where.update({name: str(path) for name, path in (("base_model", plugins.base_model), ("base_vae", plugins.base_vae)) if path})
-    description = {**where, "reference": str(reference_path), "frames": len(pose_maps), **settings}
+    description = {**where, "reference": reference_name, "frames": len(pose_maps), **settings}
     return FrameCache(cache_root, key, description)
 
 
