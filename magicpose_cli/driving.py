@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from magicpose_cli.cache import POSES_KIND
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import default_cache_root
+from magicpose_cli.files import check_exists, default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
 from magicpose_cli.pose.keypoints import JSON_CANVAS_NOTICE, FramePose, load_openpose_frames
@@ -39,6 +39,7 @@ class DrivingPoses:
     keypoints: list[FramePose] | None = None
     map_files: list[Path] | None = None
     notice: str | None = None  # worth telling the user (where an OpenPose JSON canvas came from)
+    canvas_of: str = "poses"  # whose canvas that is, for the settings line
 
     def __len__(self) -> int:
         return len(self.keypoints if self.keypoints is not None else self.map_files)
@@ -50,7 +51,7 @@ class DrivingPoses:
         from magicpose_cli.pose.align import align_poses, detect_reference_pose
 
         aligned = align_poses(self.keypoints, detect_reference_pose(reference))
-        return DrivingPoses(self.fps, aligned[0].width, aligned[0].height, keypoints=aligned)
+        return DrivingPoses(self.fps, aligned[0].width, aligned[0].height, keypoints=aligned, canvas_of="reference (the poses fitted to it)")
 
     def placement(self, width: int, height: int, fit: FitMode) -> Placement:
         """How the poses' canvas sits on a ``width`` x ``height`` generation canvas."""
@@ -158,8 +159,7 @@ def load_driving_poses(
     selection = selection or FrameSelection()
     if max_frames is not None:
         selection = FrameSelection(selection.start, max_frames, selection.step, selection.fps)
-    if not path.exists():
-        raise MagicPoseError(f"driving input not found: {path}")
+    check_exists(path, "driving input")
     if path.is_dir() and any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir()):
         return load_pose_json_folder(path, selection, pose_size)
     if pose_size is not None:

@@ -8,11 +8,10 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from magicpose_cli.choices import ANNOTATOR_DIR_ENV, DetectorName
 from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.pose.detectors import ANNOTATOR_DIR_ENV, DetectorName, resolve_detector
-from magicpose_cli.pose.extract import PoseSettings, extract_poses
-from magicpose_cli.video import FrameSelection
+from magicpose_cli.files import check_exists
 
 
 @command("extract-pose")
@@ -36,10 +35,16 @@ def extract_pose(
     align_to: Optional[Path] = typer.Option(None, "--align-to", help="Fit the skeleton to the person in this image."),
     no_align: bool = typer.Option(False, "--no-align", help="Ignore --align-to: keep the driving proportions."),
     force: bool = typer.Option(False, help="Recompute everything, ignoring the cache."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Extract OpenPose-style poses (JSON + control maps) from a video or image folder."""
+    check_exists(input_path, "input")
     if smooth_strength < 0:
-        raise MagicPoseError("--smooth-strength must be >= 0")
+        raise MagicPoseError(f"--smooth-strength must be >= 0 (0: no smoothing), got {smooth_strength}")
+    from magicpose_cli.pose.detectors import resolve_detector
+    from magicpose_cli.pose.extract import PoseSettings, extract_poses
+    from magicpose_cli.video import FrameSelection
+
     selection = FrameSelection(start=start, max_frames=max_frames, step=step, fps=fps)
     settings = PoseSettings(
         detector=resolve_detector(detector, annotator_dir).value,  # auto decided here, so the summary can say it

@@ -113,6 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", "Seed", WHOLE, "0", value=0),
     Setting("size", "Size (short side, a multiple of 64)", WHOLE, ADVICE),
     Setting("max_frames", "Frames", WHOLE, "all of the video's"),
+    Setting("align", "Fit the poses to the photo's body", SWITCH, value=True, panel="poses"),
     Setting("face", "Face landmarks", SWITCH, value=True, panel="poses"),
     Setting("hands", "Hands", SWITCH, value=True, panel="poses"),
     Setting("grid", "Grid: reference | pose | result", SWITCH, value=False, panel="poses"),
