@@ -13,7 +13,9 @@ from magicpose_cli.framing import FitMode
 from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
+from magicpose_cli.pose.drive import DRIVE_HELP, FACE_FROM_HELP, DriveMode
 from magicpose_cli.pose.keypoints import parse_pose_size
+from magicpose_cli.pose.people import PERSON_HELP
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, retarget
 from magicpose_cli.retarget.presets import Preset
 
@@ -56,6 +58,9 @@ def retarget_command(
         None, help="WxH canvas of OpenPose JSON that has none (CMU OpenPose); default: the keypoints' extent.", rich_help_panel=_FRAMING,
     ),
     max_frames: Optional[int] = typer.Option(None, help="Use only the first N driving frames (after --fps).", rich_help_panel=_FRAMING),
+    person: str = typer.Option("auto", help=PERSON_HELP, rich_help_panel=_FRAMING),
+    drive: DriveMode = typer.Option(DriveMode.ALL, help=DRIVE_HELP, rich_help_panel=_FRAMING),
+    face_from: Optional[Path] = typer.Option(None, help=FACE_FROM_HELP, rich_help_panel=_FRAMING),
     seed: int = typer.Option(0, help="Seed of the initial noise.", rich_help_panel=_GENERATION),
     noise: Optional[NoiseMode] = typer.Option(
         None, help="Initial noise: shared by all frames, a draw per-frame, or one window-long draw tiled over the video "
@@ -143,7 +148,7 @@ def retarget_command(
     """
     options = RetargetOptions(
         model=model, size=size, width=width, height=height, fit=fit, align=align, face=face, hands=hands,
-        pose_size=parse_pose_size(pose_size) if pose_size else None, max_frames=max_frames, seed=seed, batch_size=batch_size, steps=steps, guidance=guidance,
+        pose_size=parse_pose_size(pose_size) if pose_size else None, max_frames=max_frames, person=person, drive=drive, face_from=face_from, seed=seed, batch_size=batch_size, steps=steps, guidance=guidance,
         guidance_mode=guidance_mode, scheduler=scheduler, preset=preset, guidance_interval=guidance_interval,
         deep_reuse=deep_reuse, appearance_reuse=appearance_reuse, device=device, dtype=dtype,
         vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload, fps=fps, audio=audio,

@@ -17,6 +17,7 @@ from an uninterrupted run's by the tracker's jitter.)
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -27,9 +28,10 @@ from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_write_text, removed_on_failure
 from magicpose_cli.hashing import hash_file
 from magicpose_cli.images import save_png
-from magicpose_cli.pose.align import align_poses
+from magicpose_cli.pose.drive import DriveMode, FaceSource, aligned_drive, check_drive
 from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose, make_detector, resolve_detector
 from magicpose_cli.pose.keypoints import FramePose
+from magicpose_cli.pose.people import PERSON_AUTO, Track, choose_person, detect_person, find_people, parse_person, people_cached
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.pose.temporal import (
     STATUS_DETECTED,
@@ -57,6 +59,10 @@ class PoseSettings:
     smooth_strength: float = 1.0
     align_to: str | None = None
     align_to_hash: str | None = None
+    person: str = PERSON_AUTO  # auto, or the number of the person to follow (pose/people.py)
+    drive: str = DriveMode.ALL.value  # what the video drives; the rest is the reference's (pose/drive.py)
+    face_from: str | None = None  # a video the face comes from (with align_to)
+    face_from_hash: str | None = None
 
 
 @dataclass
@@ -70,6 +76,7 @@ class ExtractionResult:
     reused: int = 0
     seconds: float = 0.0
     from_cache: bool = False
+    notice: str | None = None  # worth telling the user (which of several people is followed)
 
     @property
     def detected(self) -> int:
@@ -99,12 +106,17 @@ def _prepare_raw_cache(cache_dir: Path, key: dict, force: bool) -> Path:
 
 
 def _with_reference_hash(settings: PoseSettings) -> PoseSettings:
-    """``settings`` with the hash of the ``--align-to`` image, so that another reference makes another output."""
-    if not settings.align_to or settings.align_to_hash:
-        return settings
-    if not Path(settings.align_to).is_file():
-        raise MagicPoseError(f"--align-to image not found: {settings.align_to}")
-    return PoseSettings(**{**asdict(settings), "align_to_hash": hash_file(Path(settings.align_to))})
+    """``settings`` with the hashes of the ``--align-to`` image and the ``--face-from`` video, so that
+    another reference or face video makes another output."""
+    check_drive(settings.drive, settings.face_from, aligned=bool(settings.align_to))
+    hashes = {}
+    for option, name, hash_name in (("--align-to image", "align_to", "align_to_hash"), ("--face-from video", "face_from", "face_from_hash")):
+        path = getattr(settings, name)
+        if path and not getattr(settings, hash_name):
+            if not Path(path).is_file():
+                raise MagicPoseError(f"{option} not found: {path}")
+            hashes[hash_name] = hash_file(Path(path))
+    return replace(settings, **hashes)
 
 
 def extract_poses(
@@ -151,21 +163,39 @@ def extract_poses(
     with removed_on_failure(output_dir):  # a failed first run leaves no folder; an interrupted one resumes
         # The reference first: a bad --align-to must fail before minutes of detection, not after.
         reference = detect_reference_pose(settings.align_to, settings.detector, annotator_dir) if settings.align_to else None
-        raw_dir = _prepare_raw_cache(
-            output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}, force
-        )
-        raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress)
-        poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference)
+        cache_dir, raw_key = output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}
+        followed, notice = _followed_person(source, indices, settings.person, cache_dir, content_hash)
+        if followed is not None:  # its own raw detections, keyed by where the person was found
+            cache_dir, raw_key = cache_dir / "person", {**raw_key, "faces": {str(t): box.tolist() for t, box in followed.faces.items()}}
+        raw_dir = _prepare_raw_cache(cache_dir, raw_key, force)
+        raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress, followed)
+        face_source = _face_source(settings, output_dir / CACHE_DIR_NAME / "face-from", annotator_dir, force)
+        poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference, face_source)
         for position, frame_pose in enumerate(poses):
             frame_pose.save(output_dir / _frame_name(position, ".json"))
             if write_maps:
                 save_png(output_dir / _frame_name(position, ".png"), render_pose(frame_pose, face=settings.face, hands=settings.hands))
         _remove_stale_outputs(output_dir, len(poses))
-        atomic_write_text(manifest_path, json.dumps(_manifest(source, fps, selection, output_key, poses, statuses), indent=1))
+        manifest = _manifest(source, fps, selection, output_key, poses, statuses)
+        atomic_write_text(manifest_path, json.dumps({**manifest, "notice": notice}, indent=1))
     reused = len(indices) - detected_now
     return ExtractionResult(
-        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started
+        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started, notice=notice
     )
+
+
+def _followed_person(
+    source: FrameSource, indices: list[int], person: str, cache_dir: Path, content_hash: str
+) -> tuple[Track | None, str | None]:
+    """The person ``--person`` follows (None: the whole frame's main person, as with one person in
+    view), and the line saying so; the people found are cached in ``cache_dir``. Without mediapipe,
+    auto is the whole frame's main person."""
+    number = parse_person(person)
+    if number is None and importlib.util.find_spec("mediapipe") is None:
+        return None, None
+    key = {"content_hash": content_hash, "indices": indices}
+    tracks = people_cached(cache_dir / "people.json", key, lambda: find_people(source, indices))
+    return choose_person(tracks, number, str(source.path))
 
 
 def _detect_raw_poses(
@@ -175,8 +205,10 @@ def _detect_raw_poses(
     detector_name: str,
     annotator_dir: str | Path | None,
     on_progress: Callable[[int, int], None] | None,
+    followed: Track | None = None,
 ) -> tuple[list[FramePose], int]:
-    """The raw detection of every selected frame, and how many were detected now.
+    """The raw detection of every selected frame (of the ``followed`` person only, when given),
+    and how many were detected now.
 
     Frames an earlier run detected are read from ``raw_dir``; each new one is saved there the moment
     it is found, so an interrupted run loses at most one frame.
@@ -184,19 +216,20 @@ def _detect_raw_poses(
     raw_poses, detected_now = [], 0
     detector = None
     try:
-        for done, index in enumerate(indices, start=1):
+        for position, index in enumerate(indices):
             raw_path = raw_dir / _frame_name(index, ".json")
             if raw_path.is_file():
                 raw_poses.append(FramePose.load(raw_path))
             else:
                 if detector is None:
-                    detector = make_detector(detector_name, annotator_dir, tracking=True)
-                frame_pose = detector.detect(source.frame(index))
+                    detector = make_detector(detector_name, annotator_dir, tracking=followed is None)
+                image = source.frame(index)
+                frame_pose = detector.detect(image) if followed is None else detect_person(detector, image, followed.faces.get(position))
                 frame_pose.save(raw_path)
                 raw_poses.append(frame_pose)
                 detected_now += 1
             if on_progress:
-                on_progress(done, len(indices))
+                on_progress(position + 1, len(indices))
     finally:
         if detector is not None:
             detector.close()
@@ -227,10 +260,21 @@ def _manifest(
     }
 
 
+def _face_source(settings: PoseSettings, work_dir: Path, annotator_dir: str | Path | None, force: bool) -> FaceSource | None:
+    """The poses of the ``--face-from`` video (extracted with the same detector and filtering into ``work_dir``)."""
+    if not settings.face_from:
+        return None
+    face_settings = replace(settings, align_to=None, align_to_hash=None, face_from=None, face_from_hash=None, drive=DriveMode.ALL.value, person=PERSON_AUTO)
+    result = extract_poses(settings.face_from, work_dir, settings=face_settings, annotator_dir=annotator_dir, force=force, write_maps=False)
+    return FaceSource(result.poses, result.fps)
+
+
 def postprocess(
-    raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path, reference: FramePose | None = None
+    raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path, reference: FramePose | None = None,
+    face_source: FaceSource | None = None,
 ) -> tuple[list[FramePose], list[str]]:
-    """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to ``reference`` when given."""
+    """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to ``reference`` when
+    given, keeping of it what ``settings.drive`` keeps, with the face of ``face_source`` when given."""
     track, found = poses_to_track(raw_poses)
     if not found.any():
         raise MagicPoseError(f"no person found in any frame of {source}")
@@ -248,7 +292,7 @@ def postprocess(
                 person.left_hand[:] = 0.0
                 person.right_hand[:] = 0.0
     if reference is not None:
-        poses = align_poses(poses, reference)
+        poses = aligned_drive(poses, fps, reference, settings.drive, face_source, settings.align_to or "the reference")
     return poses, statuses
 
 
@@ -270,6 +314,7 @@ def _load_finished(output_dir: Path, manifest_path: Path, output_key: dict) -> E
         [frame["source_index"] for frame in frames],
         manifest["fps"],
         from_cache=True,
+        notice=manifest.get("notice"),
     )
 
 

@@ -20,6 +20,8 @@ from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
 from magicpose_cli.models.settings import RecommendedSettings
+from magicpose_cli.pose.drive import DriveMode, check_drive
+from magicpose_cli.pose.people import parse_person
 from magicpose_cli.models.video_denoising import DEFAULT_MOTION_NOISE
 from magicpose_cli.retarget.motion import MotionSettings, validate_motion_options
 from magicpose_cli.retarget.outputs import check_frames_dir
@@ -45,6 +47,9 @@ class RetargetOptions:
     hands: bool = True
     pose_size: tuple[int, int] | None = None  # canvas of OpenPose JSON that has none
     max_frames: int | None = None
+    person: str = "auto"  # whom to follow in a several-people video: auto, or 1, 2, ... from the left
+    drive: DriveMode = DriveMode.ALL  # what the driving video moves; the rest is the reference's
+    face_from: Path | None = None  # a video the face landmarks come from
     seed: int = 0
     batch_size: int = 4
     steps: int | None = None  # None (also guidance, scheduler): the model's recommendation, else the default
@@ -152,6 +157,8 @@ def validate_options(options: RetargetOptions) -> None:
                 f"--guidance-interval LO HI needs 0 <= LO <= HI <= 1 (fractions of the noise schedule), got {options.guidance_interval}"
             ) from None
     validate_motion_options(options)
+    parse_person(options.person)
+    check_drive(options.drive, options.face_from, aligned=options.align is not False)
     if options.frames_dir is not None:
         check_frames_dir(Path(options.frames_dir))
 
@@ -160,7 +167,8 @@ def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
     """Pose options that rendered pose maps cannot honour are refused rather than silently ignored."""
     if driving.map_files is None:
         return
-    asked = [flag for flag, given in (("--no-face", not options.face), ("--no-hands", not options.hands), ("--align", options.align)) if given]
+    flags = (("--no-face", not options.face), ("--no-hands", not options.hands), ("--align", options.align), ("--person", str(options.person) != "auto"))
+    asked = [flag for flag, given in flags if given]
     if asked:
         raise MagicPoseError(
             f"{' and '.join(asked)} cannot apply to a folder of rendered pose maps (they are used as drawn); "

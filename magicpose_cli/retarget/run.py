@@ -41,6 +41,8 @@ from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, fit_placement
 from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
+from magicpose_cli.pose.drive import DriveMode
+from magicpose_cli.pose.extract import PoseSettings
 from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, load_pipeline, resolve_device, resolve_dtype
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
 from magicpose_cli.retarget.motion import describe_motion, find_motion_module
@@ -212,8 +214,9 @@ def write_outputs(cache, pose_maps, placement, reference, driving: DrivingPoses,
 
 def read_driving_poses(driving_path: Path, options: RetargetOptions, reference: np.ndarray, progress: Progress, cache_root: Path) -> DrivingPoses:
     """The driving poses (extracted and cached where the input is a video), fitted to the reference body unless --no-align."""
+    settings = PoseSettings(person=str(options.person), drive=DriveMode(options.drive).value, face_from=options.face_from and str(options.face_from))
     driving = load_driving_poses(
-        driving_path, FrameSelection(fps=options.fps), options.max_frames, progress=progress, cache_root=cache_root,
+        driving_path, FrameSelection(fps=options.fps), options.max_frames, settings, progress=progress, cache_root=cache_root,
         pose_size=options.pose_size,
     )  # fmt: skip
     check_pose_options(options, driving)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.pose.drive import DriveMode
 from magicpose_cli.retarget import RetargetOptions
 from magicpose_cli.retarget.options import parse_choice
 from magicpose_cli.retarget.presets import Preset
@@ -103,6 +104,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", "Seed", WHOLE, "0", value=0),
     Setting("size", "Size (short side, a multiple of 64)", WHOLE, ADVICE),
     Setting("max_frames", "Frames", WHOLE, "all of the video's"),
+    Setting("person", "Person", TEXT, "auto: the most visible; 1, 2, ...: counted from the left", value="auto", panel="poses"),
+    Setting("drive", "Drive", _choice(DriveMode), "all; body: keep the reference's face; face: keep its body", value=DriveMode.ALL.value, panel="poses"),
+    Setting("face_from", "Face from (a video on this machine)", PATH, "the driving video's own face", panel="poses"),
     Setting("face", "Face landmarks", SWITCH, value=True, panel="poses"),
     Setting("hands", "Hands", SWITCH, value=True, panel="poses"),
     Setting("grid", "Grid: reference | pose | result", SWITCH, value=False, panel="poses"),

@@ -1,0 +1,64 @@
+"""Several people in a driving video (--person): two people made from scikit-image's astronaut
+cross once; each --person stays on its own person in every frame."""
+
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from skimage import data, transform
+
+from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.pose.extract import PoseSettings, extract_poses
+from magicpose_cli.pose.keypoints import BODY
+
+FRAMES = 12
+WIDTH, HEIGHT, PERSON_WIDTH = 448, 256, 160
+LEFT, RIGHT = 16, WIDTH - PERSON_WIDTH - 16
+
+
+def person_pictures() -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut (orange suit) and a mirrored copy in a blue suit (red and blue swapped)."""
+    astronaut = (transform.resize(data.astronaut()[:, 40:360], (HEIGHT, PERSON_WIDTH), anti_aliasing=True) * 255).astype(np.uint8)
+    return astronaut, np.ascontiguousarray(astronaut[:, ::-1, ::-1])
+
+
+def lefts(t: int) -> tuple[int, int]:
+    """Where each person's picture starts at frame ``t``: the first walks right, the second left, over each other."""
+    step = (RIGHT - LEFT) * t / (FRAMES - 1)
+    return round(LEFT + step), round(RIGHT - step)
+
+
+@pytest.fixture(scope="module")
+def crossing_video(tmp_path_factory) -> Path:
+    """The two people cross once; the second passes in front, hiding the first for a few frames."""
+    first, second = person_pictures()
+    frames = []
+    for t in range(FRAMES):
+        canvas = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
+        first_left, second_left = lefts(t)
+        canvas[:, first_left : first_left + PERSON_WIDTH] = first
+        canvas[:, second_left : second_left + PERSON_WIDTH] = second
+        frames.append(canvas)
+    path = tmp_path_factory.mktemp("videos") / "crossing.mp4"
+    imageio.mimwrite(path, frames, fps=10, codec="libx264", quality=9, macro_block_size=16)
+    return path
+
+
+def nose_offsets() -> tuple[float, float]:
+    """Where each person's nose is in their own picture, from one person alone in the frame."""
+    from magicpose_cli.pose.detectors import detect_reference_pose
+
+    first, second = person_pictures()
+    return tuple(float(detect_reference_pose(picture).people[0].body[BODY["nose"], 0]) for picture in (first, second))
+
+
+@pytest.mark.parametrize("person", [1, 2])
+def test_each_person_is_followed_through_the_crossing(crossing_video, tmp_path, person):
+    result = extract_poses(crossing_video, tmp_path / "poses", settings=PoseSettings(person=str(person)))
+    offset = nose_offsets()[person - 1]
+    noses = [frame.people[0].body[BODY["nose"]] for frame in result.poses]
+    expected = [lefts(t)[person - 1] + offset for t in range(FRAMES)]
+    print(person, [round(float(nose[0])) for nose in noses], [round(x) for x in expected], result.statuses)
+    assert all(nose[2] > 0 for nose in noses)
+    assert np.abs(np.array([nose[0] for nose in noses]) - expected).max() < 20
