@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from skimage import data, transform
 
+from typer.testing import CliRunner
+
+from magicpose_cli.cli import app
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
 from magicpose_cli.pose.keypoints import BODY
@@ -62,3 +65,17 @@ def test_each_person_is_followed_through_the_crossing(crossing_video, tmp_path, 
     print(person, [round(float(nose[0])) for nose in noses], [round(x) for x in expected], result.statuses)
     assert all(nose[2] > 0 for nose in noses)
     assert np.abs(np.array([nose[0] for nose in noses]) - expected).max() < 20
+
+
+def test_auto_says_whom_it_follows_and_a_missing_person_is_one_line(crossing_video, tmp_path):
+    runner = CliRunner()
+    auto = runner.invoke(app, ["extract-pose", str(crossing_video), "-o", str(tmp_path / "auto"), "--max-frames", "3"])
+    assert auto.exit_code == 0, auto.output
+    said = " ".join(auto.output.split())
+    assert f"2 people in {crossing_video}: following person 1 from the left, the most visible (--person 1..2 picks another)" in said
+    missing = runner.invoke(app, ["extract-pose", str(crossing_video), "-o", str(tmp_path / "third"), "--person", "3"])
+    assert missing.exit_code == 1, missing.output
+    assert f"--person 3: 2 people were found in {crossing_video}; choose --person 1..2 or auto" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1 and not (tmp_path / "third").exists()
+    with pytest.raises(MagicPoseError, match="--person must be auto or a number from 1"):
+        extract_poses(crossing_video, tmp_path / "bad", settings=PoseSettings(person="left"))
