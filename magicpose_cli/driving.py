@@ -18,6 +18,7 @@ from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.pose.drive import DriveMode, FaceSource
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
+from magicpose_cli.pose.people import FollowedPerson
 from magicpose_cli.pose.keypoints import JSON_CANVAS_NOTICE, FramePose, load_openpose_frames
 from magicpose_cli.video import DEFAULT_FOLDER_FPS, FrameSelection, list_images, read_image
 
@@ -42,6 +43,7 @@ class DrivingPoses:
     notice: str | None = None  # worth telling the user (where an OpenPose JSON canvas came from, whom it follows)
     drive: DriveMode = DriveMode.ALL  # what the keypoints drive once aligned; the rest is the reference's
     face_source: FaceSource | None = None  # --face-from: the face's poses, joined when aligned
+    followed: FollowedPerson | None = None  # --person: where the followed one of several people is
 
     def __len__(self) -> int:
         return len(self.keypoints if self.keypoints is not None else self.map_files)
@@ -54,7 +56,7 @@ class DrivingPoses:
         from magicpose_cli.pose.drive import aligned_drive
 
         aligned = aligned_drive(self.keypoints, self.fps, detect_reference_pose(reference), self.drive, self.face_source)
-        return DrivingPoses(self.fps, aligned[0].width, aligned[0].height, keypoints=aligned)
+        return replace(self, canvas_width=aligned[0].width, canvas_height=aligned[0].height, keypoints=aligned, drive=DriveMode.ALL, face_source=None)
 
     def placement(self, width: int, height: int, fit: FitMode) -> Placement:
         """How the poses' canvas sits on a ``width`` x ``height`` generation canvas."""
@@ -203,4 +205,4 @@ def _driving_poses(path: Path, selection: FrameSelection, pose_size: tuple[int, 
             return load_pose_map_folder(images, selection)
     result = extract()
     first = result.poses[0]
-    return DrivingPoses(result.fps, first.width, first.height, keypoints=result.poses, notice=result.notice)
+    return DrivingPoses(result.fps, first.width, first.height, keypoints=result.poses, notice=result.notice, followed=result.followed)

@@ -79,3 +79,23 @@ def test_auto_says_whom_it_follows_and_a_missing_person_is_one_line(crossing_vid
     assert len(missing.output.strip().splitlines()) == 1 and not (tmp_path / "third").exists()
     with pytest.raises(MagicPoseError, match="--person must be auto or a number from 1"):
         extract_poses(crossing_video, tmp_path / "bad", settings=PoseSettings(person="left"))
+
+
+def test_the_apps_pose_preview_boxes_the_followed_person(crossing_video, tmp_path):
+    from PIL import Image
+    from rich.progress import Progress
+
+    from magicpose_cli.retarget import RetargetOptions
+    from magicpose_cli.ui.jobs import Engine
+
+    reference = tmp_path / "reference.png"
+    Image.fromarray(data.astronaut()).save(reference)
+    engine = Engine(tmp_path / "out", tmp_path / "scratch", cache_root=tmp_path / "cache")
+    preview = engine.preview_poses(reference, crossing_video, RetargetOptions(person="2", max_frames=2), Progress(disable=True))
+    first = imageio.get_reader(preview).get_data(0)
+    scale = first.shape[0] / HEIGHT
+    driving_panel = first[:, : round(WIDTH * scale)]
+    yellow = (driving_panel[..., 0] > 200) & (driving_panel[..., 1] > 170) & (driving_panel[..., 2] < 90)
+    columns = np.flatnonzero(yellow.any(axis=0)) / scale
+    assert len(columns) and RIGHT - 60 < columns.min() and columns.max() < RIGHT + PERSON_WIDTH + 60  # around person 2 ...
+    assert columns.max() - columns.min() > 100 and columns.min() > LEFT + PERSON_WIDTH  # ... not person 1

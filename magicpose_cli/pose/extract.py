@@ -31,7 +31,17 @@ from magicpose_cli.images import save_png
 from magicpose_cli.pose.drive import DriveMode, FaceSource, aligned_drive, check_drive
 from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose, make_detector, resolve_detector
 from magicpose_cli.pose.keypoints import FramePose
-from magicpose_cli.pose.people import PERSON_AUTO, Track, choose_person, detect_person, find_people, parse_person, people_cached
+from magicpose_cli.pose.people import (
+    PERSON_AUTO,
+    FollowedPerson,
+    Track,
+    choose_person,
+    detect_person,
+    find_people,
+    followed_boxes,
+    parse_person,
+    people_cached,
+)
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.pose.temporal import (
     STATUS_DETECTED,
@@ -77,6 +87,7 @@ class ExtractionResult:
     seconds: float = 0.0
     from_cache: bool = False
     notice: str | None = None  # worth telling the user (which of several people is followed)
+    followed: FollowedPerson | None = None  # where the followed one of several people is, frame by frame
 
     @property
     def detected(self) -> int:
@@ -176,11 +187,12 @@ def extract_poses(
             if write_maps:
                 save_png(output_dir / _frame_name(position, ".png"), render_pose(frame_pose, face=settings.face, hands=settings.hands))
         _remove_stale_outputs(output_dir, len(poses))
-        manifest = _manifest(source, fps, selection, output_key, poses, statuses)
-        atomic_write_text(manifest_path, json.dumps({**manifest, "notice": notice}, indent=1))
+        shown = followed and followed_boxes(followed, indices, raw_poses[0].width, raw_poses[0].height)
+        manifest = {**_manifest(source, fps, selection, output_key, poses, statuses), "notice": notice, "followed": shown and shown.boxes}
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     reused = len(indices) - detected_now
     return ExtractionResult(
-        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started, notice=notice
+        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started, notice=notice, followed=shown
     )
 
 
@@ -315,6 +327,7 @@ def _load_finished(output_dir: Path, manifest_path: Path, output_key: dict) -> E
         manifest["fps"],
         from_cache=True,
         notice=manifest.get("notice"),
+        followed=FollowedPerson([frame["source_index"] for frame in frames], manifest["followed"]) if manifest.get("followed") else None,
     )
 
 

@@ -105,6 +105,31 @@ class FaceFinder:
         self._detector.close()
 
 
+@dataclass(frozen=True)
+class FollowedPerson:
+    """Where the followed person is in each driving frame (for showing it): the source frame
+    indices, and the person's box x0, y0, x1, y1 in each (None where they were not seen)."""
+
+    source_indices: list[int]
+    boxes: list[tuple[int, int, int, int] | None]
+
+
+def followed_boxes(track: Track, indices: list[int], width: int, height: int) -> FollowedPerson:
+    faces = [track.faces.get(position) for position in range(len(indices))]
+    return FollowedPerson(indices, [None if face is None else body_box(face, width, height) for face in faces])
+
+
+def draw_followed(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """``image`` with the followed person's box drawn in yellow (unchanged where they were not seen)."""
+    import cv2
+
+    drawn = np.ascontiguousarray(image[..., :3]).copy()
+    if box is not None:
+        thickness = max(2, round(max(image.shape[:2]) / 150))
+        cv2.rectangle(drawn, (int(box[0]), int(box[1])), (int(box[2]) - 1, int(box[3]) - 1), (255, 220, 0), thickness)
+    return drawn
+
+
 @dataclass
 class Track:
     """One person through the clip: their face box at each frame position where they were seen."""

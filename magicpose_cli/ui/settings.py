@@ -92,6 +92,7 @@ def _choice(options: type[Enum]) -> Kind:
 WHOLE = Kind(_text_box, _read_number(whole=True))
 NUMBER = Kind(_text_box, _read_number(whole=False))
 PATH = Kind(_text_box, _read_path)
+FILE = Kind(lambda gr, setting: gr.File(label=setting.label, type="filepath", file_types=["video"]), _read_path)
 TEXT = Kind(_text_box, _read_text)
 SWITCH = Kind(lambda gr, setting: gr.Checkbox(label=setting.label, value=setting.value), lambda value, _: None if value is None else bool(value))
 
@@ -106,7 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_frames", "Frames", WHOLE, "all of the video's"),
     Setting("person", "Person", TEXT, "auto: the most visible; 1, 2, ...: counted from the left", value="auto", panel="poses"),
     Setting("drive", "Drive", _choice(DriveMode), "all; body: keep the reference's face; face: keep its body", value=DriveMode.ALL.value, panel="poses"),
-    Setting("face_from", "Face from (a video on this machine)", PATH, "the driving video's own face", panel="poses"),
+    Setting("face_from", "Face from another video (optional)", FILE, panel="poses"),
     Setting("face", "Face landmarks", SWITCH, value=True, panel="poses"),
     Setting("hands", "Hands", SWITCH, value=True, panel="poses"),
     Setting("grid", "Grid: reference | pose | result", SWITCH, value=False, panel="poses"),
