@@ -106,3 +106,32 @@ def test_bad_drive_options_are_one_line(clips, tmp_path, arguments, message):
     assert result.exit_code == 1, result.output
     assert message.format(**clips) in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_jobs_file_the_app_and_retarget_take_and_check_the_options(tmp_path):
+    from magicpose_cli.pose.drive import DriveMode
+    from magicpose_cli.retarget import RetargetOptions
+    from magicpose_cli.retarget.batch import read_jobs
+    from magicpose_cli.retarget.options import validate_options
+    from magicpose_cli.ui.settings import options_from
+
+    jobs = tmp_path / "jobs.toml"
+    job = '[[jobs]]\nreference = "a.png"\ndriving = "d.mp4"\noutput = "o.mp4"\n'
+    jobs.write_text('drive = "face"\n' + job + 'person = 2\nface-from = "talk.mp4"\n')
+    [parsed] = read_jobs(jobs)
+    assert (parsed.options.drive, parsed.options.person, parsed.options.face_from) == (DriveMode.FACE, "2", tmp_path / "talk.mp4")
+    for text, message in (('person = "left"\n', "person must be auto or a number from 1"), ('drive = "hands"\n', "drive must be one of all, body, face")):
+        jobs.write_text(text + job)
+        with pytest.raises(MagicPoseError, match=message):
+            read_jobs(jobs)
+    from_page = options_from({"person": " 2 ", "drive": "body", "face_from": None})
+    assert (from_page.person, from_page.drive, from_page.face_from) == ("2", DriveMode.BODY, None)
+    assert options_from({"person": "", "drive": ""}).person == "auto"
+    refused = {
+        "--drive face joins the driving poses": RetargetOptions(drive=DriveMode.FACE, align=False),
+        "--face-from joins the driving poses": RetargetOptions(face_from=Path("talk.mp4"), align=False),
+        "--person must be auto or a number from 1": RetargetOptions(person="0"),
+    }
+    for message, options in refused.items():
+        with pytest.raises(MagicPoseError, match=message):
+            validate_options(options)
