@@ -135,6 +135,20 @@ class FramePose:
             raise ValueError("OpenPose JSON has no canvas_width/canvas_height; pass the frame size")
         return cls(width, height, [PersonPose.from_openpose(person) for person in data.get("people", [])])
 
+    def moved(self, scale: tuple[float, float], offset: tuple[float, float], width: int, height: int) -> "FramePose":
+        """The same people on a ``width`` x ``height`` picture, every present point at ``point * scale + offset``."""
+        scale_xy, offset_xy = np.asarray(scale, dtype=np.float32), np.asarray(offset, dtype=np.float32)
+        people = []
+        for person in self.people:
+            parts = {}
+            for part, points in person.parts().items():
+                points = points.copy()
+                present = points[:, 2] > 0
+                points[present, :2] = points[present, :2] * scale_xy + offset_xy
+                parts[part] = points
+            people.append(PersonPose(**parts))
+        return FramePose(width, height, people)
+
     def save(self, path: str | Path) -> None:
         from magicpose_cli.files import atomic_write_text
 

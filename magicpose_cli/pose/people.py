@@ -238,21 +238,6 @@ def people_cached(cache_file: Path, key: dict, compute: Callable[[], list[Track]
     return people_cached(cache_file, key, lambda: tracks)  # read back: the rounding is what later runs see
 
 
-def shifted(frame_pose: FramePose, x0: int, y0: int, width: int, height: int) -> FramePose:
-    """A crop's poses in the whole frame's pixels."""
-    people = []
-    for person in frame_pose.people:
-        parts = {}
-        for name, points in person.parts().items():
-            moved = points.copy()
-            present = moved[:, 2] > 0
-            moved[present, 0] += x0
-            moved[present, 1] += y0
-            parts[name] = moved
-        people.append(PersonPose(**parts))
-    return FramePose(width, height, people)
-
-
 def nearest_person(frame_pose: FramePose, face: np.ndarray) -> FramePose:
     """Only the person whose head points lie nearest the centre of ``face``."""
     centre = (face[:2] + face[2:]) / 2
@@ -278,7 +263,7 @@ def detect_person(detector, image: np.ndarray, face: np.ndarray | None) -> Frame
         return FramePose(width, height, [])
     if detector.name == "mediapipe":
         x0, y0, x1, y1 = body_box(face, width, height)
-        found = shifted(detector.detect(np.ascontiguousarray(image[y0:y1, x0:x1])), x0, y0, width, height)
+        found = detector.detect(np.ascontiguousarray(image[y0:y1, x0:x1])).moved((1.0, 1.0), (x0, y0), width, height)
     else:
         found = detector.detect(image)
     return nearest_person(found, face)
