@@ -18,7 +18,7 @@ from magicpose_cli.files import default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.pose.drive import DriveMode, FaceSource
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
-from magicpose_cli.pose.people import FollowedPerson
+from magicpose_cli.pose.people import FollowedPerson, parse_person
 from magicpose_cli.pose.keypoints import JSON_CANVAS_NOTICE, FramePose, load_openpose_frames
 from magicpose_cli.video import DEFAULT_FOLDER_FPS, FrameSelection, list_images, read_image
 
@@ -175,7 +175,7 @@ def load_driving_poses(
         return extract_poses(video, folder, selection, settings, annotator_dir=annotator_dir, on_progress=update, write_maps=False)
 
     driving_only = replace(settings, drive=DriveMode.ALL.value, face_from=None, face_from_hash=None)  # joined once aligned
-    driving = _driving_poses(path, selection, pose_size, lambda: extract(path, Path(work_dir) if work_dir else default_work_dir(path, cache_root), selection, driving_only))
+    driving = _driving_poses(path, selection, pose_size, settings.person, lambda: extract(path, Path(work_dir) if work_dir else default_work_dir(path, cache_root), selection, driving_only))
     drive = DriveMode(settings.drive)
     if drive is DriveMode.ALL and not settings.face_from:
         return driving
@@ -191,9 +191,11 @@ def load_driving_poses(
     return replace(driving, drive=drive, face_source=face_source)
 
 
-def _driving_poses(path: Path, selection: FrameSelection, pose_size: tuple[int, int] | None, extract) -> DrivingPoses:
+def _driving_poses(path: Path, selection: FrameSelection, pose_size: tuple[int, int] | None, person: str, extract) -> DrivingPoses:
     """The driving input's poses as they come: OpenPose JSON, rendered maps, or ``extract()``ed from a video or photos."""
     if path.is_dir() and any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir()):
+        if parse_person(person) is not None:
+            raise MagicPoseError(f"--person follows someone in a video or photos; {path} holds OpenPose JSON, whose main person drives: leave --person out")
         return load_pose_json_folder(path, selection, pose_size)
     if pose_size is not None:
         raise MagicPoseError(f"--pose-size is the canvas of OpenPose JSON without one; {path} is not a folder of OpenPose JSON")

@@ -11,9 +11,10 @@ from skimage import data, transform
 from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
+from magicpose_cli.driving import load_driving_poses
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
-from magicpose_cli.pose.keypoints import BODY
+from magicpose_cli.pose.keypoints import BODY, FramePose
 
 FRAMES = 12
 WIDTH, HEIGHT, PERSON_WIDTH = 448, 256, 160
@@ -79,6 +80,10 @@ def test_auto_says_whom_it_follows_and_a_missing_person_is_one_line(crossing_vid
     assert len(missing.output.strip().splitlines()) == 1 and not (tmp_path / "third").exists()
     with pytest.raises(MagicPoseError, match="--person must be auto or a number from 1"):
         extract_poses(crossing_video, tmp_path / "bad", settings=PoseSettings(person="left"))
+    (tmp_path / "json").mkdir()
+    FramePose(WIDTH, HEIGHT, []).save(tmp_path / "json" / "00000.json")
+    with pytest.raises(MagicPoseError, match="--person follows someone in a video or photos; .* holds OpenPose JSON"):
+        load_driving_poses(tmp_path / "json", settings=PoseSettings(person="2"))
 
 
 def test_the_apps_pose_preview_boxes_the_followed_person(crossing_video, tmp_path):

@@ -175,7 +175,7 @@ def extract_poses(
         # The reference first: a bad --align-to must fail before minutes of detection, not after.
         reference = detect_reference_pose(settings.align_to, settings.detector, annotator_dir) if settings.align_to else None
         cache_dir, raw_key = output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}
-        followed, notice = _followed_person(source, indices, settings.person, cache_dir, content_hash)
+        followed, notice = _followed_person(source, indices, settings.person, cache_dir, content_hash, force)
         if followed is not None:  # its own raw detections, keyed by where the person was found
             cache_dir, raw_key = cache_dir / "person", {**raw_key, "faces": {str(t): box.tolist() for t, box in followed.faces.items()}}
         raw_dir = _prepare_raw_cache(cache_dir, raw_key, force)
@@ -197,7 +197,7 @@ def extract_poses(
 
 
 def _followed_person(
-    source: FrameSource, indices: list[int], person: str, cache_dir: Path, content_hash: str
+    source: FrameSource, indices: list[int], person: str, cache_dir: Path, content_hash: str, force: bool
 ) -> tuple[Track | None, str | None]:
     """The person ``--person`` follows (None: the whole frame's main person, as with one person in
     view), and the line saying so; the people found are cached in ``cache_dir``. Without mediapipe,
@@ -206,7 +206,7 @@ def _followed_person(
     if number is None and importlib.util.find_spec("mediapipe") is None:
         return None, None
     key = {"content_hash": content_hash, "indices": indices}
-    tracks = people_cached(cache_dir / "people.json", key, lambda: find_people(source, indices))
+    tracks = people_cached(cache_dir / "people.json", key, lambda: find_people(source, indices), force)
     return choose_person(tracks, number, str(source.path))
 
 

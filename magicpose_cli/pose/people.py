@@ -115,6 +115,7 @@ class FollowedPerson:
 
 
 def followed_boxes(track: Track, indices: list[int], width: int, height: int) -> FollowedPerson:
+    """Where ``track``'s person is in each of the frames ``indices`` of a ``width`` x ``height`` video."""
     faces = [track.faces.get(position) for position in range(len(indices))]
     return FollowedPerson(indices, [None if face is None else body_box(face, width, height) for face in faces])
 
@@ -193,17 +194,15 @@ def follow_people(found: list[tuple[np.ndarray, list[np.ndarray]]]) -> list[Trac
     return sorted(people, key=lambda track: float(track.faces[min(track.faces)][[0, 2]].mean()))
 
 
-def find_people(source: FrameSource, indices: list[int], on_progress: Callable[[int, int], None] | None = None) -> list[Track]:
+def find_people(source: FrameSource, indices: list[int]) -> list[Track]:
     """The people of the selected frames of ``source``, followed through them (see follow_people)."""
     finder = FaceFinder()
     found = []
     try:
-        for done, index in enumerate(indices, start=1):
+        for index in indices:
             image = source.frame(index)
             faces = finder.faces(image)
             found.append((faces, [appearance(image, face) for face in faces]))
-            if on_progress:
-                on_progress(done, len(indices))
     finally:
         finder.close()
     return follow_people(found)
@@ -226,9 +225,9 @@ def choose_person(tracks: list[Track], person: int | None, source_name: str) -> 
     return tracks[person - 1], None
 
 
-def people_cached(cache_file: Path, key: dict, compute: Callable[[], list[Track]]) -> list[Track]:
-    """The people of a selection, from ``cache_file`` when it was written for ``key``, else computed and saved."""
-    if cache_file.is_file():
+def people_cached(cache_file: Path, key: dict, compute: Callable[[], list[Track]], force: bool = False) -> list[Track]:
+    """The people of a selection, from ``cache_file`` when it was written for ``key`` (and not ``force``), else computed and saved."""
+    if cache_file.is_file() and not force:
         saved = json.loads(cache_file.read_text())
         if saved.get("key") == key:
             return [Track({int(t): np.asarray(box, dtype=np.float32) for t, box in faces.items()}) for faces in saved["people"]]
