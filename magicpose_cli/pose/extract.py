@@ -8,6 +8,9 @@ Output folder layout::
     OUT/manifest.json                 source, fps, frames, detector, settings, per-frame status
     OUT/.cache/key.json               what the raw detections below were computed from
     OUT/.cache/raw/<source index>.json  raw detections, one per source frame, written as they finish
+    OUT/.cache/people.json            the people found by their faces (pose/people.py), per selection
+    OUT/.cache/person/                key.json and raw/ as above, of the one followed of several people
+    OUT/.cache/face-from/             the --face-from video's own extraction
 
 Raw detections depend only on the input's bytes and the detector, so an interrupted run (or a
 run with other smoothing/alignment settings) reuses every frame already detected. (With MediaPipe's
