@@ -22,7 +22,7 @@ LAYERS = [
     ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode", "distributed"],
     ["models", "pose", "metrics"],
     ["framing", "frame_cache", "model_store", "motion_store", "driving", "synthetic"],
-    ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo", "ui"],
+    ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo", "ui", "comfyui"],
     ["cli", "__main__"],
 ]
 

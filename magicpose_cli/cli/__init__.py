@@ -10,5 +10,6 @@ from magicpose_cli.cli import demo  # noqa: F401  (registers the command)
 from magicpose_cli.cli import cache  # noqa: F401  (registers the command)
 from magicpose_cli.cli import evaluate  # noqa: F401  (registers the command)
 from magicpose_cli.cli import ui  # noqa: F401  (registers the command)
+from magicpose_cli.cli import comfyui  # noqa: F401  (registers the command)
 
 __all__ = ["app"]

@@ -93,11 +93,12 @@ def main(
     """Make the person in one photo perform the motion and expressions of a driving video."""
 
 
-def command(name: str, **settings) -> Callable[[F], F]:
-    """Register ``func`` as the command ``name`` with the shared options, error handling and help epilog."""
+def command(name: str, group: typer.Typer | None = None, **settings) -> Callable[[F], F]:
+    """Register ``func`` as the command ``name`` (of ``group``, a sub-app such as `magicpose comfyui`) with the
+    shared options, error handling and help epilog."""
 
     def register(func: F) -> F:
-        app.command(name, epilog=EXIT_CODES, **settings)(_with_verbosity(user_errors(func)))
+        (group or app).command(name, epilog=EXIT_CODES, **settings)(_with_verbosity(user_errors(func)))
         return func
 
     return register

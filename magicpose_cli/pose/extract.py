@@ -24,8 +24,11 @@ import importlib.util
 import json
 import time
 from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_write_text, removed_on_failure
@@ -182,7 +185,7 @@ def extract_poses(
         if followed is not None:  # its own raw detections, keyed by where the person was found
             cache_dir, raw_key = cache_dir / "person", {**raw_key, "faces": {str(t): box.tolist() for t, box in followed.faces.items()}}
         raw_dir = _prepare_raw_cache(cache_dir, raw_key, force)
-        raw_poses, detected_now = _detect_raw_poses(source, indices, raw_dir, settings.detector, annotator_dir, on_progress, followed)
+        raw_poses, detected_now = _detect_raw_poses(source.frame, indices, raw_dir, settings.detector, annotator_dir, on_progress, followed)
         face_source = _face_source(settings, output_dir / CACHE_DIR_NAME / "face-from", annotator_dir, force)
         poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference, face_source)
         for position, frame_pose in enumerate(poses):
@@ -214,33 +217,34 @@ def _followed_person(
 
 
 def _detect_raw_poses(
-    source: FrameSource,
+    frame_of: Callable[[int], np.ndarray],
     indices: list[int],
-    raw_dir: Path,
+    raw_dir: Path | None,
     detector_name: str,
     annotator_dir: str | Path | None,
     on_progress: Callable[[int, int], None] | None,
     followed: Track | None = None,
 ) -> tuple[list[FramePose], int]:
-    """The raw detection of every selected frame (of the ``followed`` person only, when given),
-    and how many were detected now.
+    """The raw detection of every selected frame (``frame_of(index)``; of the ``followed`` person only,
+    when given), and how many were detected now.
 
     Frames an earlier run detected are read from ``raw_dir``; each new one is saved there the moment
-    it is found, so an interrupted run loses at most one frame.
+    it is found, so an interrupted run loses at most one frame (frames in memory have no ``raw_dir``).
     """
     raw_poses, detected_now = [], 0
     detector = None
     try:
         for position, index in enumerate(indices):
-            raw_path = raw_dir / _frame_name(index, ".json")
-            if raw_path.is_file():
+            raw_path = raw_dir / _frame_name(index, ".json") if raw_dir is not None else None
+            if raw_path is not None and raw_path.is_file():
                 raw_poses.append(FramePose.load(raw_path))
             else:
                 if detector is None:
                     detector = make_detector(detector_name, annotator_dir, tracking=followed is None)
-                image = source.frame(index)
+                image = frame_of(index)
                 frame_pose = detector.detect(image) if followed is None else detect_person(detector, image, followed.faces.get(position))
-                frame_pose.save(raw_path)
+                if raw_path is not None:
+                    frame_pose.save(raw_path)
                 raw_poses.append(frame_pose)
                 detected_now += 1
             if on_progress:
@@ -249,6 +253,23 @@ def _detect_raw_poses(
         if detector is not None:
             detector.close()
     return raw_poses, detected_now
+
+
+def poses_of_frames(
+    frames: Sequence[np.ndarray],
+    fps: float,
+    settings: PoseSettings = PoseSettings(),
+    annotator_dir: str | Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    what: str = "the frames",
+) -> list[FramePose]:
+    """The poses of frames already in memory (HxWx3 uint8, in order: a ComfyUI video loader's), detected,
+    filled and smoothed as ``extract_poses`` does a video's; ``fps`` paces the smoothing. Nothing is cached."""
+    if not len(frames):
+        raise MagicPoseError(f"no frames in {what}")
+    detector = resolve_detector(settings.detector, annotator_dir).value
+    raw_poses, _ = _detect_raw_poses(frames.__getitem__, list(range(len(frames))), None, detector, annotator_dir, on_progress)
+    return postprocess(raw_poses, fps, settings, Path(what))[0]
 
 
 def _manifest(

@@ -13,7 +13,7 @@ import magicpose_cli
 from magicpose_cli.distributed import Processes
 from magicpose_cli.frame_cache import FrameCache, run_key
 from magicpose_cli.framing import FitMode
-from magicpose_cli.hashing import hash_arrays, hash_file, hash_folder
+from magicpose_cli.hashing import hash_arrays, hash_folder
 from magicpose_cli.images import to_uint8
 from magicpose_cli.models.pipeline import frame_batches
 from magicpose_cli.retarget.motion import VideoStateFile
@@ -23,7 +23,8 @@ from magicpose_cli.retarget.options import Sampling
 def open_frame_cache(
     cache_root: Path,
     model_folder: Path,
-    reference_path: Path,
+    reference_hash: str,
+    reference_name: str,
     reference_canvas: np.ndarray,
     pose_maps: Sequence[np.ndarray],
     fit: FitMode,
@@ -32,8 +33,10 @@ def open_frame_cache(
 ) -> FrameCache:
     """The cache folder of this exact run, keyed by everything that decides its frames.
 
-    The pose maps are drawn one by one for the hash, never all held at once. A run without a
-    motion module has the key it had before motion modules existed.
+    ``reference_hash`` is that of the reference's file (an image given in memory: of its pixels),
+    ``reference_name`` what the description calls it. The pose maps are drawn one by one for the
+    hash, never all held at once. A run without a motion module has the key it had before motion
+    modules existed.
     """
     settings = {
         "size": list(reference_canvas.shape[:2]),
@@ -44,14 +47,14 @@ def open_frame_cache(
     motion = {} if motion_module is None else {"motion_module": hash_folder(motion_module, cache_root)}
     key = run_key(
         model=hash_folder(model_folder, cache_root),
-        reference_file=hash_file(reference_path),
+        reference_file=reference_hash,
         reference_canvas=hash_arrays([reference_canvas]),
         poses=hash_arrays(pose_maps),
         settings=settings,
         **motion,
     )
     where = {"model": str(model_folder), **({"motion_module": str(motion_module)} if motion_module else {})}
-    description = {**where, "reference": str(reference_path), "frames": len(pose_maps), **settings}
+    description = {**where, "reference": reference_name, "frames": len(pose_maps), **settings}
     return FrameCache(cache_root, key, description)
 
 

@@ -32,22 +32,25 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from magicpose_cli.cache import check_cache_root
-from magicpose_cli.driving import DrivingPoses, load_driving_poses
+from magicpose_cli.driving import DrivingPoses, PoseMaps, load_driving_poses
 from magicpose_cli.distributed import Processes, join_processes, use_threads_of_one_process
 from magicpose_cli.encode import EncodeResult, check_output_path
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.frame_cache import FrameCache
 from magicpose_cli.files import default_cache_root
-from magicpose_cli.framing import FitMode, fit_placement
+from magicpose_cli.framing import FitMode, Placement, fit_placement
+from magicpose_cli.hashing import hash_file
 from magicpose_cli.images import read_image
-from magicpose_cli.model_store import locate_model
+from magicpose_cli.model_store import ModelLocation, locate_model
 from magicpose_cli.pose.drive import DriveMode
 from magicpose_cli.pose.extract import PoseSettings
 from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, load_pipeline, resolve_device, resolve_dtype
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
+from magicpose_cli.motion_store import MotionLocation
 from magicpose_cli.retarget.motion import describe_motion, find_motion_module
 from magicpose_cli.retarget.options import (
     RetargetOptions,
+    Sampling,
     check_pose_options,
     describe_settings,
     generation_canvas,
@@ -139,39 +142,98 @@ def retarget(
     if not processes.is_main:
         on_notice = on_detail = None
     with stopwatch("finding the model"):
-        model = processes.main_first(lambda: locate_model(options.model, cache_root))
-        motion, motion_run = processes.main_first(lambda: find_motion_module(options, model.folder))
+        run = find_run_model(options, cache_root, device, processes, on_notice, on_detail)
+    with nullcontext(progress) if progress is not None else new_progress(console, shown=processes.is_main) as progress:
+        with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
+            driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
+        made = generate_frames(
+            reference, ReferenceIdentity(hash_file(reference_path), str(reference_path)), driving, options, run, progress,
+            cache_root=cache_root, processes=processes, pipelines=pipelines, on_notice=on_notice, on_detail=on_detail,
+            on_batch_saved=on_batch_saved, on_state_saved=on_state_saved, stopwatch=stopwatch,
+        )  # fmt: skip
+        with stopwatch("writing the output"):
+            encoded = processes.on_main(lambda: write_outputs(made, reference, driving, driving_path, output_path, options, progress))
+    return RetargetSummary(
+        output=output_path, frames=encoded.frames if encoded else len(made.pose_maps), generated=made.generated,
+        cache_hits=len(made.pose_maps) - made.generated, seconds=time.perf_counter() - started, fps=driving.fps,
+        audio_codec=encoded.audio_codec if encoded else None, model_source=run.model.source, timings=stopwatch.seconds,
+        processes=processes.count,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """The model, motion module, device, dtype and sampling settings of a run, found and resolved once."""
+
+    model: ModelLocation
+    motion: MotionLocation | None
+    device: torch.device
+    dtype: torch.dtype
+    sampling: Sampling
+    chosen: dict[str, tuple[object, str]]  # each sampling setting and where it came from, for the notice
+
+
+def find_run_model(
+    options: RetargetOptions, cache_root: Path, device: torch.device, processes: Processes = Processes(),
+    on_notice: Callable[[str], None] | None = None, on_detail: Callable[[str], None] | None = None,
+) -> RunModel:  # fmt: skip
+    """Find the model and the motion module (the main process first: it may convert or fetch them) and resolve the sampling settings."""
+    model = processes.main_first(lambda: locate_model(options.model, cache_root))
+    motion, motion_run = processes.main_first(lambda: find_motion_module(options, model.folder))
     tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice, describe_motion(motion, motion_run))
     dtype = resolve_dtype(options.dtype, device)
     sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
-    with nullcontext(progress) if progress is not None else new_progress(console, shown=processes.is_main) as progress:
-        with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
-            driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
-        placement, reference_fit, canvas_source = generation_canvas(options, model.recommended, driving, reference.shape)
-        tiling = vae_tiling_notice(model.folder, placement) if options.vae_tiling else None
-        tell(on_notice, driving.notice, describe_settings(placement, canvas_source, chosen), tiling)
-        reference_canvas = place_reference(reference, placement.canvas_width, placement.canvas_height, reference_fit)
-        pose_maps = driving.pose_maps(placement, face=options.face, hands=options.hands)
-        with stopwatch("cache key"):
-            cache = open_shared_frame_cache(
-                processes, options.force, cache_root, model.folder, reference_path, reference_canvas, pose_maps, placement.mode,
-                sampling, motion and motion.path,
-            )  # fmt: skip
-        tell(on_detail, f"frame cache: {cache.folder}")
-        load = partial(
-            pipelines.get if pipelines is not None else load_pipeline, model.folder, device, dtype, sampling.scheduler, options.vae_slicing,
-            options.vae_tiling, options.cpu_offload, motion_module=motion and motion.path,
+    return RunModel(model, motion, device, dtype, sampling, chosen)
+
+
+@dataclass(frozen=True)
+class ReferenceIdentity:
+    """What names the reference in the frame cache's key: the hash of its file (or of its pixels, where
+    it came as an image in memory) and what the cache's description calls it."""
+
+    hash: str
+    name: str
+
+
+@dataclass(frozen=True)
+class GeneratedFrames:
+    """Every frame of a run in the frame cache, and how to read them back in the driving shape."""
+
+    cache: FrameCache
+    pose_maps: PoseMaps
+    placement: Placement
+    generated: int  # made by this run (by all its processes); the others came from the cache
+
+
+def generate_frames(
+    reference: np.ndarray, reference_identity: ReferenceIdentity, driving: DrivingPoses, options: RetargetOptions, run: RunModel,
+    progress: Progress, *, cache_root: Path, processes: Processes = Processes(), pipelines: LoadedPipelines | None = None,
+    on_notice: Callable[[str], None] | None = None, on_detail: Callable[[str], None] | None = None,
+    on_batch_saved: Callable[[int, int], None] | None = None, on_state_saved: Callable[[int, int], None] | None = None,
+    stopwatch: Stopwatch | None = None,
+) -> GeneratedFrames:  # fmt: skip
+    """Steps 4-6 of a retarget, on poses and a reference already in memory: place both on the generation
+    canvas, key the frame cache, and generate the frames missing from it (see ``retarget`` for the callbacks)."""
+    stopwatch = stopwatch or Stopwatch()
+    placement, reference_fit, canvas_source = generation_canvas(options, run.model.recommended, driving, reference.shape)
+    tiling = vae_tiling_notice(run.model.folder, placement) if options.vae_tiling else None
+    tell(on_notice, driving.notice, describe_settings(placement, canvas_source, run.chosen), tiling)
+    reference_canvas = place_reference(reference, placement.canvas_width, placement.canvas_height, reference_fit)
+    pose_maps = driving.pose_maps(placement, face=options.face, hands=options.hands)
+    with stopwatch("cache key"):
+        cache = open_shared_frame_cache(
+            processes, options.force, cache_root, run.model.folder, reference_identity.hash, reference_identity.name, reference_canvas,
+            pose_maps, placement.mode, run.sampling, run.motion and run.motion.path,
         )  # fmt: skip
-        with stopwatch("generation"):
-            generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved, on_state_saved, processes)
-        with stopwatch("writing the output"):
-            encoded = processes.on_main(lambda: write_outputs(cache, pose_maps, placement, reference, driving, driving_path, output_path, options, progress))
-    return RetargetSummary(
-        output=output_path, frames=encoded.frames if encoded else len(pose_maps), generated=generated, cache_hits=len(pose_maps) - generated,
-        seconds=time.perf_counter() - started, fps=driving.fps, audio_codec=encoded.audio_codec if encoded else None,
-        model_source=model.source, timings=stopwatch.seconds, processes=processes.count,
+    tell(on_detail, f"frame cache: {cache.folder}")
+    load = partial(
+        pipelines.get if pipelines is not None else load_pipeline, run.model.folder, run.device, run.dtype, run.sampling.scheduler,
+        options.vae_slicing, options.vae_tiling, options.cpu_offload, motion_module=run.motion and run.motion.path,
     )  # fmt: skip
+    with stopwatch("generation"):
+        generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, run.sampling, progress, on_batch_saved, on_state_saved, processes)
+    return GeneratedFrames(cache, pose_maps, placement, generated)
 
 
 def start_processes(device_option: Device | str) -> tuple[Processes, torch.device]:
@@ -202,14 +264,15 @@ def open_shared_frame_cache(processes: Processes, force: bool, *key_parts) -> Fr
     return cache
 
 
-def write_outputs(cache, pose_maps, placement, reference, driving: DrivingPoses, driving_path: Path, output_path: Path,
+def write_outputs(made: GeneratedFrames, reference: np.ndarray, driving: DrivingPoses, driving_path: Path, output_path: Path,
                   options: RetargetOptions, progress: Progress) -> EncodeResult:  # fmt: skip
     """The --frames-dir PNGs when asked for, and the mp4 (with the driving audio unless --no-audio)."""
+    count = len(made.pose_maps)
     if options.frames_dir is not None:
-        keep_frames(cache, len(pose_maps), placement, Path(options.frames_dir))
-    frames = output_frames(cache, len(pose_maps), placement, reference, pose_maps if options.grid else None, options.grid_height)
+        keep_frames(made.cache, count, made.placement, Path(options.frames_dir))
+    frames = output_frames(made.cache, count, made.placement, reference, made.pose_maps if options.grid else None, options.grid_height)
     audio_source = driving_path if options.audio and driving_path.is_file() else None
-    return encode_output(frames, len(pose_maps), output_path, driving.fps, audio_source, options.overwrite, progress)
+    return encode_output(frames, count, output_path, driving.fps, audio_source, options.overwrite, progress)
 
 
 def read_driving_poses(driving_path: Path, options: RetargetOptions, reference: np.ndarray, progress: Progress, cache_root: Path) -> DrivingPoses:
