@@ -150,5 +150,5 @@ def check_cache_root(root: Path) -> Path:
     if root.exists() and not root.is_dir():
         raise MagicPoseError(f"cache folder {root} is a file, not a folder")
     if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
-        raise MagicPoseError(f"cannot read the cache folder {root}")
+        raise MagicPoseError(f"cannot read the cache folder {root}; check its permissions, or pass --cache-dir another folder")
     return root

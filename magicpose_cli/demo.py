@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from PIL import Image
 from rich.console import Console
@@ -21,8 +21,9 @@ from magicpose_cli.cache import check_cache_root
 from magicpose_cli.encode import check_output_path
 from magicpose_cli.files import atomic_directory, atomic_path
 from magicpose_cli.model_store import DEMO_MODEL_DIR
-from magicpose_cli.retarget import RetargetOptions, RetargetSummary, retarget
-from magicpose_cli.synthetic import sample_pair
+
+if TYPE_CHECKING:  # retarget and the synthetic people load when the demo runs, not with `magicpose --help`
+    from magicpose_cli.retarget import RetargetSummary
 
 DEMO_SIZE = 64  # the demo model's training resolution: it generates at this size
 DEMO_DISPLAY_HEIGHT = 256  # each grid panel enlarged 4x (nearest neighbour) so that it can be seen
@@ -57,6 +58,8 @@ def write_demo_inputs(folder: Path, seed: int = DEMO_PAIR_SEED, num_frames: int 
     """
     if num_frames < 1:
         raise MagicPoseError(f"--frames must be at least 1, got {num_frames}")
+    from magicpose_cli.synthetic import sample_pair
+
     pair = sample_pair(seed, DEMO_SIZE, num_frames)
     reference, driving = (folder / name for name in DEMO_INPUT_NAMES)
     with atomic_directory(driving) as staging:
@@ -92,6 +95,8 @@ def run_demo(
         check_inputs_dir(Path(inputs_dir), overwrite)
     if cache_root is not None:
         cache_root = check_cache_root(cache_root)
+    from magicpose_cli.retarget import RetargetOptions, retarget
+
     options = RetargetOptions(
         model=DEMO_MODEL_DIR, width=DEMO_SIZE, height=DEMO_SIZE,
         align=False,  # the driving poses are already on the reference's proportions

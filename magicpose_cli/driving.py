@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from magicpose_cli.cache import POSES_KIND
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import default_cache_root
+from magicpose_cli.files import check_exists, default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.pose.drive import DriveMode, FaceSource
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
@@ -44,6 +44,7 @@ class DrivingPoses:
     drive: DriveMode = DriveMode.ALL  # what the keypoints drive once aligned; the rest is the reference's
     face_source: FaceSource | None = None  # --face-from: the face's poses, joined when aligned
     followed: FollowedPerson | None = None  # --person: where the followed one of several people is
+    canvas_of: str = "poses"  # whose canvas that is, for the settings line
 
     def __len__(self) -> int:
         return len(self.keypoints if self.keypoints is not None else self.map_files)
@@ -56,7 +57,10 @@ class DrivingPoses:
         from magicpose_cli.pose.drive import aligned_drive
 
         aligned = aligned_drive(self.keypoints, self.fps, detect_reference_pose(reference), self.drive, self.face_source)
-        return replace(self, canvas_width=aligned[0].width, canvas_height=aligned[0].height, keypoints=aligned, drive=DriveMode.ALL, face_source=None)
+        return replace(
+            self, canvas_width=aligned[0].width, canvas_height=aligned[0].height, keypoints=aligned, drive=DriveMode.ALL, face_source=None,
+            canvas_of="reference (the poses fitted to it)",
+        )  # fmt: skip
 
     def placement(self, width: int, height: int, fit: FitMode) -> Placement:
         """How the poses' canvas sits on a ``width`` x ``height`` generation canvas."""
@@ -166,8 +170,7 @@ def load_driving_poses(
     selection = selection or FrameSelection()
     if max_frames is not None:
         selection = FrameSelection(selection.start, max_frames, selection.step, selection.fps)
-    if not path.exists():
-        raise MagicPoseError(f"driving input not found: {path}")
+    check_exists(path, "driving input")
 
     def extract(video: Path, folder: Path, selection: FrameSelection, settings: PoseSettings):
         task = progress.add_task("extracting poses", total=None) if progress is not None else None
@@ -184,8 +187,7 @@ def load_driving_poses(
     face_source = None
     if settings.face_from:
         face_path = Path(settings.face_from)
-        if not face_path.is_file():
-            raise MagicPoseError(f"--face-from video not found: {face_path}")
+        check_exists(face_path, "--face-from video")
         faces = extract(face_path, default_work_dir(face_path, cache_root), FrameSelection(), replace(driving_only, person="auto"))
         face_source = FaceSource(faces.poses, faces.fps)
     return replace(driving, drive=drive, face_source=face_source)

@@ -9,11 +9,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from magicpose_cli.errors import MagicPoseError
+
 
 def default_cache_root() -> Path:
     """Where caches live (frames, poses, converted models): ``$MAGICPOSE_CACHE``, else ``~/.cache/magicpose``."""
     configured = os.environ.get("MAGICPOSE_CACHE")
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "magicpose"
+
+
+def check_exists(path: str | Path, what: str) -> None:
+    """Refuse a missing input in one line naming it; the commands call it before any slow import or work."""
+    if not Path(path).exists():
+        raise MagicPoseError(f"{what} not found: {path} (check the path)")
 
 
 @contextmanager

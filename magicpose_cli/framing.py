@@ -17,11 +17,11 @@ resizing and pasting, with the same integer placement so both line up exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 from PIL import Image
 
+from magicpose_cli.choices import FitMode
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.keypoints import FramePose
 
@@ -29,17 +29,25 @@ SIZE_MULTIPLE = 64
 DEFAULT_GENERATION_SIZE = 512
 
 
-class FitMode(str, Enum):
-    pad = "pad"
-    crop = "crop"
-    stretch = "stretch"
+def check_side(option: str, pixels: int) -> None:
+    """A side of the generation canvas: a positive multiple of 64 (SD 1.5's latents are an eighth, in blocks of 8)."""
+    if pixels <= 0 or pixels % SIZE_MULTIPLE:
+        nearest = max(SIZE_MULTIPLE, SIZE_MULTIPLE * round(pixels / SIZE_MULTIPLE))
+        raise MagicPoseError(f"{option} must be a positive multiple of {SIZE_MULTIPLE}, got {pixels}; try {option} {nearest}")
+
+
+def check_canvas_options(size: int | None, width: int | None, height: int | None) -> None:
+    """--size, --width and --height, refused before anything loads when they are not multiples of 64."""
+    if size is not None:
+        check_side("--size", size)
+    generation_size(width, height)
 
 
 def generation_size(width: int | None, height: int | None, default: int = DEFAULT_GENERATION_SIZE) -> tuple[int, int]:
     """The (width, height) to generate at; a side not given takes the other's value or ``default``."""
     for name, value in (("width", width), ("height", height)):
-        if value is not None and (value <= 0 or value % SIZE_MULTIPLE):  # 0 is refused, not taken for "not given"
-            raise MagicPoseError(f"--{name} must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
+        if value is not None:  # 0 is refused, not taken for "not given"
+            check_side(f"--{name}", value)
     width = next(side for side in (width, height, default) if side is not None)
     return width, width if height is None else height
 
@@ -51,8 +59,7 @@ def training_scale_size(source_width: int, source_height: int, short_side: int =
     512 gives 512x896 for a 9:16 portrait video and 896x512 for 16:9; the rounding's distortion
     (at most half a multiple over the long side) is undone when the frames are restored.
     """
-    if short_side <= 0 or short_side % SIZE_MULTIPLE:
-        raise MagicPoseError(f"--size must be a positive multiple of {SIZE_MULTIPLE}, got {short_side}")
+    check_side("--size", short_side)
     if source_width <= 0 or source_height <= 0:
         raise MagicPoseError(f"cannot fit a picture of size {source_width}x{source_height}")
     long_side = max(source_width, source_height) / min(source_width, source_height) * short_side

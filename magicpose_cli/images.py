@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.files import atomic_path
+from magicpose_cli.files import atomic_path, check_exists
 
 _TRANSPARENT_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 # Full scale of integer and float images by the largest value found: 8-bit values stored wide,
@@ -27,8 +27,7 @@ def read_image(path: str | Path, what: str = "image") -> np.ndarray:
     path = Path(path)
     if path.is_dir():
         raise MagicPoseError(f"{what} not found: {path} is a folder, not an image file")
-    if not path.is_file():
-        raise MagicPoseError(f"{what} not found: {path}")
+    check_exists(path, what)
     try:
         with Image.open(path) as image:
             return to_rgb(ImageOps.exif_transpose(image))

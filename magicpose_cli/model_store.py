@@ -38,6 +38,7 @@ DEMO_MODEL_NOTICE = (
     "no model configured: using the tiny demo model, which only knows 64x64 synthetic cartoon people "
     f"(not real photos); for real weights pass --model {PUBLISHED_MODEL} (downloaded once, about 9 GB)"
 )
+CONVERT_AGAIN = "convert its checkpoint again: magicpose convert CHECKPOINT -o FOLDER --overwrite"
 REQUIRED_COMPONENTS = ("unet", "reference_unet", "controlnet", "vae", "scheduler")
 TEXT_COMPONENTS = ("empty_prompt", "text_encoder")
 CHECKPOINT_SUFFIXES = (".th", ".pt", ".pth", ".ckpt", ".bin", ".safetensors")
@@ -125,7 +126,7 @@ def prepare_model_path(model: str | Path, cache_root: Path, source: str = "--mod
         return converted_checkpoint(path, cache_root, dtype)
     if is_hub_reference(str(model)):
         return hub_model_folder(str(model), cache_root, dtype, source)
-    raise MagicPoseError(f"model not found: {path} (from {source})")
+    raise MagicPoseError(f"model not found: {path} (from {source}); check the path, or give a hub id such as {PUBLISHED_MODEL}")
 
 
 def is_hub_reference(text: str) -> bool:
@@ -259,7 +260,7 @@ def check_model_folder(folder: Path) -> Path:
     try:
         index = json.loads(index_path.read_text())
     except ValueError as error:
-        raise MagicPoseError(f"model folder {folder} has a broken model_index.json: {error}") from None
+        raise MagicPoseError(f"model folder {folder} has a broken model_index.json: {error}; {CONVERT_AGAIN}") from None
     present = [
         component
         for component, spec in index.items()
@@ -270,7 +271,7 @@ def check_model_folder(folder: Path) -> Path:
     if not any(name in present for name in TEXT_COMPONENTS):
         missing.append("a text conditioning (empty_prompt/ or text_encoder/: convert with the SD 1.5 CLIP text encoder)")
     if missing:
-        raise MagicPoseError(f"model folder {folder} is incomplete: missing {', '.join(missing)}")
+        raise MagicPoseError(f"model folder {folder} is incomplete: missing {', '.join(missing)}; {CONVERT_AGAIN}")
     return folder
 
 

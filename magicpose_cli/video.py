@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.files import check_exists
 from magicpose_cli.hashing import hash_file
 from magicpose_cli.images import read_image
 
@@ -70,8 +71,7 @@ class FrameSource:
 
     def __init__(self, path: str | Path, reader: str | None = None):
         self.path = Path(path)
-        if not self.path.exists():
-            raise MagicPoseError(f"input not found: {self.path}")
+        check_exists(self.path, "input")
         self._video: _DecordVideo | _PyAVVideo | None = None
         self.reader: str | None = None
         self._images: list[Path] = []
@@ -88,7 +88,7 @@ class FrameSource:
 
     def _open_video(self, reader: str | None) -> None:
         if self.path.stat().st_size == 0:
-            raise MagicPoseError(f"video file is empty: {self.path}")
+            raise MagicPoseError(f"video file is empty: {self.path}; give a video with frames")
         self._quarter_turns = display_rotation(self.path) // 90
         self.reader = video_reader_name(reader or ("pyav" if self._quarter_turns else None))
         if self._quarter_turns and self.reader == "decord":
@@ -205,7 +205,7 @@ def open_video(path: Path, reader: str) -> _DecordVideo | _PyAVVideo:
     except MagicPoseError:
         raise
     except Exception:  # each reader raises its own error types, with long native traces
-        raise MagicPoseError(f"cannot read video {path}: not a video that ffmpeg can decode") from None
+        raise MagicPoseError(f"cannot read video {path}: not a video that ffmpeg can decode; give a video file (mp4, mov, webm, ...) or a folder of images") from None
 
 
 _DISPLAY_MATRIX = re.compile(r"display ?matrix: rotation of (-?[0-9.]+) degrees", re.IGNORECASE)

@@ -96,14 +96,20 @@ TRAIN_CASES = [
     (["--data", "videos", "--model", "model", "-o", "notes.txt"], "-o notes.txt is a file"),
     (["--data", "videos", "--model", "model", "-o", "run", "--controlnet-init", "missing.pth"], "--controlnet-init not found"),
     (["--data", "videos", "--model", "model", "-o", "run", "--controlnet-init", "not_a_controlnet"], "no config.json"),
-    (["--data", "videos", "--model", "model", "-o", "run", "--stage", "dance"], "unknown stage 'dance'"),
-    (["--data", "videos", "--model", "model", "-o", "run", "--mixed-precision", "fp8"], "--mixed-precision must be one of"),
     (["--data", "videos", "--model", "model", "-o", "run", "--resolution", "40"], "--resolution must be a multiple of 16"),
     (["--data", "videos", "--model", "model", "-o", "run", "--max-frame-gap", "0"], "--max-frame-gap must be at least 1"),
     (["--data", "videos", "--model", "model", "-o", "run", "--learning-rate", "0"], "--learning-rate must be positive"),
     (["--data", "videos", "--model", "model", "-o", "run", "--checkpoints-total-limit", "-1"], "must not be negative"),
     (["--data", "videos", "--model", "model", "-o", "run", "--resume"], "--resume: no checkpoint"),
 ]
+
+
+@pytest.mark.parametrize("option, value", [("--stage", "dance"), ("--mixed-precision", "fp8"), ("--clip-noise", "loud")])
+def test_train_choices_are_usage_errors(workspace, monkeypatch, option, value):
+    """A value outside an option's choices is wrong usage (exit 2), refused before anything loads."""
+    result, before, after = run_in(workspace, monkeypatch, [*TRAIN, "--data", "videos", "--model", "model", "-o", "run", option, value])
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output and f"'{value}' is not one of" in result.output, result.output
+    assert after == before
 
 
 @pytest.mark.parametrize("arguments, message", TRAIN_CASES, ids=[" ".join(case[0][6:] or case[0][:2]) for case in TRAIN_CASES])

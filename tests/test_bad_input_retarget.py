@@ -284,8 +284,8 @@ def test_ctrl_c_halfway_stops_cleanly_and_the_rerun_resumes(tmp_path):
     assert process.poll() is None, "the run ended before it could be interrupted"
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=240)  # a deadline, not a speed check
-    assert process.returncode != 0, output
-    assert_one_error_line(output, "interrupted")
+    assert process.returncode == 130, output
+    assert_one_error_line(output, "interrupted (Ctrl-C); the finished frames are kept: the same command resumes")
     assert list(run.iterdir()) == []  # no OUT, no temporary file beside it
     cached = len(list(cache.glob("frames/*/*.png")))
     assert 2 <= cached < 40

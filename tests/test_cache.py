@@ -92,7 +92,6 @@ def test_max_size_deletes_the_least_recently_used_runs_first(tmp_path):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--cache-dir", "{root}", "--clear", "videos"], "unknown cache kind 'videos'"),
         (["--cache-dir", "{root}", "--clear", "frames", "--max-size", "lots"], "not a size: 'lots'"),
         (["--cache-dir", "{root}", "--max-size", "-5G"], "not a size"),
         (["--cache-dir", "{file}", "--clear", "all"], "is a file, not a folder"),

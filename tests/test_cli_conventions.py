@@ -40,7 +40,7 @@ def test_exit_codes_usage_2_user_error_1(tmp_path):
     assert CliRunner().invoke(app, ["retarget", "-q", "-v", "a.png", "b.mp4", "-o", str(tmp_path / "o.mp4")]).exit_code == 2
     missing = CliRunner().invoke(app, ["retarget", str(tmp_path / "absent.png"), str(tmp_path), "-o", str(tmp_path / "o.mp4")])
     assert missing.exit_code == 1
-    assert missing.stderr.strip().splitlines() == [f"error: reference image not found: {tmp_path / 'absent.png'}"]
+    assert missing.stderr.strip().splitlines() == [f"error: reference image not found: {tmp_path / 'absent.png'} (check the path)"]
 
 
 def test_a_finished_run_shows_finished_bars_and_plain_text_off_a_terminal(tiny_model_dir, reference_png, json_folder, tmp_path):

@@ -178,7 +178,6 @@ BAD_CONVERSIONS = {
     "checkpoint corrupt": (["{ws}/corrupt.th", "-o", "{ws}/out"], "not a readable checkpoint"),
     "config missing": (["{ckpt}", "-o", "{ws}/out", "--config", "{ws}/absent.yaml"], "cannot read config"),
     "config not a model yaml": (["{ckpt}", "-o", "{ws}/out", "--config", "{ws}/existing_file"], "not an original-format"),
-    "unknown dtype": (["{ckpt}", "-o", "{ws}/out", "--config", "{config}", "--dtype", "int8"], "--dtype must be one of"),
     "controlnet with a MagicPose checkpoint": (["{ckpt}", "-o", "{ws}/out", "--config", "{config}", "--controlnet", "{ckpt}"],
                                                "--controlnet goes with a Stable Diffusion"),  # fmt: skip
     "sizes that do not fit": (["{ckpt}", "-o", "{ws}/out"], "does not fit the configured sizes"),

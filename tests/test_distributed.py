@@ -263,6 +263,7 @@ def test_jobs_files_are_checked_before_any_work(tmp_path):
         '[[jobs]]\nreference = "a.png"\ndriving = "d.mp4"\n': "give output",
         job + job: "write the same output",
         "steps = 3\n": "has no jobs",
+        job + "size = 100\n": "job 1: --size must be a positive multiple of 64, got 100; try --size 128",
     }
     for text, message in refused.items():
         with pytest.raises(MagicPoseError, match=message):

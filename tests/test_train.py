@@ -266,8 +266,8 @@ def test_cli_trains_samples_and_saves_a_model_that_generates(frames_dir, init_mo
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, init_model):
-    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--stage", "dance", "--model", str(init_model), "-o", str(tmp_path / "r")])
-    assert result.exit_code == 1 and "unknown stage 'dance'" in result.output
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--stage", "dance", "--model", str(init_model), "-o", str(tmp_path / "r")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "'dance' is not one of 'appearance', 'pose', 'motion'" in result.output
 
 
 def test_only_the_newest_checkpoints_are_kept_and_resume_still_works(frames_dir, init_model, tmp_path):

@@ -7,7 +7,10 @@ its help. Output: progress, notices and summaries go to stderr through ``console
 with --quiet. With ``NO_COLOR`` set, or when stderr is not a terminal, the text is plain: no
 colours, no cursor movement, progress bars only as their final state. Under ``accelerate launch``
 or ``torchrun`` only the main process speaks: a failure either happens alike on every process or is
-passed on to the main process, which says it.
+passed on to the main process, which says it. Native libraries' own stderr lines show only with
+--verbose or --debug (magicpose_cli.native_output); Ctrl-C says what was kept and how to go on.
+Command modules import their library code inside the command, after the cheap checks, so help
+and input mistakes answer without torch (tests/test_first_minute.py).
 """
 
 from __future__ import annotations
@@ -23,18 +26,62 @@ from typing import Callable, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 import magicpose_cli
 from magicpose_cli.distributed import launched_as_main
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.native_output import native_output_hidden
 
 EXIT_CODES = (
     "Exit codes: 0 done; 1 a problem with the input or the environment (one line says what to change); "
     "2 wrong usage (an unknown option, a missing argument); 130 interrupted (Ctrl-C)."
 )
 
+
+class HelpConventions:
+    """The help every command shares: arguments in upper case (REFERENCE, not {reference}), in
+    brackets only when optional, and flags without a value placeholder (--overwrite, not
+    --overwrite <bool>), as click, git and pip write them."""
+
+    def get_params(self, ctx: typer.Context) -> list:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if param.param_type_name == "argument" and param.metavar is None:
+                param.metavar = (param.name or "").upper()
+            elif getattr(param, "is_flag", False):
+                param.metavar = ""  # Typer shows a flag's metavar where a value's type would go
+        return params
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []  # type: ignore[attr-defined]
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+        return pieces
+
+
+class Command(HelpConventions, TyperCommand):
+    pass
+
+
+class Group(HelpConventions, TyperGroup):
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), self.subcommand_metavar]
+
+
+RESUMING = {  # what a stopped command kept, and how to go on (said after "interrupted (Ctrl-C)")
+    "retarget": "; the finished frames are kept: the same command resumes",
+    "batch": "; the finished jobs and frames are kept: the same command resumes",
+    "demo": "; the finished frames are kept: the same command resumes",
+    "evaluate": "; the finished frames are kept: the same command resumes",
+    "extract-pose": "; the poses detected so far are kept: the same command resumes",
+    "train": "; the checkpoints written so far are kept: the same command with --resume continues from the newest",
+}
+
 app = typer.Typer(
     name="magicpose",
+    cls=Group,
     help="Make the person in one photo perform the motion and expressions of a driving video.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
@@ -52,6 +99,10 @@ console = Console(stderr=True, force_terminal=_plain_text())
 error_console = Console(stderr=True, force_terminal=_plain_text())
 
 F = TypeVar("F", bound=Callable)
+
+
+class WrongUsage(MagicPoseError):
+    """Arguments that do not go together, which Typer cannot see: one line and exit code 2, as its own usage errors."""
 
 
 class Verbosity(IntEnum):
@@ -98,7 +149,7 @@ def command(name: str, group: typer.Typer | None = None, **settings) -> Callable
     shared options, error handling and help epilog."""
 
     def register(func: F) -> F:
-        (group or app).command(name, epilog=EXIT_CODES, **settings)(_with_verbosity(user_errors(func)))
+        (group or app).command(name, epilog=EXIT_CODES, cls=Command, **settings)(_with_verbosity(user_errors(func)))
         return func
 
     return register
@@ -124,7 +175,8 @@ def _with_verbosity(func: F) -> F:
         console.quiet = quiet or not launched_as_main()  # one voice for a launch of several processes
         started = time.perf_counter()
         try:
-            result = func(*args, **kwargs)
+            with native_output_hidden(hidden=not (verbose or debugging(kwargs))):
+                result = func(*args, **kwargs)
             detail(f"{name_of(func)} took {time.perf_counter() - started:.1f} s")
             return result
         finally:
@@ -133,6 +185,11 @@ def _with_verbosity(func: F) -> F:
     signature = inspect.signature(func)
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), quiet, verbose])
     return wrapper  # type: ignore[return-value]
+
+
+def debugging(kwargs: dict) -> bool:
+    """Whether the command shows tracebacks (its --debug, or MAGICPOSE_DEBUG=1) and native libraries' messages."""
+    return bool(kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"))
 
 
 def name_of(func: Callable) -> str:
@@ -153,7 +210,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except (MagicPoseError, OSError) as error:
-            if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
+            if debugging(kwargs):
                 raise
             if not launched_as_main():
                 # The main process hears of this failure (magicpose_cli.distributed) and says it; this
@@ -161,11 +218,11 @@ def user_errors(func: F) -> F:
                 # before it has. The launch still fails: the main process exits with 1.
                 raise typer.Exit(code=0) from None
             error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=1) from None
+            raise typer.Exit(code=2 if isinstance(error, WrongUsage) else 1) from None
         except KeyboardInterrupt:
-            if kwargs.get("debug") or os.environ.get("MAGICPOSE_DEBUG"):
+            if debugging(kwargs):
                 raise
-            error_console.print("[bold red]error:[/] interrupted (Ctrl-C)", highlight=False)
+            error_console.print(f"[bold red]error:[/] interrupted (Ctrl-C){RESUMING.get(name_of(func), '')}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]

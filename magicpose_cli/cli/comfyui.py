@@ -18,6 +18,7 @@ def install_command(
     comfyui_dir: Path = typer.Argument(..., help="The ComfyUI folder (the one with main.py and custom_nodes/)."),
     python: Optional[Path] = typer.Option(None, help="The Python ComfyUI runs on (default: a venv inside COMFYUI_DIR, else this one)."),
     overwrite: bool = typer.Option(False, help="Write custom_nodes/magicpose/__init__.py again when it exists."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Write COMFYUI_DIR/custom_nodes/magicpose/__init__.py, once ComfyUI's Python can import magicpose."""
     from magicpose_cli.comfyui.install import install_node_pack

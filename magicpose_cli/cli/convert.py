@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from magicpose_cli.choices import Precision
 from magicpose_cli.cli.app import command, console, report_output
 
 
@@ -25,8 +26,8 @@ def convert_command(
     controlnet: Optional[str] = typer.Option(
         None, help="With an SD 1.5 checkpoint: the OpenPose ControlNet (control_v11p_sd15_openpose.pth) to start from."
     ),
-    dtype: str = typer.Option(
-        "auto", help="Weights: auto (fp16 for a MagicPose model, fp32 for training starts), fp16, bf16 or fp32."
+    dtype: Precision = typer.Option(
+        Precision.auto, help="Weights: auto (fp16 for a MagicPose model, fp32 for training starts), fp16, bf16 or fp32."
     ),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT if it exists."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
@@ -40,7 +41,7 @@ def convert_command(
     controlnet_source = checkpoint_file(controlnet, "--controlnet") if controlnet else None
     with console.status(f"converting {source.name}") as status:
         folder = convert_checkpoint(
-            source, output, config, controlnet_source, dtype=dtype, overwrite=overwrite,
+            source, output, config, controlnet_source, dtype=dtype.value, overwrite=overwrite,
             on_component=lambda name: status.update(f"converting {source.name}: {name}"),
         )  # fmt: skip
     console.print(f"[green]wrote[/] {folder}")

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from magicpose_cli.cli.app import command, console, detail, report_output
+from magicpose_cli.cli.app import WrongUsage, command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.metrics import ALL_METRICS, HIGHER_IS_BETTER
-from magicpose_cli.models.loading import Device, Precision, Scheduler
+from magicpose_cli.choices import Device, Precision, Scheduler
 
 if TYPE_CHECKING:  # the metrics load only when the command runs
     from magicpose_cli.scoring import EvaluationReport
@@ -133,20 +133,17 @@ def evaluate_command(
 ) -> None:
     """Score generated frames against the ground truth with the paper's metrics, the published variants
     beside the corrected ones (docs/evaluation.md); or, with --dataset, generate the test set first."""
-    from magicpose_cli.scoring import EvaluationOptions
-
-    options = EvaluationOptions(parse_metrics(metrics), weights_dir, face_model, annotator_dir, device.value)
     for path in (json_path, csv_path):
         check_report_path(path, overwrite)
     protocol = {"size": size, "steps": steps, "guidance": guidance, "seed": seed, "scheduler": scheduler,
                 "batch_size": batch_size, "max_frames": max_frames, "dtype": dtype}  # fmt: skip
+    check_arguments(generated, ground_truth, dataset, output, {**protocol, "model": model, "videos": videos}, gt)
+    from magicpose_cli.scoring import EvaluationOptions
+
+    options = EvaluationOptions(parse_metrics(metrics), weights_dir, face_model, annotator_dir, device.value)
     if dataset is None:
-        report = score_folders(generated, ground_truth, options, protocol, model, output, videos, gt)
+        report = score_folders(generated, ground_truth, options)
     else:
-        if generated is not None or ground_truth is not None:
-            raise MagicPoseError("give either GENERATED GROUND_TRUTH or --dataset DIR, not both")
-        if output is None:
-            raise MagicPoseError("--dataset needs -o RUN, the folder for the run's frames and metrics")
         from magicpose_cli.evaluation_run import read_video_list, run_protocol
 
         settings = protocol_settings({**protocol, "ground_truth": gt.value}, model, cache_dir, device)
@@ -157,18 +154,29 @@ def evaluate_command(
     write_reports(report, json_path, csv_path)
 
 
-def score_folders(generated, ground_truth, options, protocol, model, output, videos, gt) -> EvaluationReport:
-    """GENERATED against GROUND_TRUTH; the protocol's options are refused here, where they would do nothing."""
+def check_arguments(generated, ground_truth, dataset, output, protocol: dict, gt: GroundTruth) -> None:
+    """Arguments that do not go together (exit code 2), before anything loads: the two folders, or --dataset
+    with -o; the protocol's options only with --dataset, where they do something."""
+    if dataset is not None:
+        if generated is not None or ground_truth is not None:
+            raise WrongUsage("give either GENERATED GROUND_TRUTH or --dataset DIR, not both")
+        if output is None:
+            raise WrongUsage("--dataset needs -o RUN, the folder for the run's frames and metrics")
+        return
+    if generated is None or ground_truth is None:
+        raise WrongUsage("give GENERATED and GROUND_TRUTH (frame folders or videos), or --dataset DIR -o RUN")
+    given = [f"--{name.replace('_', '-')}" for name, value in {**protocol, "output": output}.items() if value is not None]
+    given += ["--gt"] if gt is not GroundTruth.real else []
+    if given:
+        raise WrongUsage(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --dataset only (generating the test set); leave {'it' if len(given) == 1 else 'them'} out or add --dataset DIR -o RUN")
+
+
+def score_folders(generated: Path, ground_truth: Path, options) -> EvaluationReport:
+    """GENERATED against GROUND_TRUTH, frame by frame."""
     from magicpose_cli.metrics.inputs import match_inputs
     from magicpose_cli.retarget.run import new_progress
     from magicpose_cli.scoring import evaluate_videos
 
-    if generated is None or ground_truth is None:
-        raise MagicPoseError("give GENERATED and GROUND_TRUTH (frame folders or videos), or --dataset DIR -o RUN")
-    given = [f"--{name.replace('_', '-')}" for name, value in {**protocol, "model": model, "output": output, "videos": videos}.items() if value is not None]
-    given += ["--gt"] if gt is not GroundTruth.real else []
-    if given:
-        raise MagicPoseError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --dataset only (generating the test set)")
     pairs = match_inputs(generated, ground_truth)
     with new_progress(console) as progress:
         return evaluate_videos(pairs, options, progress)

@@ -8,13 +8,10 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from magicpose_cli.choices import ANNOTATOR_DIR_ENV, DRIVE_HELP, FACE_FROM_HELP, PERSON_HELP, DetectorName, DriveMode
 from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.pose.drive import DRIVE_HELP, FACE_FROM_HELP, DriveMode
-from magicpose_cli.pose.people import PERSON_HELP
-from magicpose_cli.pose.detectors import ANNOTATOR_DIR_ENV, DetectorName, resolve_detector
-from magicpose_cli.pose.extract import PoseSettings, extract_poses
-from magicpose_cli.video import FrameSelection
+from magicpose_cli.files import check_exists
 
 
 @command("extract-pose")
@@ -41,10 +38,16 @@ def extract_pose(
     drive: DriveMode = typer.Option(DriveMode.ALL, help=DRIVE_HELP + " Needs --align-to."),
     face_from: Optional[Path] = typer.Option(None, help=FACE_FROM_HELP + " Needs --align-to."),
     force: bool = typer.Option(False, help="Recompute everything, ignoring the cache."),
+    debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Extract OpenPose-style poses (JSON + control maps) from a video or image folder."""
+    check_exists(input_path, "input")
     if smooth_strength < 0:
-        raise MagicPoseError("--smooth-strength must be >= 0")
+        raise MagicPoseError(f"--smooth-strength must be >= 0 (0: no smoothing), got {smooth_strength}")
+    from magicpose_cli.pose.detectors import resolve_detector
+    from magicpose_cli.pose.extract import PoseSettings, extract_poses
+    from magicpose_cli.video import FrameSelection
+
     selection = FrameSelection(start=start, max_frames=max_frames, step=step, fps=fps)
     settings = PoseSettings(
         detector=resolve_detector(detector, annotator_dir).value,  # auto decided here, so the summary can say it

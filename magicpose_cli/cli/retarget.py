@@ -1,23 +1,34 @@
-"""`magicpose retarget REF DRIVING -o OUT.mp4`: the options, handed to magicpose_cli.retarget."""
+"""`magicpose retarget REFERENCE DRIVING -o OUT.mp4`: the options, handed to magicpose_cli.retarget (imported
+when the command runs, after the inputs are checked, so that help and mistakes answer at once)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import typer
 from rich.table import Table
 
+from magicpose_cli.choices import (
+    DRIVE_HELP,
+    FACE_FROM_HELP,
+    PERSON_HELP,
+    ContextFusion,
+    Device,
+    DriveMode,
+    FitMode,
+    GuidanceMode,
+    NoiseMode,
+    Precision,
+    Preset,
+    Scheduler,
+)
 from magicpose_cli.cli.app import command, console, detail, report_output
-from magicpose_cli.framing import FitMode
-from magicpose_cli.models.context_windows import ContextFusion
-from magicpose_cli.models.loading import Device, Precision, Scheduler
-from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
-from magicpose_cli.pose.drive import DRIVE_HELP, FACE_FROM_HELP, DriveMode
-from magicpose_cli.pose.keypoints import parse_pose_size
-from magicpose_cli.pose.people import PERSON_HELP
-from magicpose_cli.retarget import RetargetOptions, RetargetSummary, retarget
-from magicpose_cli.retarget.presets import Preset
+from magicpose_cli.files import check_exists
+from magicpose_cli.framing import check_canvas_options
+
+if TYPE_CHECKING:
+    from magicpose_cli.retarget import RetargetSummary
 
 _GENERATION = "Generation"
 _FRAMING = "Framing and poses"
@@ -137,15 +148,21 @@ def retarget_command(
     ),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
-    """Make the person in REF perform the motion of DRIVING, written to OUT as an H.264 mp4.
+    """Make the person in REFERENCE perform the motion of DRIVING, written to --output as an H.264 mp4.
 
     \b
     Several GPUs share the frames of one video when launched as several processes, one per GPU:
-      accelerate launch --num_processes N -m magicpose_cli retarget REF DRIVING -o OUT.mp4 ...
-      torchrun --standalone --nproc_per_node N -m magicpose_cli retarget REF DRIVING -o OUT.mp4 ...
+      accelerate launch --num_processes N -m magicpose_cli retarget REFERENCE DRIVING -o OUT.mp4 ...
+      torchrun --standalone --nproc_per_node N -m magicpose_cli retarget REFERENCE DRIVING -o OUT.mp4 ...
     With a motion module they share each step's context windows. The video has the same bytes as on
     one process, and a stopped run resumes on any number of them (docs/several-gpus.md).
     """
+    check_exists(reference, "reference image")
+    check_exists(driving, "driving input")
+    check_canvas_options(size, width, height)
+    from magicpose_cli.pose.keypoints import parse_pose_size
+    from magicpose_cli.retarget import RetargetOptions, retarget
+
     options = RetargetOptions(
         model=model, size=size, width=width, height=height, fit=fit, align=align, face=face, hands=hands,
         pose_size=parse_pose_size(pose_size) if pose_size else None, max_frames=max_frames, person=person, drive=drive, face_from=face_from, seed=seed, batch_size=batch_size, steps=steps, guidance=guidance,

@@ -7,9 +7,10 @@ from typing import Optional
 
 import typer
 
+from magicpose_cli.choices import ClipNoise, MixedPrecision, TrainingStage
 from magicpose_cli.cli.app import command, console
 from magicpose_cli.distributed import launched_as_main
-from magicpose_cli.training import TrainConfig, train
+from magicpose_cli.files import check_exists
 
 _DATA = "Data"
 _OPTIMISATION = "Optimisation"
@@ -45,7 +46,7 @@ def train_command(
         "<video>/frames/*.png + <video>/poses/*.json folders, or the original train_set/ + pose_map_train_set/.",
         rich_help_panel=_DATA,
     ),
-    stage: str = typer.Option(..., help="appearance (stage 1), pose (stage 2) or motion; see above."),
+    stage: TrainingStage = typer.Option(..., help="appearance (stage 1), pose (stage 2) or motion; see above."),
     model: Path = typer.Option(
         ..., help="Model to start from: a MagicPose model folder (stage 2: the stage-1 output), "
         "an original checkpoint (SD 1.5 or MagicPose), or a Hugging Face Hub repo (Boese0601/MagicDance); "
@@ -61,8 +62,8 @@ def train_command(
     ),
     clip_frames: int = typer.Option(16, help="Motion stage: frames per training clip.", rich_help_panel=_DATA),
     clip_stride: int = typer.Option(4, help="Motion stage: a clip takes every N-th frame of its video.", rich_help_panel=_DATA),
-    clip_noise: str = typer.Option(
-        "per-frame", help="Motion stage: per-frame noise (as AnimateDiff trains) or one draw shared by a clip's frames (as "
+    clip_noise: ClipNoise = typer.Option(
+        ClipNoise.per_frame, help="Motion stage: per-frame noise (as AnimateDiff trains) or one draw shared by a clip's frames (as "
         "retarget's --noise shared samples).", rich_help_panel=_DATA,
     ),
     resolution: int = typer.Option(512, help="Square training size in pixels (multiple of 64 for SD 1.5).", rich_help_panel=_DATA),
@@ -79,7 +80,7 @@ def train_command(
     learning_rate: float = typer.Option(1e-5, help="AdamW learning rate (the original's 1e-5).", rich_help_panel=_OPTIMISATION),
     warmup_steps: int = typer.Option(0, help="Linear learning-rate warm-up steps.", rich_help_panel=_OPTIMISATION),
     gradient_accumulation: int = typer.Option(1, help="Micro-batches per optimiser step.", rich_help_panel=_OPTIMISATION),
-    mixed_precision: str = typer.Option("no", help="no, fp16 or bf16 (the original trains in bf16).", rich_help_panel=_OPTIMISATION),
+    mixed_precision: MixedPrecision = typer.Option(MixedPrecision.no, help="no, fp16 or bf16 (the original trains in bf16).", rich_help_panel=_OPTIMISATION),
     gradient_checkpointing: bool = typer.Option(False, help="Recompute activations in the backward pass (less memory).", rich_help_panel=_OPTIMISATION),
     max_grad_norm: float = typer.Option(0.5, help="Gradient clipping norm (0: off).", rich_help_panel=_OPTIMISATION),
     ema: bool = typer.Option(False, help="Keep an exponential moving average of the trained weights; the final model uses it.", rich_help_panel=_OPTIMISATION),
@@ -95,16 +96,19 @@ def train_command(
     sample_steps: int = typer.Option(50, help="Denoising steps for the sample grids.", rich_help_panel=_RUN),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
+    check_exists(data, "training data folder")
+    from magicpose_cli.training import TrainConfig, train
+
     config = TrainConfig(
-        data=data, stage=stage, model=model, output_dir=output, controlnet_init=controlnet_init,
+        data=data, stage=stage.value, model=model, output_dir=output, controlnet_init=controlnet_init,
         resolution=resolution, batch_size=batch_size, max_steps=max_steps, learning_rate=learning_rate,
-        warmup_steps=warmup_steps, gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision,
+        warmup_steps=warmup_steps, gradient_accumulation=gradient_accumulation, mixed_precision=mixed_precision.value,
         max_grad_norm=max_grad_norm, checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit,
         sample_every=sample_every,
         sample_count=sample_count, sample_steps=sample_steps, resume=resume, max_frame_gap=max_frame_gap,
         freeze_appearance=freeze_appearance, seed=seed, ema=ema, ema_decay=ema_decay,
         gradient_checkpointing=gradient_checkpointing, num_workers=num_workers,
-        clip_frames=clip_frames, clip_stride=clip_stride, clip_noise=clip_noise, motion_module=motion_module,
+        clip_frames=clip_frames, clip_stride=clip_stride, clip_noise=clip_noise.value, motion_module=motion_module,
     )  # fmt: skip
     model_dir = train(config, console=console)
     console.print(f"[green]saved:[/] {model_dir}", highlight=False)

@@ -54,3 +54,4 @@ def ui_command(
         sys.stderr.flush()
         os._exit(130)  # the job's thread cannot be stopped, and Python would abort on it at exit
     console.print("magicpose ui stopped")
+    raise typer.Exit(code=130)  # Ctrl-C, as every command answers it

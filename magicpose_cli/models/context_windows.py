@@ -13,16 +13,10 @@ predicted anywhere (several processes, say) and fused from their weighted sums.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import Enum
 
 import torch
 
-
-class ContextFusion(str, Enum):
-    """How overlapping windows' predictions of a frame are weighted."""
-
-    pyramid = "pyramid"
-    flat = "flat"
+from magicpose_cli.choices import ContextFusion
 
 
 def context_windows(num_frames: int, length: int, overlap: int) -> list[range]:

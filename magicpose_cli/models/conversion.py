@@ -60,7 +60,7 @@ def load_original_state_dict(path: str | Path, prefix: str = "") -> dict[str, to
     without code, or of a ``.safetensors`` file."""
     path = Path(path)
     if not path.is_file():
-        raise MagicPoseError(f"checkpoint not found: {path}")
+        raise MagicPoseError(f"checkpoint not found: {path} (check the path, or give a hub repo such as Boese0601/MagicDance)")
     state = _load_safetensors(path, prefix) if path.suffix == ".safetensors" else _load_pickle(path)
     return {key: value for key, value in state.items() if key.startswith(prefix)}
 

@@ -1,6 +1,6 @@
 """Loading a MagicPose model folder for inference: device, dtype, scheduler and memory savers.
 
-The choices are enums (the CLI offers their values) and are resolved to torch objects once.
+The choices are enums (magicpose_cli.choices: the CLI offers their values) and are resolved to torch objects once.
 """
 
 from __future__ import annotations
@@ -8,39 +8,15 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from enum import Enum
 from pathlib import Path
 
 import torch
 
+from magicpose_cli.choices import Device, Precision, Scheduler
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.hashing import files_in
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cuda = "cuda"
-    mps = "mps"
-    cpu = "cpu"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp16 = "fp16"
-    bf16 = "bf16"
-    fp32 = "fp32"
-
-
-class Scheduler(str, Enum):
-    """The sampler: DDIM (the original's), DPM-Solver++ 2M (with Karras sigmas: ``dpm-karras``), UniPC,
-    or DPM-Solver++ at first order (``dpm-1``: DDIM's update on DPM-Solver's timesteps, whose last step
-    reaches the clean image; it holds up at few steps where the second-order ones overshoot)."""
-
-    ddim = "ddim"
-    dpm = "dpm"
-    dpm_karras = "dpm-karras"
-    dpm1 = "dpm-1"
-    unipc = "unipc"
 
 
 TORCH_DTYPES = {Precision.fp16: torch.float16, Precision.bf16: torch.bfloat16, Precision.fp32: torch.float32}
@@ -53,9 +29,9 @@ def resolve_device(device: Device | str) -> torch.device:
     if device is Device.auto:
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available else "cpu")
     if device is Device.cuda and not torch.cuda.is_available():
-        raise MagicPoseError("--device cuda asked for, but no CUDA GPU is available")
+        raise MagicPoseError("--device cuda asked for, but no CUDA GPU is available; pass --device auto or cpu")
     if device is Device.mps and not mps_available:
-        raise MagicPoseError("--device mps asked for, but MPS is not available")
+        raise MagicPoseError("--device mps asked for, but MPS is not available; pass --device auto or cpu")
     return torch.device(device.value)
 
 
@@ -158,6 +134,10 @@ class LoadedPipelines:
         self._kept: dict[tuple, tuple[object, dict]] = {}
         self.loads = 0
         self.loading = loading
+
+    def holds(self, folder: Path) -> bool:
+        """Whether the networks of ``folder`` (as its files are now) are loaded already."""
+        return any(key[0] == files_stamp(folder) for key in self._kept)
 
     def get(self, folder: Path, device: torch.device, dtype: torch.dtype, scheduler: Scheduler | str = Scheduler.ddim,
             vae_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False, motion_module: Path | None = None):  # fmt: skip

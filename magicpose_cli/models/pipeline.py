@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 import PIL.Image
@@ -15,6 +14,7 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from magicpose_cli.choices import GuidanceMode
 from magicpose_cli.distributed import Processes
 from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.denoising_state import DenoisingState
@@ -28,13 +28,6 @@ from magicpose_cli.models.vae_decoding import LatentDecodingMixin
 from magicpose_cli.models.video_denoising import DEFAULT_CONTEXT_FRAMES, DEFAULT_CONTEXT_OVERLAP, NoiseMode, VideoDenoisingMixin
 
 CPU = torch.device("cpu")
-
-
-class GuidanceMode(str, Enum):
-    """``image``: guide on reference and pose (the original default); ``text``: guide on the prompt only."""
-
-    image = "image"
-    text = "text"
 
 
 @dataclass

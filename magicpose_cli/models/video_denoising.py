@@ -11,10 +11,10 @@ held for the whole video; each window's pose maps are drawn when it runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from enum import Enum
 
 import torch
 
+from magicpose_cli.choices import NoiseMode
 from magicpose_cli.distributed import Processes
 from magicpose_cli.models.context_windows import ContextFusion, context_windows, fuse_window_predictions
 from magicpose_cli.models.denoising_state import DenoisingState, restore_scheduler_state, scheduler_state
@@ -24,15 +24,6 @@ from magicpose_cli.models.reference_attention import ReferenceFeatures
 
 DEFAULT_CONTEXT_FRAMES = 16  # the clip length every published SD 1.5 motion module was trained on
 DEFAULT_CONTEXT_OVERLAP = 4
-
-
-class NoiseMode(str, Enum):
-    """The initial noise: one draw ``shared`` by all frames (the default without a motion module),
-    a draw ``per-frame`` (as AnimateDiff trains), or one window-long draw ``tiled`` over the video."""
-
-    shared = "shared"
-    per_frame = "per-frame"
-    tiled = "tiled"
 
 
 DEFAULT_MOTION_NOISE = NoiseMode.shared  # with a motion module: best of the three in benchmarks/eval_motion.py (docs/motion.md)

@@ -66,7 +66,7 @@ def bone_ratios(driving_bodies: np.ndarray, reference_body: np.ndarray) -> tuple
         if len(driving) and len(reference) and np.median(driving) > 1e-6:
             measured[(parent, child)] = float(reference[0] / np.median(driving))
     if not measured:
-        raise MagicPoseError("cannot align: the reference and driving poses share no visible bone")
+        raise MagicPoseError("cannot align: the reference and driving poses share no visible bone; --no-align uses the driving poses as they are")
     overall = float(np.median(list(measured.values())))
     ratios = {}
     for parent, child in BODY_BONES:
@@ -92,7 +92,10 @@ def align_poses(driving: list[FramePose], reference: FramePose) -> list[FramePos
     """The driving sequence's main person refitted to the reference person, on the reference's canvas."""
     reference_person = main_person(reference)
     if reference_person is None or not _present(reference_person.body[NECK]):
-        raise MagicPoseError("cannot align: the reference pose has no neck (both shoulders must be visible)")
+        raise MagicPoseError(
+            "cannot align: the reference pose has no neck (both shoulders must be visible); use a photo that shows them, "
+            "or --no-align to use the driving poses as they are"
+        )
     people = [main_person(frame) for frame in driving]
     if all(person is None for person in people):
         return [FramePose(reference.width, reference.height, []) for _ in driving]

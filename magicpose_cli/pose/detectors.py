@@ -9,27 +9,17 @@ import importlib.util
 import os
 import socket
 import urllib.parse
-from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from magicpose_cli.choices import ANNOTATOR_DIR_ENV, DetectorName
 from magicpose_cli.errors import MagicPoseError, MissingWeightsError
 from magicpose_cli.pose.dwpose_onnx import YOLOX_FILE, DWPOSE_FILE, DWPoseOnnxDetector
 from magicpose_cli.pose.keypoints import NUM_FACE_POINTS, FramePose, PersonPose
 
 
-class DetectorName(str, Enum):
-    """The pose detectors ``--detector`` offers; ``auto`` picks the best one this install has."""
-
-    AUTO = "auto"
-    MEDIAPIPE = "mediapipe"
-    DWPOSE = "dwpose"
-    OPENPOSE = "openpose"
-
-
-ANNOTATOR_DIR_ENV = "MAGICPOSE_ANNOTATOR_DIR"
 # Where DWPose's ONNX files are published; fetched from there when no annotator folder is given.
 DWPOSE_HUB_ID = "yzd-v/DWPose"
 
@@ -217,5 +207,8 @@ def detect_reference_pose(
         pose_detector.close()
     person = main_person(frame_pose)
     if person is None:
-        raise MagicPoseError(f"no person found in {name}")
+        raise MagicPoseError(
+            f"no person found in {name} to fit the driving poses to; --no-align uses them as they are "
+            "(in the app: untick Fit the poses to the photo's body)"
+        )
     return FramePose(frame_pose.width, frame_pose.height, [person])

@@ -13,26 +13,16 @@ video, which loops when it is shorter (its extra frames are unused when it is lo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
+from magicpose_cli.choices import DriveMode
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.align import align_poses
 from magicpose_cli.pose.keypoints import BODY, FramePose, PersonPose
 from magicpose_cli.pose.temporal import main_person
 
 NOSE = BODY["nose"]
-DRIVE_HELP = "What the driving video moves: all; body (and hands; the reference's face is kept); face (the reference's body from its photo is kept)."
-FACE_FROM_HELP = "Take the face landmarks from this video (a talking clip; looped when shorter), the body from the driving one."
-
-
-class DriveMode(str, Enum):
-    """What the driving video moves: everything, the body (and hands) only, or the face only."""
-
-    ALL = "all"
-    BODY = "body"
-    FACE = "face"
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ def extract_poses(
     settings = replace(settings, detector=resolve_detector(settings.detector, annotator_dir).value)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
-        raise MagicPoseError(f"output folder {output_dir} is a file")
+        raise MagicPoseError(f"output folder {output_dir} is a file; pass -o a new or existing folder")
     source = FrameSource(input_path)
     indices = selection.indices(source.frame_count, source.fps)
     if not indices:
@@ -313,7 +313,7 @@ def postprocess(
     given, keeping of it what ``settings.drive`` keeps, with the face of ``face_source`` when given."""
     track, found = poses_to_track(raw_poses)
     if not found.any():
-        raise MagicPoseError(f"no person found in any frame of {source}")
+        raise MagicPoseError(f"no person found in any frame of {source}; give a video in which a whole person is visible")
     track = fill_gaps(track, found)
     statuses = frame_statuses(found, track)
     if settings.smooth:

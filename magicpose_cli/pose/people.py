@@ -26,7 +26,6 @@ from magicpose_cli.pose.keypoints import FramePose, PersonPose
 from magicpose_cli.video import FrameSource
 
 PERSON_AUTO = "auto"
-PERSON_HELP = "Whom to follow in a video of several people: auto (the most visible) or N, counted from the left where each is first found."
 MAX_UNSEEN = 15  # frames a person may be unseen and still be the same person
 # A face this far from a person's predicted place (in face widths), or this unlike them, is someone else.
 MAX_JUMP_FACES = 3.0

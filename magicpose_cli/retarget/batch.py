@@ -32,7 +32,7 @@ from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models.loading import LoadedPipelines
 from magicpose_cli.pose.keypoints import parse_pose_size
 from magicpose_cli.pose.people import parse_person
-from magicpose_cli.retarget.options import RetargetOptions, parse_choice
+from magicpose_cli.retarget.options import RetargetOptions, parse_choice, validate_options
 from magicpose_cli.retarget.run import RetargetSummary, retarget
 
 JOB_PATHS = ("reference", "driving", "output")
@@ -96,6 +96,10 @@ def _job(number: int, table: dict, defaults: dict, path: Path) -> Job:
         raise MagicPoseError(f"{where}: give {' and '.join(missing)} (file paths)")
     reference, driving, output = (_resolve(path.parent, table.pop(name)) for name in JOB_PATHS)
     options = RetargetOptions(**{**defaults, **_options(table, path.parent, where)})
+    try:
+        validate_options(options)  # sizes, ranges and combinations, as retarget checks them, before any job runs
+    except MagicPoseError as error:
+        raise MagicPoseError(f"{where}: {error}") from None
     return Job(number, reference, driving, output, options)
 
 

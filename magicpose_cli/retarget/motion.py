@@ -81,7 +81,7 @@ def motion_settings(options, adapter_config: dict) -> MotionSettings:
     frames = options.context_frames or min(DEFAULT_CONTEXT_FRAMES, positions)
     overlap = DEFAULT_CONTEXT_OVERLAP if options.context_overlap is None else options.context_overlap
     if frames > positions:
-        raise MagicPoseError(f"--context-frames {frames} is more than the motion module's {positions} frame positions")
+        raise MagicPoseError(f"--context-frames {frames} is more than the motion module's {positions} frame positions; pass --context-frames {positions} or fewer")
     if overlap >= frames:
         raise MagicPoseError(f"--context-overlap {overlap} must be less than the {frames} context frames")
     fusion = ContextFusion(options.context_fusion or ContextFusion.pyramid)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from magicpose_cli.driving import DrivingPoses
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, generation_size, training_scale_size
+from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, check_canvas_options, generation_size, training_scale_size
 from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.loading import Device, Precision, Scheduler
@@ -149,6 +149,7 @@ def validate_options(options: RetargetOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise MagicPoseError(message)
+    check_canvas_options(options.size, options.width, options.height)
     if options.guidance_interval is not None:
         try:
             GuidanceInterval(*options.guidance_interval)
@@ -254,7 +255,7 @@ def generation_canvas(
     fit = FitMode(options.fit or FitMode.stretch)
     same_shape = training_scale_size(reference_shape[1], reference_shape[0], int(short_side)) == (width, height)
     reference_fit = fit if options.fit is not None or same_shape else FitMode.pad
-    return driving.placement(width, height, fit), reference_fit, f"short side {short_side}: {source}; shaped like the {driving.canvas_width}x{driving.canvas_height} poses"
+    return driving.placement(width, height, fit), reference_fit, f"short side {short_side}: {source}; shaped like the {driving.canvas_width}x{driving.canvas_height} {driving.canvas_of}"
 
 
 def vae_tiling_notice(model_folder: Path, placement: Placement) -> str | None:

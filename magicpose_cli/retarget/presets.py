@@ -12,15 +12,7 @@ Options given on the command line override what the preset says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
-
-from magicpose_cli.models.loading import Scheduler
-
-
-class Preset(str, Enum):
-    quality = "quality"
-    balanced = "balanced"
-    fast = "fast"
+from magicpose_cli.choices import Preset, Scheduler
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from magicpose_cli.distributed import Processes, join_processes, use_threads_of_
 from magicpose_cli.encode import EncodeResult, check_output_path
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.frame_cache import FrameCache
-from magicpose_cli.files import default_cache_root
+from magicpose_cli.files import check_exists, default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.hashing import hash_file
 from magicpose_cli.images import read_image
@@ -138,14 +138,16 @@ def retarget(
     validate_options(options)
     cache_root = check_cache_root(Path(options.cache_root) if options.cache_root else default_cache_root())
     reference = load_reference_image(reference_path)
+    check_exists(driving_path, "driving input")
     processes, device = start_processes(options.device)
     if not processes.is_main:
         on_notice = on_detail = None
     with stopwatch("finding the model"):
-        run = find_run_model(options, cache_root, device, processes, on_notice, on_detail)
+        run = find_run_model(options, cache_root, device, processes, on_notice, on_detail, model_notice=False)
     with nullcontext(progress) if progress is not None else new_progress(console, shown=processes.is_main) as progress:
         with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
             driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
+        tell(on_notice, run.model.notice if pipelines is None or not pipelines.holds(run.model.folder) else None)  # once per model load
         made = generate_frames(
             reference, ReferenceIdentity(hash_file(reference_path), str(reference_path)), driving, options, run, progress,
             cache_root=cache_root, processes=processes, pipelines=pipelines, on_notice=on_notice, on_detail=on_detail,
@@ -175,12 +177,13 @@ class RunModel:
 
 def find_run_model(
     options: RetargetOptions, cache_root: Path, device: torch.device, processes: Processes = Processes(),
-    on_notice: Callable[[str], None] | None = None, on_detail: Callable[[str], None] | None = None,
+    on_notice: Callable[[str], None] | None = None, on_detail: Callable[[str], None] | None = None, model_notice: bool = True,
 ) -> RunModel:  # fmt: skip
-    """Find the model and the motion module (the main process first: it may convert or fetch them) and resolve the sampling settings."""
+    """Find the model and the motion module (the main process first: it may convert or fetch them) and resolve the sampling settings.
+    ``model_notice``: say the model's notice (the demo model is in use) here; retarget says it once its inputs are read."""
     model = processes.main_first(lambda: locate_model(options.model, cache_root))
     motion, motion_run = processes.main_first(lambda: find_motion_module(options, model.folder))
-    tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice, describe_motion(motion, motion_run))
+    tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice if model_notice else None, describe_motion(motion, motion_run))
     dtype = resolve_dtype(options.dtype, device)
     sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))

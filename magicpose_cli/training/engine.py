@@ -134,13 +134,16 @@ def _resume_point(config: TrainConfig) -> Path | None:
             raise MagicPoseError(f"{config.output_dir} already holds checkpoints: pass --resume to continue, or choose another -o")
         return None
     if found is None:
-        raise MagicPoseError(f"--resume: no checkpoint in {config.output_dir / 'checkpoints'}")
+        raise MagicPoseError(f"--resume: no checkpoint in {config.output_dir / 'checkpoints'}; leave out --resume to start the run there")
     saved_file = config.output_dir / CONFIG_FILE
     if saved_file.is_file():
         saved = json.loads(saved_file.read_text())
         for key in RESUME_MUST_MATCH + (MOTION_RESUME_MUST_MATCH if config.stage == "motion" else ()):
             if saved.get(key) != json.loads(config.to_json())[key]:
-                raise MagicPoseError(f"--resume: this run was started with {key}={saved.get(key)!r}, not {getattr(config, key)!r}")
+                raise MagicPoseError(
+                    f"--resume: this run was started with {key}={saved.get(key)!r}, not {getattr(config, key)!r}; "
+                    "give the options it started with, or choose another -o"
+                )
     return found
 
 
@@ -149,7 +152,10 @@ def _empty_prompt_embeds(pipeline: MagicPosePipeline) -> torch.Tensor:
         with torch.no_grad():
             return pipeline.encode_prompt("" if pipeline.empty_prompt is None else None, None, None)[0].float()
     except ValueError as error:
-        raise MagicPoseError(f"the model stores no empty-prompt embedding and has no text encoder ({error})") from None
+        raise MagicPoseError(
+            f"the model stores no empty-prompt embedding and has no text encoder ({error}); "
+            "convert a checkpoint that includes its CLIP text encoder (published MagicPose ones do)"
+        ) from None
 
 
 def _check_resolution(pipeline: MagicPosePipeline, resolution: int) -> None:

@@ -45,7 +45,7 @@ def load_controlnet(path: str | Path, work_dir: Path) -> ControlNetModel:
     (with ``<name>.yaml`` beside it for other than SD 1.5 sizes), converted once into the run folder."""
     path = Path(path)
     if not path.exists():
-        raise MagicPoseError(f"--controlnet-init not found: {path}")
+        raise MagicPoseError(f"--controlnet-init not found: {path} (check the path)")
     if path.is_file():
         path = _converted_controlnet(path, work_dir)
     if not (path / "config.json").is_file():

@@ -79,7 +79,7 @@ def trained_parts(stage: Stage, freeze_appearance: bool = False) -> tuple[str, .
         return ("motion_adapter",)
     if not stage.uses_pose:
         if freeze_appearance:
-            raise MagicPoseError("--freeze-appearance leaves nothing to train in the appearance stage")
+            raise MagicPoseError("--freeze-appearance leaves nothing to train in the appearance stage; leave it out, or train --stage pose")
         return ("reference_unet",)
     return ("controlnet",) if freeze_appearance else ("controlnet", "reference_unet")
 

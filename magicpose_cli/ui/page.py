@@ -16,6 +16,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gradio as gr
 
@@ -39,12 +40,17 @@ class JobLog:
 
 
 @contextmanager
-def errors_as_lines() -> Iterator[None]:
-    """A MagicPoseError or an OSError becomes the page's error line, without a traceback anywhere."""
+def errors_as_lines(*uploads: str | None) -> Iterator[None]:
+    """A MagicPoseError or an OSError becomes the page's error line, without a traceback anywhere;
+    an uploaded file is named as the user named it, not by Gradio's temporary copy. Only markup is
+    escaped (the page shows the line as HTML), so quotes stay quotes in the notes and the API."""
     try:
         yield
     except (MagicPoseError, OSError) as error:
-        raise gr.Error(html.escape(str(error)), duration=None, print_exception=False) from None
+        message = str(error)
+        for upload in filter(None, uploads):
+            message = message.replace(str(upload), Path(upload).name)
+        raise gr.Error(html.escape(message, quote=False), duration=None, print_exception=False) from None
 
 
 def with_settings(fn: Callable, leading: list[str], trailing: tuple[str, ...] = ()) -> Callable:
@@ -97,25 +103,25 @@ def build_page(engine: Engine, model_default: str = "") -> gr.Blocks:
     def show_reference(reference):
         if reference is None:
             return None
-        with errors_as_lines():
+        with errors_as_lines(reference):
             return engine.show_reference(reference)
 
     def preview_poses(reference, driving, settings, progress):
         if reference is None or driving is None:
             return None
-        with errors_as_lines():
+        with errors_as_lines(reference, driving):
             return engine.preview_poses(reference, driving, options_from(settings), relay_to(progress))
 
     def retarget(reference, driving, settings, log, progress):
         log.lines.clear()
         try:
-            with errors_as_lines():
+            with errors_as_lines(reference, driving):
                 if reference is None or driving is None:
                     raise MagicPoseError("upload a reference photo and a driving video first")
                 options = options_from(settings, cache_root=engine.cache_root)
                 return engine.retarget(reference, driving, options, relay_to(progress), log.lines)
         except gr.Error as error:
-            log.lines.append(f"error: {error.message}")
+            log.lines.append(f"error: {html.unescape(error.message)}")
             raise
 
     with gr.Blocks(title="magicpose", analytics_enabled=False) as page:

@@ -7,6 +7,7 @@ and opens no browser. The page itself loads only from this server (its fonts are
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import tempfile
@@ -51,7 +52,16 @@ def check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise MagicPoseError(f"cannot listen on {url_of(host, port)}: {error.strerror}; pass another --port") from None
+            raise MagicPoseError(f"cannot listen on {url_of(host, port)}: {error.strerror}; {_listening_fix(error, host)}") from None
+
+
+def _listening_fix(error: OSError, host: str) -> str:
+    """What to change when the server cannot listen: the port when it is taken or reserved, else the host."""
+    if error.errno == errno.EADDRINUSE:
+        return "another program listens there: pass another --port"
+    if error.errno == errno.EACCES:
+        return f"ports below 1024 need administrator rights: pass --port {DEFAULT_PORT}"
+    return f"{host} is not an address of this machine: pass --host {DEFAULT_HOST} (this machine only) or one of its addresses"
 
 
 def import_gradio():

@@ -105,6 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", "Seed", WHOLE, "0", value=0),
     Setting("size", "Size (short side, a multiple of 64)", WHOLE, ADVICE),
     Setting("max_frames", "Frames", WHOLE, "all of the video's"),
+    Setting("align", "Fit the poses to the photo's body", SWITCH, value=True, panel="poses"),
     Setting("person", "Person", TEXT, "auto: the most visible; 1, 2, ...: counted from the left", value="auto", panel="poses"),
     Setting("drive", "Drive", _choice(DriveMode), "all; body: keep the reference's face; face: keep its body", value=DriveMode.ALL.value, panel="poses"),
     Setting("face_from", "Face from another video (optional)", FILE, panel="poses"),
