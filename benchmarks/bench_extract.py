@@ -39,6 +39,7 @@ import imageio.v2 as imageio
 import numpy as np
 from skimage import data, transform
 
+from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose
 from magicpose_cli.pose.extract import PoseSettings, extract_poses
 from magicpose_cli.pose.keypoints import load_openpose_frames
@@ -83,7 +84,11 @@ def compare_with_openpose(pairs: Path) -> None:
         image = read_image(image_path)
         scale = COMPARISON_SIZE / max(image.shape[:2])
         (frame_pose,), _ = load_openpose_frames([json_path], (image.shape[1], image.shape[0]))
-        ours = detect_reference_pose(image, DetectorName.MEDIAPIPE).people[0]
+        try:
+            ours = detect_reference_pose(image, DetectorName.MEDIAPIPE).people[0]
+        except MagicPoseError as error:
+            print(f"{image_path.name}: {error}")
+            continue
         openpose = min(frame_pose.people, key=lambda person: np.median(limb_distances(ours.body, person.body) or [1e9]))
         limbs = np.median(limb_distances(ours.body, openpose.body)) * scale
         line = f"{image_path.name}: median limb distance {limbs:.2f} px at {COMPARISON_SIZE}"

@@ -243,17 +243,3 @@ def _check_devices(device, count: int, local_count: int) -> None:
             f"{local_count} processes on this machine but {torch.cuda.device_count()} CUDA GPU(s): launch one process per GPU "
             "(--num_processes / --nproc_per_node)"
         )
-
-
-def use_threads_of_one_process() -> None:
-    """Compute with the intra-op threads one process alone would use (torch's default: the physical cores).
-
-    CPU results depend on the thread count (oneDNN and MKL split sums between threads), and launchers
-    give each of N processes OMP_NUM_THREADS=1: without this a frame made by two processes would not be
-    the frame made by one. The CPU's cores are then shared, so N processes on one CPU are for checking
-    a launch, not for speed.
-    """
-    import psutil
-    import torch
-
-    torch.set_num_threads(psutil.cpu_count(logical=False) or os.cpu_count() or 1)

@@ -1,5 +1,6 @@
 """The driving input of retarget, whatever form it comes in: a video, a folder of photos, a folder
-of rendered pose maps (the original MagicPose workflow) or a folder of OpenPose JSON files."""
+of rendered pose maps (the original MagicPose workflow) or a folder of OpenPose JSON files; or one
+photo, pose map or OpenPose JSON file, which drives a still."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from magicpose_cli.pose.drive import DriveMode, FaceSource
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
 from magicpose_cli.pose.people import FollowedPerson, parse_person
 from magicpose_cli.pose.keypoints import JSON_CANVAS_NOTICE, FramePose, load_openpose_frames
-from magicpose_cli.video import DEFAULT_FOLDER_FPS, FrameSelection, list_images, read_image
+from magicpose_cli.video import DEFAULT_FOLDER_FPS, IMAGE_SUFFIXES, FrameSelection, list_images, read_image
 
 # An image with at least this fraction of near-black pixels is taken for a rendered pose map.
 POSE_MAP_BLACK_FRACTION = 0.6
@@ -97,6 +98,11 @@ class PoseMaps(Sequence):
         return self.placement.place_image(pose_map)
 
 
+def is_still(path: Path) -> bool:
+    """Whether a driving input is one picture (an image file or one OpenPose JSON file): it drives a still."""
+    return path.is_file() and path.suffix.lower() in (*IMAGE_SUFFIXES, ".json")
+
+
 def looks_like_pose_map(image: np.ndarray) -> bool:
     """A rendered control map is mostly black; photos practically never are."""
     return float((image.max(axis=-1) < 16).mean()) >= POSE_MAP_BLACK_FRACTION
@@ -122,16 +128,22 @@ def load_pose_json_folder(
     indices = selection.indices(len(files), fps)
     if not indices:
         raise MagicPoseError(f"no OpenPose JSON frames selected in {folder}")
+    return load_pose_json_files([files[index] for index in indices], selection.output_fps(fps), pose_size)
+
+
+def load_pose_json_files(files: list[Path], fps: float, pose_size: tuple[int, int] | None = None) -> DrivingPoses:
+    """OpenPose JSON files in this order, played at ``fps``; all must share one canvas (see load_pose_json_folder)."""
+    where = files[0] if len(files) == 1 else files[0].parent
     try:
-        poses, notice = load_openpose_frames([files[index] for index in indices], pose_size)
+        poses, notice = load_openpose_frames(files, pose_size)
     except (ValueError, KeyError, TypeError) as error:
-        raise MagicPoseError(f"bad OpenPose JSON in {folder}: {error}") from error
+        raise MagicPoseError(f"bad OpenPose JSON in {where}: {error}") from error
     if notice == JSON_CANVAS_NOTICE:  # the usual case says nothing, unless --pose-size was given in vain
         notice = f"{notice}: --pose-size ignored" if pose_size is not None else None
     sizes = {(pose.width, pose.height) for pose in poses}
     if len(sizes) > 1:
-        raise MagicPoseError(f"the OpenPose JSON in {folder} has canvases of different sizes: {sorted(sizes)}")
-    return DrivingPoses(selection.output_fps(fps), poses[0].width, poses[0].height, keypoints=poses, notice=notice)
+        raise MagicPoseError(f"the OpenPose JSON in {where} has canvases of different sizes: {sorted(sizes)}")
+    return DrivingPoses(fps, poses[0].width, poses[0].height, keypoints=poses, notice=notice)
 
 
 def load_pose_map_folder(images: list[Path], selection: FrameSelection = FrameSelection()) -> DrivingPoses:
@@ -156,7 +168,8 @@ def load_driving_poses(
     cache_root: Path | None = None,
     pose_size: tuple[int, int] | None = None,
 ) -> DrivingPoses:
-    """Driving poses from a video file, a folder of photos, of rendered pose maps, or of OpenPose JSON.
+    """Driving poses from a video file, a folder of photos, of rendered pose maps, or of OpenPose JSON,
+    or one frame from a single photo, pose map or OpenPose JSON file (a still).
 
     Checks that the input exists and gives frames. Videos and photo folders are extracted with
     ``settings`` (cached in ``work_dir``, by default under ``cache_root``, itself by default
@@ -195,18 +208,20 @@ def load_driving_poses(
 
 def _driving_poses(path: Path, selection: FrameSelection, pose_size: tuple[int, int] | None, person: str, extract) -> DrivingPoses:
     """The driving input's poses as they come: OpenPose JSON, rendered maps, or ``extract()``ed from a video or photos."""
-    if path.is_dir() and any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir()):
+    json_folder = path.is_dir() and any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir())
+    if json_folder or (path.is_file() and path.suffix.lower() == ".json"):
         if parse_person(person) is not None:
             raise MagicPoseError(f"--person follows someone in a video or photos; {path} holds OpenPose JSON, whose main person drives: leave --person out")
-        return load_pose_json_folder(path, selection, pose_size)
+        if json_folder:
+            return load_pose_json_folder(path, selection, pose_size)
+        return load_pose_json_files([path], selection.fps or DEFAULT_FOLDER_FPS, pose_size)
     if pose_size is not None:
-        raise MagicPoseError(f"--pose-size is the canvas of OpenPose JSON without one; {path} is not a folder of OpenPose JSON")
-    if path.is_dir():
-        images = list_images(path)
-        if not images:
-            raise MagicPoseError(f"no images or OpenPose JSON files in folder {path}")
-        if looks_like_pose_map(read_image(images[0])):
-            return load_pose_map_folder(images, selection)
+        raise MagicPoseError(f"--pose-size is the canvas of OpenPose JSON without one; {path} is not OpenPose JSON")
+    images = list_images(path) if path.is_dir() else [path] if is_still(path) else []
+    if path.is_dir() and not images:
+        raise MagicPoseError(f"no images or OpenPose JSON files in folder {path}")
+    if images and looks_like_pose_map(read_image(images[0], what="driving image")):
+        return load_pose_map_folder(images, selection)
     result = extract()
     first = result.poses[0]
     return DrivingPoses(result.fps, first.width, first.height, keypoints=result.poses, notice=result.notice, followed=result.followed)

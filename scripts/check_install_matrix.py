@@ -5,7 +5,7 @@
 For each Python version x platform cell, ``pip install --dry-run --only-binary=:all: --python-version
 V --platform P`` resolves the built wheel and all its dependencies for that interpreter and platform
 (nothing is installed), so a dependency without wheels there, or a marker that lets one in, fails the
-cell; then the same with the ``ui`` extra (Gradio, for ``magicpose ui``), which must resolve
+cell; then the same with each extra (``ui``: Gradio, for ``magicpose ui``; ``openpose``: controlnet_aux), which must resolve
 everywhere the package does. pip evaluates environment markers (``sys_platform``, ``platform_machine``...) for the machine it
 runs on even with ``--platform``, so pip runs here with the target's marker values. Prints the matrix
 with the video reader and pose detector each cell gets, and exits non-zero if any cell does not
@@ -47,9 +47,11 @@ MARKERS = {
 }
 RUN_PIP_WITH_MARKERS = "--run-pip-with-markers"
 _NOT_SOURCES = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "runs", "out")
-EXTRAS = ("", "ui")  # the package alone, and with the app's extra
+EXTRAS = ("", "ui", "openpose")  # the package alone, and with each extra
 VIDEO_READERS = ("decord", "av")
 DETECTORS = {"mediapipe": "mediapipe", "onnxruntime": "dwpose-onnx"}
+OPENCV_BUILDS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
+"""Each installs the same cv2 folder: the package alone must get exactly one (docs/platforms.md)."""
 
 
 def build_wheel(project: Path, output: Path) -> Path:
@@ -80,7 +82,14 @@ def resolve(wheel: Path, python: str, platform: str, scratch: Path, extra: str =
         return {"ok": False, "error": (errors or result.stderr.splitlines() or ["pip failed"])[0]}
     installed = json.loads(report.read_text())["install"]
     versions = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in installed}
+    builds = opencv_builds(versions)
+    if not extra and len(builds) != 1:
+        return {"ok": False, "error": f"{len(builds)} OpenCV builds instead of one: {', '.join(builds) or 'none'}"}
     return {"ok": True, "versions": versions}
+
+
+def opencv_builds(versions: dict) -> list[str]:
+    return [name for name in OPENCV_BUILDS if name in versions]
 
 
 def describe(cell: dict, ui_cell: dict) -> str:
@@ -90,8 +99,9 @@ def describe(cell: dict, ui_cell: dict) -> str:
     reader = next((name for name in VIDEO_READERS if name in versions), "no reader")
     detector = next((label for name, label in DETECTORS.items() if name in versions), "no detector")
     torch = f"torch {versions.get('torch', '?')}/vision {versions.get('torchvision', '?')}"
+    opencv = opencv_builds(versions)[0].removeprefix("opencv-")
     ui = f"gradio {ui_cell['versions'].get('gradio', '?')}" if ui_cell["ok"] else "ui FAILS"
-    return f"ok: {torch}, {reader}, {detector}, {ui}"
+    return f"ok: {torch}, {reader}, {detector}, {opencv}, {ui}"
 
 
 def print_matrix(pythons: list[str], platforms: list[str], cells: dict) -> None:
@@ -128,14 +138,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         wheel = build_wheel(project, scratch / "dist")
-        print(f"resolving {wheel.name}, alone and with [ui], for {len(args.python) * len(args.platform)} cells", flush=True)
+        print(f"resolving {wheel.name}, alone and with each of {', '.join(filter(None, EXTRAS))}, for {len(args.python) * len(args.platform)} cells", flush=True)
         keys = [(platform, python, extra) for platform in args.platform for python in args.python for extra in EXTRAS]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             results = pool.map(lambda key: resolve(wheel, key[1], key[0], scratch / "-".join(filter(None, key)), key[2]), keys)
             cells = dict(zip(keys, results))
     print_matrix(args.python, args.platform, cells)
     failed = sum(not cell["ok"] for cell in cells.values())
-    print(f"{len(cells) - failed} of {len(cells)} resolutions succeed (each cell alone and with [ui])")
+    print(f"{len(cells) - failed} of {len(cells)} resolutions succeed (each cell alone and with each extra)")
     return 1 if failed else 0
 
 

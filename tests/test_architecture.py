@@ -19,7 +19,7 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "magicpose_cli"
 LAYERS = [
-    ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode", "distributed", "choices", "native_output"],
+    ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode", "distributed", "choices", "native_output", "threads"],
     ["models", "pose", "metrics"],
     ["framing", "frame_cache", "model_store", "motion_store", "driving", "synthetic"],
     ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo", "ui", "comfyui"],

@@ -80,11 +80,33 @@ def threads_of_a_lone_process():
         torch.set_num_threads(threads)
 
 
-def test_a_lone_process_has_as_many_threads_as_physical_cores():
-    """What the processes of a launch on the CPU compute with (distributed.use_threads_of_one_process)."""
-    environment = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    command = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]
-    assert int(subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout) == psutil.cpu_count(logical=False)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def threads_of_a_new_process(**variables: str) -> tuple[int, str]:
+    """torch's thread count in a new process that imports magicpose_cli, and how its OpenMP threads wait
+    (libgomp's own report of its settings; empty where torch's OpenMP is not libgomp)."""
+    environment = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
+    command = [sys.executable, "-c", "import magicpose_cli, torch; print(torch.get_num_threads())"]
+    done = subprocess.run(command, env={**environment, **variables, "OMP_DISPLAY_ENV": "VERBOSE"}, capture_output=True, text=True, check=True)
+    spinning = [line.split("=")[1].strip(" '") for line in done.stderr.splitlines() if line.strip().startswith("GOMP_SPINCOUNT")]
+    return int(done.stdout), "".join(spinning)
+
+
+def test_a_lone_process_computes_on_the_physical_cores_with_threads_that_do_not_spin():
+    """What the processes of a launch on the CPU compute with (threads.use_threads_of_one_process), and
+    threads that sleep at once when they wait (threads.wait_without_spinning: a busy CPU stays usable)."""
+    threads, spinning = threads_of_a_new_process()
+    assert threads == psutil.cpu_count(logical=False)
+    if sys.platform == "linux":  # libgomp: 300000 spins at each barrier unless told otherwise
+        assert spinning == "0"
+
+
+def test_the_users_thread_settings_are_kept():
+    threads, spinning = threads_of_a_new_process(OMP_NUM_THREADS="1", GOMP_SPINCOUNT="1000")
+    assert threads == 1
+    if sys.platform == "linux":
+        assert spinning == "1000"
 
 
 def options(inputs: Path, cache: str) -> RetargetOptions:

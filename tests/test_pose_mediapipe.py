@@ -1,5 +1,7 @@
 """MediaPipe Holistic -> OpenPose conventions, on a real photo of a person (skimage's astronaut)."""
 
+import sys
+
 import numpy as np
 import pytest
 from skimage import data
@@ -81,3 +83,9 @@ def test_annotator_detectors_name_the_missing_weights(tmp_path, monkeypatch):
         make_detector("openpose", tmp_path)
     with pytest.raises(MagicPoseError, match="dw-ll_ucoco_384.onnx"):
         make_detector("dwpose", tmp_path)
+
+
+def test_the_openpose_detector_without_its_extra_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "controlnet_aux", None)  # not installed (the openpose extra)
+    with pytest.raises(MagicPoseError, match=r"--detector openpose needs controlnet_aux: pip install 'magicpose-cli\[openpose\]'"):
+        make_detector("openpose")

@@ -46,6 +46,22 @@ def test_points_are_filled_one_by_one_short_gaps_only():
     assert np.array_equal(filled[:, 0], track[:, 0])  # point 0 untouched
 
 
+def test_frames_without_a_person_get_no_limb_the_frames_around_them_lacked():
+    """A leg seen only at the start, then out of the picture while the person is found, is not drawn
+    into a later stretch where nobody is found; a leg seen right before such a stretch is held into it."""
+    track = moving_track(frames=16)
+    found = np.ones(16, dtype=bool)
+    track[3:, 1] = 0  # point 1 (a knee) leaves the picture after frame 2 ...
+    track[9:12] = 0  # ... and nobody is found in frames 9-11
+    found[9:12] = False
+    track[6:9, 2] = 0  # point 2 is lost for 3 frames, then comes back in frame 12
+    filled = fill_gaps(track, found, max_point_gap=5)
+    assert (filled[3:, 1, 2] == 0).all()  # formerly held from frame 2 through frames 9-11
+    assert np.allclose(filled[9:12, 0, :2], moving_track(frames=16)[9:12, 0, :2])  # seen around the gap: interpolated
+    assert np.allclose(filled[9:12, 2, :2], track[12, 2, :2])  # only its later neighbour has it: held from there
+    assert (filled[6:9, 2, 2] == 0).all()  # absent while the person was found for 3 + 3 frames: not a short gap
+
+
 def test_one_euro_reduces_jitter_and_follows_motion():
     rng = np.random.default_rng(0)
     frames = 120

@@ -41,9 +41,10 @@ _MOTION = "Motion module (docs/motion.md)"
 def retarget_command(
     reference: Path = typer.Argument(..., help="Photo of the person to animate (PNG, JPEG, ...; RGBA and greyscale work)."),
     driving: Path = typer.Argument(
-        ..., help="Driving video, or a folder of pose-map images, or a folder of OpenPose JSON files."
+        ..., help="Driving video, or a folder of photos, pose-map images or OpenPose JSON files; or one photo, pose map "
+        "or OpenPose JSON file for a still (-o OUT.png)."
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="The mp4 to write.", rich_help_panel=_OUTPUT),
+    output: Path = typer.Option(..., "--output", "-o", help="The mp4 to write; a .png for a still (one driving picture or frame).", rich_help_panel=_OUTPUT),
     model: Optional[Path] = typer.Option(
         None,
         help="Converted model folder, or an original MagicPose checkpoint (converted once, then cached). "

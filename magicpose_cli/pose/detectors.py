@@ -122,6 +122,8 @@ def resolve_detector(name: DetectorName | str, annotator_dir: str | Path | None 
     except ValueError:
         choices = ", ".join(member.value for member in DetectorName)
         raise MagicPoseError(f"unknown detector {name!r}; choose one of {choices}") from None
+    if detector is DetectorName.OPENPOSE and importlib.util.find_spec("controlnet_aux") is None:
+        raise MagicPoseError("--detector openpose needs controlnet_aux: pip install 'magicpose-cli[openpose]', or pass --detector mediapipe or dwpose")
     if detector is not DetectorName.AUTO:
         return detector
     if importlib.util.find_spec("mediapipe") is not None:

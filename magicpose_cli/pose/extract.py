@@ -12,15 +12,15 @@ Output folder layout::
     OUT/.cache/person/                key.json and raw/ as above, of the one followed of several people
     OUT/.cache/face-from/             the --face-from video's own extraction
 
-Raw detections depend only on the input's bytes and the detector, so an interrupted run (or a
-run with other smoothing/alignment settings) reuses every frame already detected. (With MediaPipe's
-tracking a resumed run restarts tracking at the first frame it detects, so its numbers can differ
-from an uninterrupted run's by the tracker's jitter.)
+Raw detections depend only on the input's bytes, the detector and, for a tracking detector
+(MediaPipe), the selected frames since the last restart of tracking (every TRACKING_SEGMENT-th
+source frame, recorded in each raw file): an interrupted, shorter or longer run (or one with other
+smoothing/alignment settings) reuses every frame already detected and gives exactly the keypoints
+of one uninterrupted run.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -37,17 +37,7 @@ from magicpose_cli.images import save_png
 from magicpose_cli.pose.drive import DriveMode, FaceSource, aligned_drive, check_drive
 from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose, make_detector, resolve_detector
 from magicpose_cli.pose.keypoints import FramePose
-from magicpose_cli.pose.people import (
-    PERSON_AUTO,
-    FollowedPerson,
-    Track,
-    choose_person,
-    detect_person,
-    find_people,
-    followed_boxes,
-    parse_person,
-    people_cached,
-)
+from magicpose_cli.pose.people import PERSON_AUTO, FollowedPerson, Track, detect_person, followed_boxes, followed_person
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.pose.temporal import (
     STATUS_DETECTED,
@@ -62,6 +52,10 @@ from magicpose_cli.video import FrameSelection, FrameSource
 
 MANIFEST_NAME = "manifest.json"
 CACHE_DIR_NAME = ".cache"
+# A tracking detector restarts at every multiple of this many source frames (about 2 s at 30 fps):
+# a resumed or longer run re-feeds at most one segment, and every run gives the same detections.
+TRACKING_SEGMENT = 64
+TRACKING_FEED_KEY = "magicpose_tracking_feed"
 
 
 @dataclass(frozen=True)
@@ -180,8 +174,8 @@ def extract_poses(
     with removed_on_failure(output_dir):  # a failed first run leaves no folder; an interrupted one resumes
         # The reference first: a bad --align-to must fail before minutes of detection, not after.
         reference = detect_reference_pose(settings.align_to, settings.detector, annotator_dir) if settings.align_to else None
-        cache_dir, raw_key = output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector}
-        followed, notice = _followed_person(source, indices, settings.person, cache_dir, content_hash, force)
+        cache_dir, raw_key = output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector, "tracking_segment": TRACKING_SEGMENT}
+        followed, notice = followed_person(source, indices, settings.person, cache_dir, content_hash, force)
         if followed is not None:  # its own raw detections, keyed by where the person was found
             cache_dir, raw_key = cache_dir / "person", {**raw_key, "faces": {str(t): box.tolist() for t, box in followed.faces.items()}}
         raw_dir = _prepare_raw_cache(cache_dir, raw_key, force)
@@ -202,20 +196,6 @@ def extract_poses(
     )
 
 
-def _followed_person(
-    source: FrameSource, indices: list[int], person: str, cache_dir: Path, content_hash: str, force: bool
-) -> tuple[Track | None, str | None]:
-    """The person ``--person`` follows (None: the whole frame's main person, as with one person in
-    view), and the line saying so; the people found are cached in ``cache_dir``. Without mediapipe,
-    auto is the whole frame's main person."""
-    number = parse_person(person)
-    if number is None and importlib.util.find_spec("mediapipe") is None:
-        return None, None
-    key = {"content_hash": content_hash, "indices": indices}
-    tracks = people_cached(cache_dir / "people.json", key, lambda: find_people(source, indices), force)
-    return choose_person(tracks, number, str(source.path))
-
-
 def _detect_raw_poses(
     frame_of: Callable[[int], np.ndarray],
     indices: list[int],
@@ -228,31 +208,74 @@ def _detect_raw_poses(
     """The raw detection of every selected frame (``frame_of(index)``; of the ``followed`` person only,
     when given), and how many were detected now.
 
-    Frames an earlier run detected are read from ``raw_dir``; each new one is saved there the moment
-    it is found, so an interrupted run loses at most one frame (frames in memory have no ``raw_dir``).
+    A tracking detector (MediaPipe) restarts at every TRACKING_SEGMENT-th source frame, so a
+    frame's detection depends only on the selected frames of its segment up to it (its feed),
+    never on where an earlier run started or stopped. A cached frame is reused when its feed is
+    this run's; a segment with frames missing is fed again from its start (the frames already
+    cached there are passed through the tracker to rebuild its state, and kept). Each new frame
+    is saved the moment it is found, so an interrupted run loses at most one frame (frames in
+    memory have no ``raw_dir``).
     """
-    raw_poses, detected_now = [], 0
+    tracking = detector_name == DetectorName.MEDIAPIPE.value and followed is None  # a followed person: each crop on its own
+    face_at = {indices[position]: face for position, face in followed.faces.items()} if followed is not None else {}
+    unique = list(dict.fromkeys(indices))
+    found: dict[int, FramePose] = {}
+    detected_now = 0
     detector = None
     try:
-        for position, index in enumerate(indices):
-            raw_path = raw_dir / _frame_name(index, ".json") if raw_dir is not None else None
-            if raw_path is not None and raw_path.is_file():
-                raw_poses.append(FramePose.load(raw_path))
-            else:
-                if detector is None:
-                    detector = make_detector(detector_name, annotator_dir, tracking=followed is None)
-                image = frame_of(index)
-                frame_pose = detector.detect(image) if followed is None else detect_person(detector, image, followed.faces.get(position))
-                if raw_path is not None:
-                    frame_pose.save(raw_path)
-                raw_poses.append(frame_pose)
-                detected_now += 1
-            if on_progress:
-                on_progress(position + 1, len(indices))
+        for segment in _segments(unique):
+            feeds = [segment[: position + 1] if tracking else [] for position in range(len(segment))]
+            cached = [_load_raw(raw_dir, index, feed) for index, feed in zip(segment, feeds)]
+            missing = [position for position, pose in enumerate(cached) if pose is None]
+            if missing and detector is None:
+                detector = make_detector(detector_name, annotator_dir, tracking=followed is None)
+            elif missing and tracking:
+                detector.restart_tracking()
+            for position, index in enumerate(segment):
+                if cached[position] is None:
+                    image = frame_of(index)
+                    frame_pose = detector.detect(image) if followed is None else detect_person(detector, image, face_at.get(index))
+                    found[index] = _save_raw(raw_dir, index, frame_pose, feeds[position])
+                    detected_now += 1
+                else:
+                    if tracking and missing and position < missing[-1]:
+                        detector.detect(frame_of(index))  # rebuilds the tracker's state; the cached pose is the same
+                    found[index] = cached[position]
+                if on_progress:
+                    on_progress(len(found), len(unique))
     finally:
         if detector is not None:
             detector.close()
-    return raw_poses, detected_now
+    return [found[index] for index in indices], detected_now
+
+
+def _segments(indices: list[int]) -> list[list[int]]:
+    """``indices`` (increasing) cut where the tracking segment changes: what each restart of the tracker sees."""
+    segments: list[list[int]] = []
+    for index in indices:
+        if not segments or segments[-1][0] // TRACKING_SEGMENT != index // TRACKING_SEGMENT:
+            segments.append([])
+        segments[-1].append(index)
+    return segments
+
+
+def _save_raw(raw_dir: Path | None, index: int, frame_pose: FramePose, feed: list[int]) -> FramePose:
+    """Save a raw detection with its feed in ``raw_dir`` (if any); returns it as it reads back (rounded
+    as every later run reads it)."""
+    if raw_dir is None:
+        return frame_pose
+    text = json.dumps({**frame_pose.to_openpose(), TRACKING_FEED_KEY: feed})
+    atomic_write_text(raw_dir / _frame_name(index, ".json"), text)
+    return FramePose.from_openpose(json.loads(text))
+
+
+def _load_raw(raw_dir: Path | None, index: int, feed: list[int]) -> FramePose | None:
+    """The cached raw detection of source frame ``index`` if it was made from this ``feed``, else None."""
+    path = raw_dir / _frame_name(index, ".json") if raw_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return FramePose.from_openpose(data) if data.get(TRACKING_FEED_KEY) == feed else None
 
 
 def poses_of_frames(

@@ -75,6 +75,17 @@ HIP_SPREAD = 1.07
 # A body point MediaPipe sees with lower visibility than this is reported as missing,
 # which is what OpenPose does with its own low-confidence parts.
 DEFAULT_VISIBILITY_THRESHOLD = 0.5
+# Legs MediaPipe calls visible this far outside the picture (a fraction of its short side) are
+# extrapolated, not seen (_legs_guessed); a foot just past the edge of a dance video is not.
+GUESSED_LEGS_MARGIN = 0.1
+# A hip this close to the bottom edge (a fraction of the height) or below it is the pelvis cut by
+# the edge: MediaPipe pins hips it cannot see there (a picture cut at the waist).
+HIP_EDGE_BAND = 0.02
+_LEGS = (
+    (BODY["right_hip"], BODY["right_knee"], BODY["right_ankle"]),
+    (BODY["left_hip"], BODY["left_knee"], BODY["left_ankle"]),
+)
+LEG_POINTS = tuple(point for leg in _LEGS for point in leg)
 
 
 def _landmarks_to_pixels(landmarks, width: int, height: int) -> np.ndarray:
@@ -113,7 +124,9 @@ def body_from_mediapipe(
 ) -> np.ndarray:
     """33 MediaPipe pose rows (and the face mesh, if found) -> 18 OpenPose body rows.
 
-    Unseen or off-frame points get confidence 0; the rest are moved to OpenPose's conventions
+    Points below ``threshold`` visibility or outside the picture get confidence 0, as do
+    extrapolated legs (_legs_guessed) and a knee or ankle whose hip or knee is missing, as OpenPose
+    and DWPose report nothing there; the rest are moved to OpenPose's conventions
     (to_openpose_conventions).
     """
     body = np.zeros((18, 3), dtype=np.float32)
@@ -124,8 +137,30 @@ def body_from_mediapipe(
     body[1, :2] = shoulders[:, :2].mean(axis=0)
     body[1, 2] = shoulders[:, 2].min()
     visible = (body[:, 2] >= threshold) & _inside(body, width, height)
+    if _legs_guessed(body, width, height, threshold):
+        visible[list(LEG_POINTS)] = False
+    for hip, knee, ankle in _LEGS:  # a knee hangs from its hip, an ankle from its knee
+        visible[knee] &= visible[hip]
+        visible[ankle] &= visible[knee]
     body[~visible] = 0.0
     return body
+
+
+def _legs_guessed(body: np.ndarray, width: int, height: int, threshold: float) -> bool:
+    """Whether MediaPipe rates a leg point visible yet puts it well outside the picture.
+
+    It always returns a whole skeleton; on a picture cut at the waist it extrapolates hips, knees
+    and ankles, and while tracking it can rate them visible, putting some inside the picture (at
+    the bottom edge, on an object). A point it calls visible more than GUESSED_LEGS_MARGIN of the
+    picture outside it, or a hip on or below the bottom edge (within HIP_EDGE_BAND: the pelvis cut
+    by it), shows the lower body is such a guess, so none of its points is kept.
+    """
+    margin = GUESSED_LEGS_MARGIN * min(width, height)
+    legs = body[list(LEG_POINTS)]
+    outside = (legs[:, 0] < -margin) | (legs[:, 0] > width + margin) | (legs[:, 1] < -margin) | (legs[:, 1] > height + margin)
+    hips = body[[BODY["right_hip"], BODY["left_hip"]]]
+    hip_below = (hips[:, 1] >= height * (1 - HIP_EDGE_BAND)) & (hips[:, 2] >= threshold)
+    return bool((outside & (legs[:, 2] >= threshold)).any() or hip_below.any())
 
 
 def to_openpose_conventions(body: np.ndarray, mesh: np.ndarray | None) -> None:
@@ -197,6 +232,12 @@ class MediaPipeDetector:
                 min_tracking_confidence=0.5,
             )
             self._holistic.process(np.zeros((64, 64, 3), dtype=np.uint8))
+
+    def restart_tracking(self) -> None:
+        """Forget the person followed so far: the next frame is found afresh, as by a new detector
+        (extraction restarts tracking at fixed frames, so a video extracted in parts equals it whole)."""
+        self._holistic.reset()
+        self._holistic.process(np.zeros((64, 64, 3), dtype=np.uint8))
 
     def close(self) -> None:
         self._holistic.close()

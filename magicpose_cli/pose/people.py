@@ -13,6 +13,7 @@ around that person (MediaPipe, which sees one person) or picked from the whole f
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,6 +223,20 @@ def choose_person(tracks: list[Track], person: int | None, source_name: str) -> 
         found = f"{len(tracks)} {'person was' if len(tracks) == 1 else 'people were'}"
         raise MagicPoseError(f"--person {person}: {found} found in {source_name}; choose --person 1..{max(len(tracks), 1)} or auto")
     return tracks[person - 1], None
+
+
+def followed_person(
+    source: FrameSource, indices: list[int], person: str, cache_dir: Path, content_hash: str, force: bool
+) -> tuple[Track | None, str | None]:
+    """The person ``--person`` follows (None: the whole frame's main person, as with one person in
+    view), and the line saying so; the people found are cached in ``cache_dir``. Without mediapipe,
+    auto is the whole frame's main person."""
+    number = parse_person(person)
+    if number is None and importlib.util.find_spec("mediapipe") is None:
+        return None, None
+    key = {"content_hash": content_hash, "indices": indices}
+    tracks = people_cached(cache_dir / "people.json", key, lambda: find_people(source, indices), force)
+    return choose_person(tracks, number, str(source.path))
 
 
 def people_cached(cache_file: Path, key: dict, compute: Callable[[], list[Track]], force: bool = False) -> list[Track]:

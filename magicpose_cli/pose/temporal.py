@@ -81,11 +81,12 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 def fill_gaps(track: np.ndarray, found: np.ndarray, max_point_gap: int = DEFAULT_MAX_POINT_GAP) -> np.ndarray:
     """Fill missing points from their neighbours in time, point by point.
 
-    Frames with no person get every point that is seen somewhere: linearly interpolated between
-    the frames around the gap, or held from the nearest frame at the ends of the sequence. In
-    frames where the person was found, a missing point is interpolated only across a short gap
-    (up to ``max_point_gap`` frames), so a hand that leaves the picture is not invented.
-    Filled points get the lower confidence of the two frames they come from.
+    A point missing for up to ``max_point_gap`` frames between two frames that have it is
+    linearly interpolated. Over longer absences only frames with no person are filled, and only
+    from a neighbour frame that has the point with nothing but person-less frames between:
+    interpolated between two such, else held from the one. So a hand that leaves the picture,
+    or a leg that was never in it, is not invented. Filled points get the lower confidence of
+    the two frames they come from.
     """
     filled = track.copy()
     frames = len(track)
@@ -95,17 +96,16 @@ def fill_gaps(track: np.ndarray, found: np.ndarray, max_point_gap: int = DEFAULT
             continue
         for start, end in _runs(~present):
             before, after = start - 1, end
-            bounded = before >= 0 and after < frames
+            short = before >= 0 and after < frames and end - start <= max_point_gap
             for t in range(start, end):
-                if found[t] and not (bounded and end - start <= max_point_gap):
-                    continue
-                if bounded:
+                from_before = before >= 0 and (short or not found[before + 1 : t + 1].any())
+                from_after = after < frames and (short or not found[t:after].any())
+                if from_before and from_after:
                     weight = (t - before) / (after - before)
                     xy = (1 - weight) * track[before, point, :2] + weight * track[after, point, :2]
-                    confidence = min(track[before, point, 2], track[after, point, 2])
-                    filled[t, point] = (*xy, confidence)
-                else:
-                    filled[t, point] = track[before if before >= 0 else after, point]
+                    filled[t, point] = (*xy, min(track[before, point, 2], track[after, point, 2]))
+                elif from_before or from_after:
+                    filled[t, point] = track[before if from_before else after, point]
     return filled
 
 

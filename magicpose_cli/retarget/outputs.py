@@ -1,4 +1,5 @@
-"""Retarget's outputs besides the cache: the video's frames, the mp4, and the ``--frames-dir`` PNGs.
+"""Retarget's outputs besides the cache: the video's frames, the mp4 (or the PNG of a still), and
+the ``--frames-dir`` PNGs.
 
 A new output lands here.
 """
@@ -14,11 +15,13 @@ import numpy as np
 from PIL import Image
 from rich.progress import Progress
 
+from magicpose_cli.driving import is_still
 from magicpose_cli.encode import EncodeResult, write_video
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_path, atomic_write_text
 from magicpose_cli.frame_cache import FrameCache
 from magicpose_cli.framing import Placement, side_by_side
+from magicpose_cli.images import save_png
 
 FRAMES_DIR_RECORD = ".magicpose-frames.json"
 """Lists the PNGs retarget wrote to a --frames-dir, so a later run removes only its own stale ones."""
@@ -52,6 +55,40 @@ def encode_output(
     return write_video(
         frames, path, fps=fps, audio_source=audio_source, overwrite=overwrite, on_frame=lambda: progress.advance(encoding)
     )
+
+
+def is_still_output(path: Path) -> bool:
+    """Whether OUT is a picture (``-o out.png``): one frame, written as a PNG."""
+    return path.suffix.lower() == ".png"
+
+
+def check_still_output(driving_path: Path, output_path: Path) -> None:
+    """Before any work: a still driver (one picture or OpenPose JSON file) makes a PNG, not a video."""
+    if is_still(driving_path) and not is_still_output(output_path):
+        raise MagicPoseError(
+            f"the driving input {driving_path} is one picture, so it makes a still: write it as a PNG (-o {output_path.with_suffix('.png')})"
+        )
+
+
+def frames_to_read(output_path: Path, max_frames: int | None) -> int | None:
+    """The driving frames to read: for a PNG, two at most (enough to refuse a driver that gives more
+    without extracting a whole video first); else ``max_frames``."""
+    return min(max_frames or 2, 2) if is_still_output(output_path) else max_frames
+
+
+def check_still_frames(output_path: Path, frame_count: int) -> None:
+    """A PNG output holds one frame: refuse a driving input that gives more (before generating them)."""
+    if is_still_output(output_path) and frame_count != 1:
+        raise MagicPoseError(
+            f"-o {output_path} is a picture, but the driving input gives more than one frame: write a video "
+            f"(-o {output_path.with_suffix('.mp4')}) or take one frame with --max-frames 1"
+        )
+
+
+def write_still(frames: Iterator[np.ndarray], path: Path, fps: float) -> EncodeResult:
+    """The one frame (or its grid) as a PNG at ``path``."""
+    save_png(path, next(frames))
+    return EncodeResult(path, 1, fps, None)
 
 
 def check_frames_dir(folder: Path) -> None:

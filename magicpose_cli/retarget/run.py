@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from magicpose_cli.cache import check_cache_root
 from magicpose_cli.driving import DrivingPoses, PoseMaps, load_driving_poses
-from magicpose_cli.distributed import Processes, join_processes, use_threads_of_one_process
+from magicpose_cli.distributed import Processes, join_processes
 from magicpose_cli.encode import EncodeResult, check_output_path
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.frame_cache import FrameCache
@@ -58,7 +58,17 @@ from magicpose_cli.retarget.options import (
     vae_tiling_notice,
     validate_options,
 )
-from magicpose_cli.retarget.outputs import encode_output, keep_frames, output_frames
+from magicpose_cli.retarget.outputs import (
+    check_still_frames,
+    check_still_output,
+    encode_output,
+    frames_to_read,
+    is_still_output,
+    keep_frames,
+    output_frames,
+    write_still,
+)
+from magicpose_cli.threads import use_threads_of_one_process
 from magicpose_cli.video import FrameSelection
 
 
@@ -135,6 +145,7 @@ def retarget(
     stopwatch = Stopwatch()
     reference_path, driving_path, output_path = Path(reference_path), Path(driving_path), Path(output_path)
     check_output_path(output_path, options.overwrite)
+    check_still_output(driving_path, output_path)
     validate_options(options)
     cache_root = check_cache_root(Path(options.cache_root) if options.cache_root else default_cache_root())
     reference = load_reference_image(reference_path)
@@ -146,7 +157,9 @@ def retarget(
         run = find_run_model(options, cache_root, device, processes, on_notice, on_detail, model_notice=False)
     with nullcontext(progress) if progress is not None else new_progress(console, shown=processes.is_main) as progress:
         with stopwatch("driving poses"):  # extracted and aligned once, so every process has the same poses
-            driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, options, reference, progress, cache_root)))
+            reading = replace(options, max_frames=frames_to_read(output_path, options.max_frames))
+            driving = processes.broadcast(processes.on_main(lambda: read_driving_poses(driving_path, reading, reference, progress, cache_root)))
+        check_still_frames(output_path, len(driving))
         tell(on_notice, run.model.notice if pipelines is None or not pipelines.holds(run.model.folder) else None)  # once per model load
         made = generate_frames(
             reference, ReferenceIdentity(hash_file(reference_path), str(reference_path)), driving, options, run, progress,
@@ -269,11 +282,13 @@ def open_shared_frame_cache(processes: Processes, force: bool, *key_parts) -> Fr
 
 def write_outputs(made: GeneratedFrames, reference: np.ndarray, driving: DrivingPoses, driving_path: Path, output_path: Path,
                   options: RetargetOptions, progress: Progress) -> EncodeResult:  # fmt: skip
-    """The --frames-dir PNGs when asked for, and the mp4 (with the driving audio unless --no-audio)."""
+    """The --frames-dir PNGs when asked for, and the mp4 (with the driving audio unless --no-audio), or the PNG of a still."""
     count = len(made.pose_maps)
     if options.frames_dir is not None:
         keep_frames(made.cache, count, made.placement, Path(options.frames_dir))
     frames = output_frames(made.cache, count, made.placement, reference, made.pose_maps if options.grid else None, options.grid_height)
+    if is_still_output(output_path):
+        return write_still(frames, output_path, driving.fps)
     audio_source = driving_path if options.audio and driving_path.is_file() else None
     return encode_output(frames, count, output_path, driving.fps, audio_source, options.overwrite, progress)
 
