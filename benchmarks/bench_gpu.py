@@ -5,7 +5,9 @@ a 77x768 empty prompt), so nothing is downloaded; the cost of a network does not
 weights. For fp16 and bf16, at batch 1, 4 and 8, with and without model CPU offload, it times
 ``MagicPosePipeline.__call__`` over the same frames (after one warm-up frame) and reads the peak of
 ``torch.cuda.max_memory_allocated``. Then it times the presets (``--preset quality|balanced|fast``
-resolved for the published model's 50 DDIM steps) in fp16 without offload, and generates one frame
+resolved for the published model's 50 DDIM steps) and the few-step recipes of docs/plug-in.md
+(LCM-LoRA, Hyper-SD, TCD; with ``--motion`` AnimateLCM and AnimateDiff-Lightning: their sampler, steps
+and guidance; a LoRA's own cost is left out, it is a few per cent) in fp16 without offload, and generates one frame
 in fp32 and in fp16 from the same noise and reports how far apart they are (pixels in [0, 1]).
 
     python benchmarks/bench_gpu.py                      # the whole table (about 10 minutes on an H100)
@@ -30,7 +32,7 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed_variants import describe, resolve_variant, sampler_for  # noqa: E402
+from speed_variants import RECIPES, describe, resolve_variant, sampler_for  # noqa: E402
 
 from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, PromptEmbedding  # noqa: E402
 from magicpose_cli.models.configs import SD15_RECOMMENDED_SETTINGS, sd15_original_config, sd15_scheduler  # noqa: E402
@@ -73,42 +75,45 @@ def place(pipe: MagicPosePipeline, dtype: torch.dtype, offload: bool) -> MagicPo
     return pipe
 
 
-def generate(pipe, reference, pose_maps, steps: int, batch: int, seed: int = 0, sampler=None) -> torch.Tensor:
+def generate(pipe, reference, pose_maps, steps: int, batch: int, seed: int = 0, sampler=None, guidance: float = 7.0) -> torch.Tensor:
     """Frames of ``sampler`` (a pipeline with its speed options bound; default ``pipe`` itself)."""
     return (sampler or pipe)(
         reference_image=reference,
         pose_maps=pose_maps,
         num_inference_steps=steps,
-        guidance_scale=7.0,
+        guidance_scale=guidance,
         generator=torch.Generator("cuda").manual_seed(seed),
         frames_per_batch=batch,
         output_type="pt",
     ).images
 
 
-def time_one(pipe, reference, pose_maps, steps: int, batch: int, sampler=None) -> tuple[float, float]:
+def time_one(pipe, reference, pose_maps, steps: int, batch: int, sampler=None, guidance: float = 7.0) -> tuple[float, float]:
     """(seconds per frame, peak GiB) over all frames, after a warm-up frame."""
-    generate(pipe, reference, pose_maps[:1], 2, 1, sampler=sampler)
+    generate(pipe, reference, pose_maps[:1], 2, 1, sampler=sampler, guidance=guidance)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    generate(pipe, reference, pose_maps, steps, batch, sampler=sampler)
+    generate(pipe, reference, pose_maps, steps, batch, sampler=sampler, guidance=guidance)
     torch.cuda.synchronize()
     return (time.perf_counter() - started) / len(pose_maps), torch.cuda.max_memory_allocated() / 2**30
 
 
-def preset_table(pipe, reference, pose_maps, batch_sizes) -> None:
-    """Seconds per frame of each preset for the published model's schedule, fp16, no offload."""
+def preset_table(pipe, reference, pose_maps, batch_sizes, motion: bool = False) -> None:
+    """Seconds per frame of each preset for the published model's schedule, and of each few-step recipe
+    (those with a motion module when ``motion``), fp16, no offload."""
     place(pipe, torch.float16, offload=False)
     config = pipe.scheduler.config
-    print("| preset | settings | batch | s/frame | vs quality | peak VRAM (GiB) |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    print("| preset or recipe | settings | batch | s/frame | vs quality | peak VRAM (GiB) |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    recipes = [name for name in RECIPES if name.startswith("anim") == motion]
     for batch in batch_sizes:
         baseline = None
-        for preset in Preset:
-            sampling = resolve_variant(f"preset={preset.value}", SD15_RECOMMENDED_SETTINGS, batch)
-            seconds, peak = time_one(pipe, reference, pose_maps, sampling.steps, batch, sampler_for(pipe, sampling, config))
+        for spec in [f"preset={preset.value}" for preset in Preset] + [f"recipe={name}" for name in recipes]:
+            sampling = resolve_variant(spec, SD15_RECOMMENDED_SETTINGS, batch)
+            sampler = sampler_for(pipe, sampling, config)
+            seconds, peak = time_one(pipe, reference, pose_maps, sampling.steps, batch, sampler, sampling.guidance)
             baseline = baseline or seconds
-            print(f"| {preset.value} | {describe(sampling)} | {batch} | {seconds:.2f} | x{baseline / seconds:.2f} | {peak:.2f} |", flush=True)
+            print(f"| {spec.partition('=')[2]} | {describe(sampling)}, guidance {sampling.guidance:g} | {batch} | {seconds:.2f} | x{baseline / seconds:.2f} | {peak:.2f} |", flush=True)
     pipe.scheduler = sd15_scheduler()
 
 
@@ -147,7 +152,7 @@ def main() -> None:
     motion = ", motion module in windows of 16 overlapping by 4" if args.motion else ""
     print(f"{torch.cuda.get_device_name()}, {args.size}x{args.size}, {args.steps} DDIM steps, guidance 7, {args.frames} frames{motion}")
     if not args.skip_presets:
-        preset_table(pipe, reference, pose_maps, args.batch_sizes)
+        preset_table(pipe, reference, pose_maps, args.batch_sizes, args.motion)
     if args.only_presets:
         return
     print("| dtype | batch | cpu offload | s/frame | peak VRAM (GiB) |\n| --- | ---: | --- | ---: | ---: |")

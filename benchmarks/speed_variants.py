@@ -1,6 +1,7 @@
 """Sampling variants for the speed benchmarks, resolved exactly as `magicpose retarget` resolves them.
 
-A variant is written as ``quality``, ``preset=fast`` or comma-separated options, e.g.
+A variant is written as ``quality``, ``preset=fast``, ``recipe=lcm-lora`` (a few-step recipe of
+docs/plug-in.md, ``RECIPES``) or comma-separated options, e.g.
 ``scheduler=dpm,steps=10,interval=0-0.7,deep=2,app=2`` (``interval``: --guidance-interval,
 ``deep``: --deep-reuse, ``app``: --appearance-reuse). Options a variant leaves out come from the
 model's recommendation, as in retarget.
@@ -25,10 +26,23 @@ _FIELDS = {
 }
 
 
+RECIPES = {
+    "lcm-lora": "scheduler=lcm,steps=4,guidance=1",  # latent-consistency/lcm-lora-sdv1-5
+    "hyper-sd-8-cfg": "scheduler=ddim,steps=8,guidance=5",  # ByteDance/Hyper-SD Hyper-SD15-8steps-CFG-lora
+    "hyper-sd-12-cfg": "scheduler=ddim,steps=12,guidance=5",  # ByteDance/Hyper-SD Hyper-SD15-12steps-CFG-lora
+    "tcd": "scheduler=tcd,steps=4,guidance=1",  # h1t/TCD-SD15-LoRA
+    "animatelcm": "scheduler=lcm,steps=6,guidance=1.5",  # wangfuyun/AnimateLCM: its motion module and its LoRA
+    "animatediff-lightning": "scheduler=dpm-1,steps=4,guidance=1",  # ByteDance/AnimateDiff-Lightning 4-step module
+}
+"""The few-step recipes of docs/plug-in.md (each LoRA or module named beside it) as variants."""
+
+
 def variant_options(spec: str) -> RetargetOptions:
     """The retarget options a variant spec stands for."""
     if spec == "quality":
         return RetargetOptions()
+    if spec.startswith("recipe="):
+        return variant_options(RECIPES[spec.removeprefix("recipe=")])
     fields = {}
     for item in spec.split(","):
         name, _, value = item.partition("=")

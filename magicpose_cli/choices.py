@@ -29,13 +29,16 @@ class Precision(str, Enum):
 class Scheduler(str, Enum):
     """The sampler: DDIM (the original's), DPM-Solver++ 2M (with Karras sigmas: ``dpm-karras``), UniPC,
     or DPM-Solver++ at first order (``dpm-1``: DDIM's update on DPM-Solver's timesteps, whose last step
-    reaches the clean image; it holds up at few steps where the second-order ones overshoot)."""
+    reaches the clean image; it holds up at few steps where the second-order ones overshoot); ``lcm``
+    and ``tcd`` for a UNet distilled to few steps (LCM-LoRA, Hyper-SD, TCD: docs/plug-in.md)."""
 
     ddim = "ddim"
     dpm = "dpm"
     dpm_karras = "dpm-karras"
     dpm1 = "dpm-1"
     unipc = "unipc"
+    lcm = "lcm"
+    tcd = "tcd"
 
 
 class GuidanceMode(str, Enum):

@@ -56,7 +56,7 @@ def tiny_checkpoint_with_clip(tmp_path_factory):
     (``cond_stage_model.transformer.text_model.*``): a complete original checkpoint. Returns (path, clip)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from magicpose_cli.models.conversion import load_original_state_dict
+    from magicpose_cli.models.checkpoint_files import load_original_state_dict
 
     torch.manual_seed(0)
     clip = CLIPTextModel(

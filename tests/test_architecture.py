@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "magicpose_cli"
 LAYERS = [
     ["magicpose_cli", "errors", "files", "cache", "hashing", "images", "video", "encode", "distributed", "choices", "native_output", "threads"],
     ["models", "pose", "metrics"],
-    ["framing", "frame_cache", "model_store", "motion_store", "driving", "synthetic"],
+    ["framing", "frame_cache", "model_store", "motion_store", "plugin_store", "driving", "synthetic"],
     ["retarget", "training", "evaluation", "scoring", "evaluation_run", "demo", "ui", "comfyui"],
     ["cli", "__main__"],
 ]

@@ -16,7 +16,8 @@ from magicpose_cli.cli import app
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.model_store import RecommendedSettings
 from magicpose_cli.models import MagicPosePipeline
-from magicpose_cli.models.conversion import EMPTY_PROMPT_TOKEN_IDS, convert_checkpoint, load_original_state_dict
+from magicpose_cli.models.checkpoint_files import EMPTY_PROMPT_TOKEN_IDS, load_original_state_dict
+from magicpose_cli.models.conversion import convert_checkpoint
 
 from conftest import FIXTURE_DIR
 

@@ -87,3 +87,24 @@ def test_conversion_without_config_uses_every_key_and_gives_sd15_sized_networks(
     assert {key for key, value in values.items() if value in unused} == UNUSED_KEYS
     assert torch.equal(components["scheduler"].betas.float(), ldm_betas())
     assert components["empty_prompt"]().shape == (1, 77, 768)
+
+
+def test_a_published_sd15_single_file_plugs_in_as_base_model_and_vae_with_every_key_used(tmp_path):
+    """A community SD 1.5 file (UNet, VAE and CLIP under the original names; numbered cheap tensors, a
+    .ckpt read without code) becomes the main UNet and the VAE in the published layout, every UNet and VAE key used."""
+    from magicpose_cli.models.conversion import unet_config, vae_config
+    from magicpose_cli.models.plugins import base_unet, base_vae
+
+    sd_prefixes = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")
+    entries = [entry for entry in LAYOUT["keys"] if entry["key"].startswith(sd_prefixes)]
+    values = {entry["key"]: index + 1 for index, entry in enumerate(entries)}
+    state = {entry["key"]: torch.tensor(values[entry["key"]], dtype=getattr(torch, entry["dtype"])).expand(entry["shape"]) for entry in entries}
+    path = tmp_path / "community-sd15.ckpt"
+    torch.save({"state_dict": state}, path)
+    unet = base_unet(path, unet_config(sd15_original_config(), "unet_config"), torch.float32)
+    vae = base_vae(path, vae_config(sd15_original_config()), torch.float32)
+    assert sum(p.numel() for p in unet.parameters()) == SD15_UNET and sum(p.numel() for p in vae.parameters()) == SD15_VAE
+    found = [int(p[(0,) * p.dim()].item()) for network in (unet, vae) for p in network.parameters()]
+    assert len(found) == len(set(found)), "a checkpoint tensor was used twice"
+    used = {key for key, value in values.items() if value in set(found)}
+    assert used == {key for key in values if key.startswith(("model.diffusion_model.", "first_stage_model."))}

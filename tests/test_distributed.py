@@ -277,10 +277,15 @@ def test_jobs_files_are_checked_before_any_work(tmp_path):
     options = parsed.options
     assert (options.steps, options.scheduler.value, options.fit.value, options.fps, options.pose_size) == (3, "dpm", "crop", 12.0, (640, 480))
     assert (options.seed, options.audio) == (5, False)
+    (tmp_path / "style.safetensors").touch()
+    [plugged] = jobs('base-model = "me/anime-sd15"\nlora = ["style.safetensors:0.5", "me/ink-lora"]\nprompt = "a red dress"\n' + job)
+    assert plugged.options.base_model == Path("me/anime-sd15") and plugged.options.prompt == "a red dress"
+    assert plugged.options.loras == (f"{tmp_path / 'style.safetensors'}:0.5", "me/ink-lora")
     refused = {
         "stepz = 3\n" + job: "unknown option 'stepz'",
         'steps = "many"\n' + job: "steps must be int",
-        'scheduler = "fast"\n' + job: "scheduler must be one of ddim, dpm, .*unipc, got 'fast'",
+        'scheduler = "fast"\n' + job: "scheduler must be one of ddim, dpm, .*unipc, lcm, tcd, got 'fast'",
+        'lora = 3\n' + job: "lora must be a LoRA",
         "overwrite = true\n" + job: "unknown option 'overwrite'",
         '[[jobs]]\nreference = "a.png"\ndriving = "d.mp4"\n': "give output",
         job + job: "write the same output",

@@ -9,6 +9,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models import MagicPosePipeline, tiny_components
+from magicpose_cli.models.plugin_options import Plugins
 from magicpose_cli.models.loading import Device, Precision, Scheduler, load_pipeline, resolve_device, resolve_dtype
 
 CPU = torch.device("cpu")
@@ -44,5 +45,5 @@ def test_the_text_encoder_is_loaded_only_when_a_prompt_needs_it(folder_with_text
     plain = load_pipeline(folder_with_text_encoder, CPU, torch.bfloat16, Scheduler.dpm)
     assert plain.text_encoder is None and plain.empty_prompt is not None
     assert plain.unet.dtype == torch.bfloat16 and isinstance(plain.scheduler, DPMSolverMultistepScheduler)
-    with_text = load_pipeline(folder_with_text_encoder, CPU, torch.float32, with_text_encoder=True)
+    with_text = load_pipeline(folder_with_text_encoder, CPU, torch.float32, plugins=Plugins(text=True))
     assert isinstance(with_text.text_encoder, CLIPTextModel)

@@ -253,7 +253,7 @@ def test_debug_shows_the_underlying_exception(failure_inputs, tmp_path):
     assert result.exit_code != 0 and isinstance(result.exception, MagicPoseError)
 
 
-@pytest.mark.parametrize("scheduler", ["dpm", "unipc"])
+@pytest.mark.parametrize("scheduler", ["dpm", "unipc", "tcd"])
 def test_fast_schedulers_run_and_differ_from_ddim(scheduler, tiny_model_dir, reference_png, json_folder, tmp_path):
     def first_frame(name: str) -> np.ndarray:
         options = RetargetOptions(

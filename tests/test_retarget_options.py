@@ -108,6 +108,8 @@ def pose_map_folder(tmp_path_factory) -> Path:
     "extra, driving, expected",
     [
         (["--guidance-mode", "text"], "json", "--guidance would change nothing"),
+        (["--prompt", "a red dress", "--negative-prompt", "blurry"], "json", "--negative-prompt is the unconditional branch of --guidance-mode text"),
+        (["--lora", "no_such_lora.safetensors:0.5"], "json", "lora not found: no_such_lora.safetensors"),
         (["--cpu-offload", "--device", "cpu"], "json", "--cpu-offload keeps models on the CPU"),
         (["--no-face"], "maps", "--no-face cannot apply to a folder of rendered pose maps"),
         (["--align", "--no-hands"], "maps", "--no-hands and --align cannot apply"),

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from magicpose_cli.cli import app
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models import MagicPosePipeline, PromptEmbedding, tiny_components
-from magicpose_cli.models.conversion import load_original_state_dict
+from magicpose_cli.models.checkpoint_files import load_original_state_dict
 from magicpose_cli.pose.keypoints import FramePose, PersonPose
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.training import PairDataset, TrainConfig, Trainer, find_training_videos, train

@@ -35,6 +35,9 @@ def test_every_setting_is_a_retarget_option_and_empty_controls_leave_the_default
     assert (hub_module.motion_module, hub_module.no_motion) == ("guoyww/animatediff-motion-adapter-v1-5-2", False)  # as --motion-module gets it
     assert options_from({"motion_module": ""}).motion_module is None and options_from({"no_motion": True}).no_motion
     assert options_from({"preset": "fast"}).preset is Preset.fast and options_from({"preset": ""}).preset is None
+    plugged = options_from({"base_model": " me/anime-sd15 ", "loras": "style.safetensors:0.6, ink.safetensors", "prompt": " a red dress "})
+    assert (plugged.base_model, plugged.loras, plugged.prompt) == ("me/anime-sd15", ("style.safetensors:0.6", "ink.safetensors"), "a red dress")
+    assert (options_from({"loras": " "}).loras, options_from({"prompt": ""}).prompt) == ((), "")
     with pytest.raises(MagicPoseError, match="Preset must be one of quality, balanced, fast, got 'turbo'"):
         options_from({"preset": "turbo"})
     with pytest.raises(MagicPoseError, match="Steps must be a whole number, got '2.5'"):

@@ -4,7 +4,7 @@ when the command runs, after the inputs are checked, so that help and mistakes a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import typer
 from rich.table import Table
@@ -35,6 +35,7 @@ _FRAMING = "Framing and poses"
 _OUTPUT = "Output"
 _MEMORY = "Device and memory"
 _MOTION = "Motion module (docs/motion.md)"
+_PLUGIN = "Another SD 1.5: base model, LoRAs, prompt (docs/plug-in.md)"
 
 
 @command("retarget")
@@ -84,12 +85,13 @@ def retarget_command(
         None, help="Classifier-free guidance scale (default: the model's recommendation, else 7).", rich_help_panel=_GENERATION
     ),
     guidance_mode: GuidanceMode = typer.Option(
-        GuidanceMode.image, help="image: guide on reference+pose (MagicPose default); text needs a prompt, which retarget "
-        "has not, so it is refused.", rich_help_panel=_GENERATION,
+        GuidanceMode.image, help="image: guide on reference+pose (MagicPose default); text: guide on --prompt against "
+        "--negative-prompt (reference and pose in both branches).", rich_help_panel=_GENERATION,
     ),
     scheduler: Optional[Scheduler] = typer.Option(
         None, help="ddim, or dpm (DPM-Solver++ 2M), dpm-karras (with Karras sigmas), unipc for fewer steps; dpm-1 "
-        "(first order) for very few (default: the model's recommendation, else ddim).", rich_help_panel=_GENERATION,
+        "(first order) for very few; lcm and tcd with a few-step LoRA (docs/plug-in.md) (default: the model's "
+        "recommendation, else ddim).", rich_help_panel=_GENERATION,
     ),
     preset: Optional[Preset] = typer.Option(
         None, help="quality (default: the model's schedule), balanced (under half its network evaluations per frame), "
@@ -108,6 +110,23 @@ def retarget_command(
         None, help="Run the appearance model every N-th step only, reusing its features between (default 1).",
         rich_help_panel=_GENERATION,
     ),
+    base_model: Optional[str] = typer.Option(
+        None, help="The main UNet's weights from a community SD 1.5 model: a .safetensors/.ckpt file, a diffusers folder "
+        "or hub id (appearance model and pose ControlNet stay the model's). Default: $MAGICPOSE_BASE_MODEL, then "
+        "`base_model` in the config file; else the model's own.", rich_help_panel=_PLUGIN,
+    ),
+    base_vae: Optional[str] = typer.Option(
+        None, help="The VAE from this file, folder or hub id (a base model's own VAE: name its file here too).", rich_help_panel=_PLUGIN
+    ),
+    lora: Optional[List[str]] = typer.Option(
+        None, metavar="SOURCE[:SCALE]", help="An SD 1.5 LoRA (kohya, diffusers or PEFT file, or hub id) for the main UNet, "
+        "at SCALE (default 1; 0 is no LoRA). Repeatable.", rich_help_panel=_PLUGIN,
+    ),
+    prompt: str = typer.Option(
+        "", help="A text prompt that the appearance model, ControlNet and UNet all see (the original's --text_prompt; "
+        "default: the empty prompt).", rich_help_panel=_PLUGIN,
+    ),
+    negative_prompt: str = typer.Option("", help="The unconditional text of --guidance-mode text.", rich_help_panel=_PLUGIN),
     motion_module: Optional[str] = typer.Option(
         None, help="AnimateDiff motion module: a MotionAdapter folder or hub id (guoyww/animatediff-motion-adapter-v1-5-2), "
         "or an original checkpoint (mm_sd_v15_v2.ckpt, v3_sd15_mm.ckpt, hub owner/name/file.ckpt). Default: "
@@ -172,7 +191,8 @@ def retarget_command(
         vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload, fps=fps, audio=audio,
         grid=grid, overwrite=overwrite, force=force, frames_dir=frames_dir, cache_root=cache_dir, noise=noise,
         motion_module=motion_module, no_motion=no_motion, context_frames=context_frames, context_overlap=context_overlap,
-        context_fusion=context_fusion, motion_scale=motion_scale,
+        context_fusion=context_fusion, motion_scale=motion_scale, base_model=base_model, base_vae=base_vae,
+        loras=tuple(lora or ()), prompt=prompt, negative_prompt=negative_prompt,
     )  # fmt: skip
     summary = retarget(reference, driving, output, options, console=console, on_notice=console.print, on_detail=detail)
     print_summary(summary)

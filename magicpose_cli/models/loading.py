@@ -15,6 +15,7 @@ import torch
 from magicpose_cli.choices import Device, Precision, Scheduler
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.hashing import files_in
+from magicpose_cli.models.plugin_options import Plugins
 
 
 
@@ -50,6 +51,10 @@ def make_scheduler(scheduler: Scheduler | str, config):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
     scheduler = Scheduler(scheduler)
+    if scheduler in (Scheduler.lcm, Scheduler.tcd):
+        from magicpose_cli.models.few_step import few_step_scheduler
+
+        return few_step_scheduler(scheduler.value, config)
     if scheduler is Scheduler.dpm_karras:
         return DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)
     if scheduler is Scheduler.dpm1:
@@ -67,35 +72,39 @@ def load_pipeline(
     vae_slicing: bool = False,
     vae_tiling: bool = False,
     cpu_offload: bool = False,
-    with_text_encoder: bool = False,
     motion_module: Path | None = None,
+    plugins: Plugins = Plugins(),
 ):
     """The pipeline of ``folder`` on ``device`` in ``dtype``, quiet, with the scheduler and memory savers asked for.
 
-    The CLIP text encoder and tokenizer are loaded only ``with_text_encoder`` (a text prompt);
-    the default empty prompt is stored in the folder as an embedding. ``motion_module`` (a file or
-    MotionAdapter folder, see models/motion_loading.py) puts a motion module into the main UNet;
-    without it none runs, whatever the folder holds.
+    ``plugins`` (models/plugins.py): another SD 1.5's UNet, VAE or text encoder, LoRAs, and with a
+    prompt the CLIP text encoder and tokenizer; without one the empty prompt is the folder's stored
+    embedding. ``motion_module`` (a file or MotionAdapter folder, see models/motion_loading.py) puts
+    a motion module into the main UNet; without it none runs, whatever the folder holds.
     """
-    pipe = _load_networks(folder, device, dtype, cpu_offload, with_text_encoder, motion_module)
+    pipe = _load_networks(folder, device, dtype, cpu_offload, motion_module, plugins)
     return _configure(pipe, dict(pipe.scheduler.config), scheduler, vae_slicing, vae_tiling)
 
 
 def _load_networks(
-    folder: Path, device: torch.device, dtype: torch.dtype, cpu_offload: bool, with_text_encoder: bool = False, motion_module: Path | None = None
+    folder: Path, device: torch.device, dtype: torch.dtype, cpu_offload: bool, motion_module: Path | None = None, plugins: Plugins = Plugins()
 ):
     from diffusers.utils import logging as diffusers_logging
 
     from magicpose_cli.models.pipeline import MagicPosePipeline
+    from magicpose_cli.models.plugins import plugged_components
 
     diffusers_logging.disable_progress_bar()
-    without_text = {} if with_text_encoder else {"text_encoder": None, "tokenizer": None}
     motion_adapter = None
     if motion_module is not None:
         from magicpose_cli.models.motion_loading import load_motion_adapter
 
         motion_adapter = load_motion_adapter(motion_module)
-    pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, motion_adapter=motion_adapter, **without_text)
+    pipe = MagicPosePipeline.from_pretrained(folder, dtype=dtype, motion_adapter=motion_adapter, **plugged_components(folder, plugins, dtype))
+    if plugins.loras:
+        from magicpose_cli.models.lora import apply_loras
+
+        apply_loras(pipe, plugins.loras, plugins.text)
     if cpu_offload and device.type != "cpu":
         pipe.enable_model_cpu_offload(device=device)
     else:
@@ -122,8 +131,9 @@ def files_stamp(path: Path) -> tuple:
 
 class LoadedPipelines:
     """Pipelines kept loaded from one run to the next (``magicpose batch``, ``magicpose ui``): the networks
-    are loaded once per model folder, device, dtype, offloading and motion module; the scheduler and the
-    VAE's savers are set per run. The folder and the module count with their files (``files_stamp``),
+    are loaded once per model folder, device, dtype, offloading, motion module and plugins (base model,
+    VAE, LoRAs and their scales, text); the scheduler and the VAE's savers are set per run. The folder,
+    the module and the plugins count with their files (``files_stamp``),
     so weights written again while the app runs are loaded anew.
 
     Only the latest model is kept, so that two models never share the GPU's memory. ``loading(folder)``
@@ -140,10 +150,12 @@ class LoadedPipelines:
         return any(key[0] == files_stamp(folder) for key in self._kept)
 
     def get(self, folder: Path, device: torch.device, dtype: torch.dtype, scheduler: Scheduler | str = Scheduler.ddim,
-            vae_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False, motion_module: Path | None = None):  # fmt: skip
+            vae_slicing: bool = False, vae_tiling: bool = False, cpu_offload: bool = False, motion_module: Path | None = None,
+            plugins: Plugins = Plugins()):  # fmt: skip
         """The pipeline as :func:`load_pipeline` gives it, loading its networks only when not kept already."""
         motion = None if motion_module is None else files_stamp(motion_module)
-        key = (files_stamp(folder), str(device), dtype, cpu_offload and device.type != "cpu", motion)
+        plugged = (tuple(files_stamp(path) for path in plugins.files()), tuple(lora.scale for lora in plugins.loras), plugins.text)
+        key = (files_stamp(folder), str(device), dtype, cpu_offload and device.type != "cpu", motion, plugged)
         if key not in self._kept:
             if self._kept:
                 self._kept.clear()
@@ -151,7 +163,7 @@ class LoadedPipelines:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
             with self.loading(Path(folder)):
-                pipe = _load_networks(folder, device, dtype, cpu_offload, motion_module=motion_module)
+                pipe = _load_networks(folder, device, dtype, cpu_offload, motion_module, plugins)
             self._kept[key] = (pipe, dict(pipe.scheduler.config))
             self.loads += 1
         pipe, scheduler_config = self._kept[key]

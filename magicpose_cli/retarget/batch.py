@@ -37,7 +37,7 @@ from magicpose_cli.retarget.run import RetargetSummary, retarget
 
 JOB_PATHS = ("reference", "driving", "output")
 PATH_OPTIONS = ("frames_dir", "cache_root", "face_from")
-ALIASES = {"cache_dir": "cache_root"}  # the command line's name for it
+ALIASES = {"cache_dir": "cache_root", "lora": "loras"}  # the command line's names for them
 NOT_IN_FILES = ("overwrite",)  # the batch command's own flag
 OPTION_TYPES = typing.get_type_hints(RetargetOptions)
 
@@ -119,8 +119,13 @@ def _options(table: dict, folder: Path, where: str) -> dict:
 
 def _converted(name: str, value: object, folder: Path, what: str) -> object:
     kind = next((arg for arg in typing.get_args(OPTION_TYPES[name]) if arg is not type(None)), OPTION_TYPES[name])
-    if name in ("model", "motion_module"):  # a path beside the jobs file, else as written (a hub repo, or relative to here)
+    if name in ("model", "motion_module", "base_model", "base_vae"):  # a path beside the jobs file, else as written (a hub repo, or relative to here)
         return _resolve(folder, value) if isinstance(value, str) and (folder / value).exists() else Path(str(value))
+    if name == "loras":  # SOURCE[:SCALE], one or a list; a source beside the jobs file is taken from there
+        if not all(isinstance(text, str) for text in (value if isinstance(value, list) else [value])):
+            raise MagicPoseError(f"{what} must be a LoRA \"SOURCE[:SCALE]\" or a list of them, got {value!r}")
+        return tuple(str(_resolve(folder, text)) if (folder / text.rsplit(":", 1)[0]).exists() or (folder / text).exists() else text
+                     for text in (value if isinstance(value, list) else [value]))  # fmt: skip
     if name == "pose_size":
         return parse_pose_size(str(value))
     if name == "person":  # auto or a number, as on the command line
@@ -175,12 +180,13 @@ def run_jobs(
 
 
 def grouped_by_model(jobs: list[Job]) -> list[Job]:
-    """The jobs with the same model (and motion module) next to each other, models in order of first use,
+    """The jobs with the same model (motion module, base model, VAE and LoRAs) next to each other, models in order of first use,
     jobs in file order."""
     models = list(dict.fromkeys(_model_of(job) for job in jobs))
     return sorted(jobs, key=lambda job: (models.index(_model_of(job)), job.number))
 
 
-def _model_of(job: Job) -> tuple[str, str]:
-    return str(job.options.model), str(job.options.motion_module)
+def _model_of(job: Job) -> tuple[str, ...]:
+    options = job.options
+    return str(options.model), str(options.motion_module), str(options.base_model), str(options.base_vae), *options.loras
 

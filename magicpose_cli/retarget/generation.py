@@ -16,6 +16,8 @@ from magicpose_cli.framing import FitMode
 from magicpose_cli.hashing import hash_arrays, hash_folder
 from magicpose_cli.images import to_uint8
 from magicpose_cli.models.pipeline import frame_batches
+from magicpose_cli.models.plugin_options import Plugins
+from magicpose_cli.models.prompts import prompt_arguments
 from magicpose_cli.retarget.motion import VideoStateFile
 from magicpose_cli.retarget.options import Sampling
 
@@ -30,13 +32,14 @@ def open_frame_cache(
     fit: FitMode,
     sampling: Sampling,
     motion_module: Path | None = None,
+    plugins: Plugins = Plugins(),
 ) -> FrameCache:
     """The cache folder of this exact run, keyed by everything that decides its frames.
 
     ``reference_hash`` is that of the reference's file (an image given in memory: of its pixels),
     ``reference_name`` what the description calls it. The pose maps are drawn one by one for the
-    hash, never all held at once. A run without a motion module has the key it had before motion
-    modules existed.
+    hash, never all held at once. A run without a motion module, base model, base VAE or LoRA has
+    the key it had before these existed.
     """
     settings = {
         "size": list(reference_canvas.shape[:2]),
@@ -45,6 +48,7 @@ def open_frame_cache(
         **sampling.key(),
     }
     motion = {} if motion_module is None else {"motion_module": hash_folder(motion_module, cache_root)}
+    motion.update(plugin_key(plugins, cache_root))
     key = run_key(
         model=hash_folder(model_folder, cache_root),
         reference_file=reference_hash,
@@ -54,8 +58,17 @@ def open_frame_cache(
         **motion,
     )
     where = {"model": str(model_folder), **({"motion_module": str(motion_module)} if motion_module else {})}
+    where.update({name: str(path) for name, path in (("base_model", plugins.base_model), ("base_vae", plugins.base_vae)) if path})
     description = {**where, "reference": reference_name, "frames": len(pose_maps), **settings}
     return FrameCache(cache_root, key, description)
+
+
+def plugin_key(plugins: Plugins, cache_root: Path) -> dict:
+    """The plugged-in files by content (a changed file never reuses old frames); each LoRA with its
+    scale, and none at scale 0 (it is left out: the frames are exactly those without it)."""
+    key = {name: hash_folder(path, cache_root) for name, path in (("base_model", plugins.base_model), ("base_vae", plugins.base_vae)) if path}
+    loras = [[hash_folder(lora.path, cache_root), lora.scale] for lora in plugins.loras if lora.scale != 0]
+    return {**key, **({"loras": loras} if loras else {})}
 
 
 def generate_missing_frames(
@@ -93,14 +106,15 @@ def generate_missing_frames(
         import torch
 
         steps_task, wanted = progress.add_task("denoising steps", total=sampling.steps), set(missing)
-        made = load().generate_batches(
+        pipe = load()
+        made = pipe.generate_batches(
             reference_image=reference_canvas, pose_maps=pose_maps, num_inference_steps=sampling.steps,
             guidance_scale=sampling.guidance, guidance_mode=sampling.guidance_mode,
             generator=torch.Generator("cpu").manual_seed(sampling.seed), frames_per_batch=sampling.batch_size,
             output_type="np", callback_on_step_end=partial(count_step, progress, steps_task),
             skip_batch=lambda frames: frames.start // sampling.batch_size not in wanted, processes=processes,
             guidance_interval=sampling.guidance_interval, deep_reuse_interval=sampling.deep_reuse,
-            appearance_reuse_interval=sampling.appearance_reuse,
+            appearance_reuse_interval=sampling.appearance_reuse, **prompt_arguments(pipe, sampling.prompt, sampling.negative_prompt),
             **noise_and_motion_arguments(sampling, cache, on_state_saved if processes.is_main else None, processes.is_main),
         )  # fmt: skip
         try:

@@ -38,6 +38,11 @@ class RetargetOptions:
     """Everything a retarget run can be asked to do differently (the CLI options)."""
 
     model: Path | None = None
+    base_model: str | Path | None = None  # None: $MAGICPOSE_BASE_MODEL, else the config file's, else the model's own UNet
+    base_vae: str | Path | None = None
+    loras: tuple[str, ...] = ()  # each SOURCE[:SCALE]
+    prompt: str = ""  # the empty prompt: the model's stored embedding, today's frames
+    negative_prompt: str = ""
     size: int | None = None  # short side of the default, driving-shaped canvas; None: the model's advice, else 512
     width: int | None = None  # a fixed canvas instead (with fit)
     height: int | None = None
@@ -101,11 +106,13 @@ class Sampling:
     guidance_interval: tuple[float, float] = DEFAULT_GUIDANCE_INTERVAL
     deep_reuse: int = 1
     appearance_reuse: int = 1
+    prompt: str = ""
+    negative_prompt: str = ""
 
     def key(self) -> dict:
         """The settings for the cache key; those added after the first release (noise, motion, the
-        guidance interval and the reuses) only where they differ from their defaults, so the keys
-        of runs that use none of them stay what they were."""
+        guidance interval, the reuses and the prompts) only where they differ from their defaults,
+        so the keys of runs that use none of them stay what they were."""
         key = {}
         for name in (field.name for field in fields(self)):
             value = getattr(self, name)
@@ -115,7 +122,10 @@ class Sampling:
         return key
 
 
-_KEYED_WHEN_NOT = {"noise": NoiseMode.shared, "motion": None, "guidance_interval": DEFAULT_GUIDANCE_INTERVAL, "deep_reuse": 1, "appearance_reuse": 1}
+_KEYED_WHEN_NOT = {
+    "noise": NoiseMode.shared, "motion": None, "guidance_interval": DEFAULT_GUIDANCE_INTERVAL, "deep_reuse": 1, "appearance_reuse": 1,
+    "prompt": "", "negative_prompt": "",
+}  # fmt: skip
 
 
 def parse_choice(kind: type[Enum], value: object, what: str):
@@ -141,9 +151,14 @@ def validate_options(options: RetargetOptions) -> None:
             "give either --size (the short side of a canvas shaped like the driving poses) or --width/--height (a fixed canvas), not both",
         ),
         (
-            GuidanceMode(options.guidance_mode) is GuidanceMode.image,
-            "--guidance-mode text guides on the text prompt, and retarget has none: both branches would get the same "
-            "empty prompt and --guidance would change nothing; use --guidance-mode image (the default)",
+            GuidanceMode(options.guidance_mode) is GuidanceMode.image or options.prompt != options.negative_prompt,
+            "--guidance-mode text guides on the prompt against the negative prompt, and both are the same here: --guidance "
+            "would change nothing; give --prompt (or --negative-prompt), or use --guidance-mode image (the default)",
+        ),
+        (
+            not options.negative_prompt or GuidanceMode(options.guidance_mode) is GuidanceMode.text,
+            "--negative-prompt is the unconditional branch of --guidance-mode text; the image mode (the default) guides on "
+            "reference and pose and never reads it: add --guidance-mode text, or leave it out",
         ),
     ]
     for ok, message in checks:
@@ -217,7 +232,7 @@ def resolve_sampling(
         options.seed, options.batch_size, int(chosen["steps"][0]), float(chosen["guidance"][0]),
         GuidanceMode(options.guidance_mode), scheduler, device, dtype, options.vae_slicing, options.vae_tiling,
         NoiseMode(noise[0]), motion, tuple(float(end) for end in chosen["guidance_interval"][0]), int(chosen["deep_reuse"][0]),
-        int(chosen["appearance_reuse"][0]),
+        int(chosen["appearance_reuse"][0]), options.prompt, options.negative_prompt,
     )  # fmt: skip
     return sampling, {name: choice for name, choice in chosen.items() if name not in _EVERY_STEP or choice[1] != "default"}
 

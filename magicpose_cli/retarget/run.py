@@ -45,6 +45,8 @@ from magicpose_cli.model_store import ModelLocation, locate_model
 from magicpose_cli.pose.drive import DriveMode
 from magicpose_cli.pose.extract import PoseSettings
 from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, load_pipeline, resolve_device, resolve_dtype
+from magicpose_cli.models.plugin_options import Plugins
+from magicpose_cli.plugin_store import locate_plugins
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
 from magicpose_cli.motion_store import MotionLocation
 from magicpose_cli.retarget.motion import describe_motion, find_motion_module
@@ -178,7 +180,7 @@ def retarget(
 
 @dataclass(frozen=True)
 class RunModel:
-    """The model, motion module, device, dtype and sampling settings of a run, found and resolved once."""
+    """The model, motion module, device, dtype, sampling settings and plug-ins of a run, found and resolved once."""
 
     model: ModelLocation
     motion: MotionLocation | None
@@ -186,21 +188,29 @@ class RunModel:
     dtype: torch.dtype
     sampling: Sampling
     chosen: dict[str, tuple[object, str]]  # each sampling setting and where it came from, for the notice
+    plugins: Plugins = Plugins()  # another SD 1.5's UNet, VAE, LoRAs, the prompt's text encoder (docs/plug-in.md)
 
 
 def find_run_model(
     options: RetargetOptions, cache_root: Path, device: torch.device, processes: Processes = Processes(),
     on_notice: Callable[[str], None] | None = None, on_detail: Callable[[str], None] | None = None, model_notice: bool = True,
 ) -> RunModel:  # fmt: skip
-    """Find the model and the motion module (the main process first: it may convert or fetch them) and resolve the sampling settings.
+    """Find the model, the motion module and the plug-ins (the main process first: it may convert or fetch them)
+    and resolve the sampling settings.
     ``model_notice``: say the model's notice (the demo model is in use) here; retarget says it once its inputs are read."""
     model = processes.main_first(lambda: locate_model(options.model, cache_root))
     motion, motion_run = processes.main_first(lambda: find_motion_module(options, model.folder))
-    tell(on_notice, describe_sharing(processes, device, motion is not None), model.notice if model_notice else None, describe_motion(motion, motion_run))
+    plugins, base_notice = processes.main_first(lambda: locate_plugins(
+        options.base_model, options.base_vae, options.loras, bool(options.prompt or options.negative_prompt), model.folder, cache_root
+    ))  # fmt: skip
+    tell(
+        on_notice, describe_sharing(processes, device, motion is not None), model.notice if model_notice else None,
+        describe_motion(motion, motion_run), base_notice,
+    )  # fmt: skip
     dtype = resolve_dtype(options.dtype, device)
     sampling, chosen = resolve_sampling(options, model.recommended, device.type, str(dtype), motion_run)
     tell(on_detail, f"model: {model.folder} ({model.source})", describe_device(options, device, dtype))
-    return RunModel(model, motion, device, dtype, sampling, chosen)
+    return RunModel(model, motion, device, dtype, sampling, chosen, plugins)
 
 
 @dataclass(frozen=True)
@@ -240,12 +250,12 @@ def generate_frames(
     with stopwatch("cache key"):
         cache = open_shared_frame_cache(
             processes, options.force, cache_root, run.model.folder, reference_identity.hash, reference_identity.name, reference_canvas,
-            pose_maps, placement.mode, run.sampling, run.motion and run.motion.path,
+            pose_maps, placement.mode, run.sampling, run.motion and run.motion.path, run.plugins,
         )  # fmt: skip
     tell(on_detail, f"frame cache: {cache.folder}")
     load = partial(
         pipelines.get if pipelines is not None else load_pipeline, run.model.folder, run.device, run.dtype, run.sampling.scheduler,
-        options.vae_slicing, options.vae_tiling, options.cpu_offload, motion_module=run.motion and run.motion.path,
+        options.vae_slicing, options.vae_tiling, options.cpu_offload, motion_module=run.motion and run.motion.path, plugins=run.plugins,
     )  # fmt: skip
     with stopwatch("generation"):
         generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, run.sampling, progress, on_batch_saved, on_state_saved, processes)

@@ -5,7 +5,7 @@ The page, the API endpoint's parameters (same names, all optional) and the optio
 with are all made from this table, so offering another option is one more row.
 An empty control leaves the option at its default, for most "the model's advice"; an empty Motion
 module box is `retarget` without --motion-module (the configured module, else none), and a filled
-one is read as that option's value is (a local folder or checkpoint, else a hub id). Steps and guidance
+one is read as that option's value is (a local folder or checkpoint, else a hub id); so is the Base model box. Steps and guidance
 typed in override the preset's, as on the command line.
 """
 
@@ -73,6 +73,12 @@ def _read_text(value: Any, setting: Setting) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def _read_list(value: Any, setting: Setting) -> tuple[str, ...] | None:
+    """Comma-separated entries (LoRAs as SOURCE[:SCALE]); empty is None."""
+    entries = tuple(entry.strip() for entry in value.split(",") if entry.strip()) if isinstance(value, str) else ()
+    return entries or None
+
+
 def _choice(options: type[Enum]) -> Kind:
     """One of an enum's values from a drop-down (the API takes the value's text); empty is None."""
 
@@ -94,11 +100,15 @@ NUMBER = Kind(_text_box, _read_number(whole=False))
 PATH = Kind(_text_box, _read_path)
 FILE = Kind(lambda gr, setting: gr.File(label=setting.label, type="filepath", file_types=["video"]), _read_path)
 TEXT = Kind(_text_box, _read_text)
+LIST = Kind(_text_box, _read_list)
 SWITCH = Kind(lambda gr, setting: gr.Checkbox(label=setting.label, value=setting.value), lambda value, _: None if value is None else bool(value))
 
 ADVICE = "the model's advice"
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", "Model", PATH, "as configured, else the demo model: a folder, a model_state-*.th, or a hub id", panel="model"),
+    Setting("base_model", "Base model (SD 1.5)", TEXT, "as configured, else the model's own UNet: a .safetensors/.ckpt, a diffusers folder or a hub id", panel="model"),
+    Setting("loras", "LoRAs", LIST, "none: SOURCE[:SCALE], comma-separated (docs/plug-in.md)", panel="model"),
+    Setting("prompt", "Prompt", TEXT, "none (the model's own frames)", panel="model"),
     Setting("preset", "Preset", _choice(Preset), "quality: the model's schedule; balanced: half its cost; fast: a quarter (docs/speed.md)", value=Preset.quality.value),
     Setting("steps", "Steps", WHOLE, ADVICE),
     Setting("guidance", "Guidance", NUMBER, ADVICE),
