@@ -106,3 +106,16 @@ class ClipNoise(str, Enum):
 
     per_frame = "per-frame"
     shared = "shared"
+
+
+class DriveMode(str, Enum):
+    """What the driving video moves: everything, the body (and hands) only, or the face only."""
+
+    ALL = "all"
+    BODY = "body"
+    FACE = "face"
+
+
+PERSON_HELP = "Whom to follow in a video of several people: auto (the most visible) or N, counted from the left where each is first found."
+DRIVE_HELP = "What the driving video moves: all; body (and hands; the reference's face is kept); face (the reference's body from its photo is kept)."
+FACE_FROM_HELP = "Take the face landmarks from this video (a talking clip; looped when shorter), the body from the driving one."

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,9 @@ from magicpose_cli.cache import POSES_KIND
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import check_exists, default_cache_root
 from magicpose_cli.framing import FitMode, Placement, fit_placement
+from magicpose_cli.pose.drive import DriveMode, FaceSource
 from magicpose_cli.pose.extract import MANIFEST_NAME, PoseSettings, extract_poses
+from magicpose_cli.pose.people import FollowedPerson, parse_person
 from magicpose_cli.pose.keypoints import JSON_CANVAS_NOTICE, FramePose, load_openpose_frames
 from magicpose_cli.video import DEFAULT_FOLDER_FPS, IMAGE_SUFFIXES, FrameSelection, list_images, read_image
 
@@ -39,7 +41,10 @@ class DrivingPoses:
     canvas_height: int
     keypoints: list[FramePose] | None = None
     map_files: list[Path] | None = None
-    notice: str | None = None  # worth telling the user (where an OpenPose JSON canvas came from)
+    notice: str | None = None  # worth telling the user (where an OpenPose JSON canvas came from, whom it follows)
+    drive: DriveMode = DriveMode.ALL  # what the keypoints drive once aligned; the rest is the reference's
+    face_source: FaceSource | None = None  # --face-from: the face's poses, joined when aligned
+    followed: FollowedPerson | None = None  # --person: where the followed one of several people is
     canvas_of: str = "poses"  # whose canvas that is, for the settings line
     reference_pose: FramePose | None = None  # the reference photo's keypoints, once aligned to it
 
@@ -50,14 +55,15 @@ class DrivingPoses:
         """The skeleton fitted to the body of the person in ``reference`` (on its canvas); maps stay as they are."""
         if self.keypoints is None:
             return self
-        from magicpose_cli.pose.align import align_poses, detect_reference_pose
+        from magicpose_cli.pose.align import detect_reference_pose
+        from magicpose_cli.pose.drive import aligned_drive
 
         reference_pose = detect_reference_pose(reference)
-        aligned = align_poses(self.keypoints, reference_pose)
-        return DrivingPoses(
-            self.fps, aligned[0].width, aligned[0].height, keypoints=aligned, canvas_of="reference (the poses fitted to it)",
-            reference_pose=reference_pose,
-        )
+        aligned = aligned_drive(self.keypoints, self.fps, reference_pose, self.drive, self.face_source)
+        return replace(
+            self, canvas_width=aligned[0].width, canvas_height=aligned[0].height, keypoints=aligned, drive=DriveMode.ALL, face_source=None,
+            canvas_of="reference (the poses fitted to it)", reference_pose=reference_pose,
+        )  # fmt: skip
 
     def placement(self, width: int, height: int, fit: FitMode) -> Placement:
         """How the poses' canvas sits on a ``width`` x ``height`` generation canvas."""
@@ -170,17 +176,46 @@ def load_driving_poses(
     Checks that the input exists and gives frames. Videos and photo folders are extracted with
     ``settings`` (cached in ``work_dir``, by default under ``cache_root``, itself by default
     $MAGICPOSE_CACHE); ``max_frames`` is a shortcut for ``selection``'s. Fitting to a reference
-    is :meth:`DrivingPoses.aligned_to`'s (or ``settings.align_to``'s). ``pose_size`` (WxH) is the
-    canvas of OpenPose JSON that has none; any other input refuses it.
+    is :meth:`DrivingPoses.aligned_to`'s (or ``settings.align_to``'s), which also joins what
+    ``settings.drive`` keeps of the reference and the face of ``settings.face_from`` (a video,
+    extracted like ``path``). ``pose_size`` (WxH) is the canvas of OpenPose JSON that has none; any
+    other input refuses it.
     """
     path = Path(path)
     selection = selection or FrameSelection()
     if max_frames is not None:
         selection = FrameSelection(selection.start, max_frames, selection.step, selection.fps)
     check_exists(path, "driving input")
-    if path.is_dir() and any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir()):
-        return load_pose_json_folder(path, selection, pose_size)
-    if path.is_file() and path.suffix.lower() == ".json":
+
+    def extract(video: Path, folder: Path, selection: FrameSelection, settings: PoseSettings):
+        task = progress.add_task("extracting poses", total=None) if progress is not None else None
+        update = (lambda done, total: progress.update(task, completed=done, total=total)) if progress else None
+        return extract_poses(video, folder, selection, settings, annotator_dir=annotator_dir, on_progress=update, write_maps=False)
+
+    driving_only = replace(settings, drive=DriveMode.ALL.value, face_from=None, face_from_hash=None)  # joined once aligned
+    driving = _driving_poses(path, selection, pose_size, settings.person, lambda: extract(path, Path(work_dir) if work_dir else default_work_dir(path, cache_root), selection, driving_only))
+    drive = DriveMode(settings.drive)
+    if drive is DriveMode.ALL and not settings.face_from:
+        return driving
+    if driving.keypoints is None:
+        raise MagicPoseError(f"--drive and --face-from join keypoints; {path} holds rendered pose maps: give a video or OpenPose JSON")
+    face_source = None
+    if settings.face_from:
+        face_path = Path(settings.face_from)
+        check_exists(face_path, "--face-from video")
+        faces = extract(face_path, default_work_dir(face_path, cache_root), FrameSelection(), replace(driving_only, person="auto"))
+        face_source = FaceSource(faces.poses, faces.fps)
+    return replace(driving, drive=drive, face_source=face_source)
+
+
+def _driving_poses(path: Path, selection: FrameSelection, pose_size: tuple[int, int] | None, person: str, extract) -> DrivingPoses:
+    """The driving input's poses as they come: OpenPose JSON, rendered maps, or ``extract()``ed from a video or photos."""
+    json_folder = path.is_dir() and any(p.suffix == ".json" and p.name != MANIFEST_NAME for p in path.iterdir())
+    if json_folder or (path.is_file() and path.suffix.lower() == ".json"):
+        if parse_person(person) is not None:
+            raise MagicPoseError(f"--person follows someone in a video or photos; {path} holds OpenPose JSON, whose main person drives: leave --person out")
+        if json_folder:
+            return load_pose_json_folder(path, selection, pose_size)
         return load_pose_json_files([path], selection.fps or DEFAULT_FOLDER_FPS, pose_size)
     if pose_size is not None:
         raise MagicPoseError(f"--pose-size is the canvas of OpenPose JSON without one; {path} is not OpenPose JSON")
@@ -189,15 +224,6 @@ def load_driving_poses(
         raise MagicPoseError(f"no images or OpenPose JSON files in folder {path}")
     if images and looks_like_pose_map(read_image(images[0], what="driving image")):
         return load_pose_map_folder(images, selection)
-    task = progress.add_task("extracting poses", total=None) if progress is not None else None
-    result = extract_poses(
-        path,
-        Path(work_dir) if work_dir else default_work_dir(path, cache_root),
-        selection,
-        settings,
-        annotator_dir=annotator_dir,
-        on_progress=(lambda done, total: progress.update(task, completed=done, total=total)) if progress else None,
-        write_maps=False,
-    )
+    result = extract()
     first = result.poses[0]
-    return DrivingPoses(result.fps, first.width, first.height, keypoints=result.poses)
+    return DrivingPoses(result.fps, first.width, first.height, keypoints=result.poses, notice=result.notice, followed=result.followed)

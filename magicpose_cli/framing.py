@@ -131,9 +131,7 @@ class Placement:
 
     def place_pose(self, frame_pose: FramePose) -> FramePose:
         """Move keypoints from source pixels to canvas pixels; points that leave the canvas stay (the renderer clips)."""
-        scale = np.array([self.scale_x, self.scale_y], dtype=np.float32)
-        offset = np.array([self.offset_x, self.offset_y], dtype=np.float32)
-        return frame_pose.moved(scale, offset, self.canvas_width, self.canvas_height)
+        return frame_pose.moved((self.scale_x, self.scale_y), (self.offset_x, self.offset_y), self.canvas_width, self.canvas_height)
 
     def restore(self, generated: np.ndarray) -> np.ndarray:
         """Cut a generated canvas back to the source's visible area and shape (``output_size``)."""

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from magicpose_cli.choices import ANNOTATOR_DIR_ENV, DetectorName
+from magicpose_cli.choices import ANNOTATOR_DIR_ENV, DRIVE_HELP, FACE_FROM_HELP, PERSON_HELP, DetectorName, DriveMode
 from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import check_exists
@@ -34,6 +34,9 @@ def extract_pose(
     smooth_strength: float = typer.Option(1.0, help="Smoothing strength: above 1 smoother, below 1 more responsive."),
     align_to: Optional[Path] = typer.Option(None, "--align-to", help="Fit the skeleton to the person in this image."),
     no_align: bool = typer.Option(False, "--no-align", help="Ignore --align-to: keep the driving proportions."),
+    person: str = typer.Option("auto", help=PERSON_HELP),
+    drive: DriveMode = typer.Option(DriveMode.ALL, help=DRIVE_HELP + " Needs --align-to."),
+    face_from: Optional[Path] = typer.Option(None, help=FACE_FROM_HELP + " Needs --align-to."),
     force: bool = typer.Option(False, help="Recompute everything, ignoring the cache."),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
@@ -53,6 +56,9 @@ def extract_pose(
         smooth=smooth,
         smooth_strength=smooth_strength,
         align_to=None if no_align or align_to is None else str(align_to),
+        person=person,
+        drive=drive.value,
+        face_from=str(face_from) if face_from else None,
     )
     with Progress(
         TextColumn("[bold]extracting poses"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
@@ -74,6 +80,8 @@ def extract_pose(
     else:
         rate = result.detected_now / result.seconds if result.seconds > 0 else 0.0
         speed = f"{result.detected_now} detected now at {rate:.1f} frames/s, {result.reused} reused"
+    if result.notice:
+        console.print(result.notice, highlight=False)
     console.print(
         f"{frames} frames: {result.detected} detected, {result.filled} filled ({speed}, detector {settings.detector}) "
         f"-> {result.output_dir}",

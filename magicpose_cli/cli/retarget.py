@@ -9,7 +9,20 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 import typer
 from rich.table import Table
 
-from magicpose_cli.choices import ContextFusion, Device, FitMode, GuidanceMode, NoiseMode, Precision, Preset, Scheduler
+from magicpose_cli.choices import (
+    DRIVE_HELP,
+    FACE_FROM_HELP,
+    PERSON_HELP,
+    ContextFusion,
+    Device,
+    DriveMode,
+    FitMode,
+    GuidanceMode,
+    NoiseMode,
+    Precision,
+    Preset,
+    Scheduler,
+)
 from magicpose_cli.cli.app import command, console, detail, report_output
 from magicpose_cli.files import check_exists
 from magicpose_cli.framing import check_canvas_options
@@ -59,6 +72,9 @@ def retarget_command(
         None, help="WxH canvas of OpenPose JSON that has none (CMU OpenPose); default: the keypoints' extent.", rich_help_panel=_FRAMING,
     ),
     max_frames: Optional[int] = typer.Option(None, help="Use only the first N driving frames (after --fps).", rich_help_panel=_FRAMING),
+    person: str = typer.Option("auto", help=PERSON_HELP, rich_help_panel=_FRAMING),
+    drive: DriveMode = typer.Option(DriveMode.ALL, help=DRIVE_HELP, rich_help_panel=_FRAMING),
+    face_from: Optional[Path] = typer.Option(None, help=FACE_FROM_HELP, rich_help_panel=_FRAMING),
     seed: int = typer.Option(0, help="Seed of the initial noise.", rich_help_panel=_GENERATION),
     noise: Optional[NoiseMode] = typer.Option(
         None, help="Initial noise: shared by all frames, a draw per-frame, or one window-long draw tiled over the video "
@@ -190,7 +206,7 @@ def retarget_command(
 
     options = RetargetOptions(
         model=model, size=size, width=width, height=height, fit=fit, align=align, face=face, hands=hands,
-        pose_size=parse_pose_size(pose_size) if pose_size else None, max_frames=max_frames, seed=seed, batch_size=batch_size, steps=steps, guidance=guidance,
+        pose_size=parse_pose_size(pose_size) if pose_size else None, max_frames=max_frames, person=person, drive=drive, face_from=face_from, seed=seed, batch_size=batch_size, steps=steps, guidance=guidance,
         guidance_mode=guidance_mode, scheduler=scheduler, preset=preset, guidance_interval=guidance_interval,
         deep_reuse=deep_reuse, appearance_reuse=appearance_reuse, device=device, dtype=dtype,
         vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload, fps=fps, audio=audio,

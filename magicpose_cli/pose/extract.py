@@ -8,6 +8,9 @@ Output folder layout::
     OUT/manifest.json                 source, fps, frames, detector, settings, per-frame status
     OUT/.cache/key.json               what the raw detections below were computed from
     OUT/.cache/raw/<source index>.json  raw detections, one per source frame, written as they finish
+    OUT/.cache/people.json            the people found by their faces (pose/people.py), per selection
+    OUT/.cache/person/                key.json and raw/ as above, of the one followed of several people
+    OUT/.cache/face-from/             the --face-from video's own extraction
 
 Raw detections depend only on the input's bytes, the detector and, for a tracking detector
 (MediaPipe), the selected frames since the last restart of tracking (every TRACKING_SEGMENT-th
@@ -31,9 +34,10 @@ from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_write_text, removed_on_failure
 from magicpose_cli.hashing import hash_file
 from magicpose_cli.images import save_png
-from magicpose_cli.pose.align import align_poses
+from magicpose_cli.pose.drive import DriveMode, FaceSource, aligned_drive, check_drive
 from magicpose_cli.pose.detectors import DetectorName, detect_reference_pose, make_detector, resolve_detector
 from magicpose_cli.pose.keypoints import FramePose
+from magicpose_cli.pose.people import PERSON_AUTO, FollowedPerson, Track, detect_person, followed_boxes, followed_person
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.pose.temporal import (
     STATUS_DETECTED,
@@ -65,6 +69,10 @@ class PoseSettings:
     smooth_strength: float = 1.0
     align_to: str | None = None
     align_to_hash: str | None = None
+    person: str = PERSON_AUTO  # auto, or the number of the person to follow (pose/people.py)
+    drive: str = DriveMode.ALL.value  # what the video drives; the rest is the reference's (pose/drive.py)
+    face_from: str | None = None  # a video the face comes from (with align_to)
+    face_from_hash: str | None = None
 
 
 @dataclass
@@ -78,6 +86,8 @@ class ExtractionResult:
     reused: int = 0
     seconds: float = 0.0
     from_cache: bool = False
+    notice: str | None = None  # worth telling the user (which of several people is followed)
+    followed: FollowedPerson | None = None  # where the followed one of several people is, frame by frame
 
     @property
     def detected(self) -> int:
@@ -107,12 +117,17 @@ def _prepare_raw_cache(cache_dir: Path, key: dict, force: bool) -> Path:
 
 
 def _with_reference_hash(settings: PoseSettings) -> PoseSettings:
-    """``settings`` with the hash of the ``--align-to`` image, so that another reference makes another output."""
-    if not settings.align_to or settings.align_to_hash:
-        return settings
-    if not Path(settings.align_to).is_file():
-        raise MagicPoseError(f"--align-to image not found: {settings.align_to}")
-    return PoseSettings(**{**asdict(settings), "align_to_hash": hash_file(Path(settings.align_to))})
+    """``settings`` with the hashes of the ``--align-to`` image and the ``--face-from`` video, so that
+    another reference or face video makes another output."""
+    check_drive(settings.drive, settings.face_from, aligned=bool(settings.align_to))
+    hashes = {}
+    for option, name, hash_name in (("--align-to image", "align_to", "align_to_hash"), ("--face-from video", "face_from", "face_from_hash")):
+        path = getattr(settings, name)
+        if path and not getattr(settings, hash_name):
+            if not Path(path).is_file():
+                raise MagicPoseError(f"{option} not found: {path}")
+            hashes[hash_name] = hash_file(Path(path))
+    return replace(settings, **hashes)
 
 
 def extract_poses(
@@ -159,22 +174,25 @@ def extract_poses(
     with removed_on_failure(output_dir):  # a failed first run leaves no folder; an interrupted one resumes
         # The reference first: a bad --align-to must fail before minutes of detection, not after.
         reference = detect_reference_pose(settings.align_to, settings.detector, annotator_dir) if settings.align_to else None
-        raw_dir = _prepare_raw_cache(
-            output_dir / CACHE_DIR_NAME,
-            {"content_hash": content_hash, "detector": settings.detector, "tracking_segment": TRACKING_SEGMENT},
-            force,
-        )
-        raw_poses, detected_now = _detect_raw_poses(source.frame, indices, raw_dir, settings.detector, annotator_dir, on_progress)
-        poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference)
+        cache_dir, raw_key = output_dir / CACHE_DIR_NAME, {"content_hash": content_hash, "detector": settings.detector, "tracking_segment": TRACKING_SEGMENT}
+        followed, notice = followed_person(source, indices, settings.person, cache_dir, content_hash, force)
+        if followed is not None:  # its own raw detections, keyed by where the person was found
+            cache_dir, raw_key = cache_dir / "person", {**raw_key, "faces": {str(t): box.tolist() for t, box in followed.faces.items()}}
+        raw_dir = _prepare_raw_cache(cache_dir, raw_key, force)
+        raw_poses, detected_now = _detect_raw_poses(source.frame, indices, raw_dir, settings.detector, annotator_dir, on_progress, followed)
+        face_source = _face_source(settings, output_dir / CACHE_DIR_NAME / "face-from", annotator_dir, force)
+        poses, statuses = postprocess(raw_poses, fps, settings, source.path, reference, face_source)
         for position, frame_pose in enumerate(poses):
             frame_pose.save(output_dir / _frame_name(position, ".json"))
             if write_maps:
                 save_png(output_dir / _frame_name(position, ".png"), render_pose(frame_pose, face=settings.face, hands=settings.hands))
         _remove_stale_outputs(output_dir, len(poses))
-        atomic_write_text(manifest_path, json.dumps(_manifest(source, fps, selection, output_key, poses, statuses), indent=1))
+        shown = followed and followed_boxes(followed, indices, raw_poses[0].width, raw_poses[0].height)
+        manifest = {**_manifest(source, fps, selection, output_key, poses, statuses), "notice": notice, "followed": shown and shown.boxes}
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     reused = len(indices) - detected_now
     return ExtractionResult(
-        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started
+        output_dir, poses, statuses, indices, fps, detected_now, reused, time.perf_counter() - started, notice=notice, followed=shown
     )
 
 
@@ -185,8 +203,10 @@ def _detect_raw_poses(
     detector_name: str,
     annotator_dir: str | Path | None,
     on_progress: Callable[[int, int], None] | None,
+    followed: Track | None = None,
 ) -> tuple[list[FramePose], int]:
-    """The raw detection of every selected frame (``frame_of(index)``), and how many were detected now.
+    """The raw detection of every selected frame (``frame_of(index)``; of the ``followed`` person only,
+    when given), and how many were detected now.
 
     A tracking detector (MediaPipe) restarts at every TRACKING_SEGMENT-th source frame, so a
     frame's detection depends only on the selected frames of its segment up to it (its feed),
@@ -196,7 +216,8 @@ def _detect_raw_poses(
     is saved the moment it is found, so an interrupted run loses at most one frame (frames in
     memory have no ``raw_dir``).
     """
-    tracking = detector_name == DetectorName.MEDIAPIPE.value
+    tracking = detector_name == DetectorName.MEDIAPIPE.value and followed is None  # a followed person: each crop on its own
+    face_at = {indices[position]: face for position, face in followed.faces.items()} if followed is not None else {}
     unique = list(dict.fromkeys(indices))
     found: dict[int, FramePose] = {}
     detected_now = 0
@@ -207,12 +228,14 @@ def _detect_raw_poses(
             cached = [_load_raw(raw_dir, index, feed) for index, feed in zip(segment, feeds)]
             missing = [position for position, pose in enumerate(cached) if pose is None]
             if missing and detector is None:
-                detector = make_detector(detector_name, annotator_dir, tracking=True)
+                detector = make_detector(detector_name, annotator_dir, tracking=followed is None)
             elif missing and tracking:
                 detector.restart_tracking()
             for position, index in enumerate(segment):
                 if cached[position] is None:
-                    found[index] = _save_raw(raw_dir, index, detector.detect(frame_of(index)), feeds[position])
+                    image = frame_of(index)
+                    frame_pose = detector.detect(image) if followed is None else detect_person(detector, image, face_at.get(index))
+                    found[index] = _save_raw(raw_dir, index, frame_pose, feeds[position])
                     detected_now += 1
                 else:
                     if tracking and missing and position < missing[-1]:
@@ -296,10 +319,21 @@ def _manifest(
     }
 
 
+def _face_source(settings: PoseSettings, work_dir: Path, annotator_dir: str | Path | None, force: bool) -> FaceSource | None:
+    """The poses of the ``--face-from`` video (extracted with the same detector and filtering into ``work_dir``)."""
+    if not settings.face_from:
+        return None
+    face_settings = replace(settings, align_to=None, align_to_hash=None, face_from=None, face_from_hash=None, drive=DriveMode.ALL.value, person=PERSON_AUTO)
+    result = extract_poses(settings.face_from, work_dir, settings=face_settings, annotator_dir=annotator_dir, force=force, write_maps=False)
+    return FaceSource(result.poses, result.fps)
+
+
 def postprocess(
-    raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path, reference: FramePose | None = None
+    raw_poses: list[FramePose], fps: float, settings: PoseSettings, source: Path, reference: FramePose | None = None,
+    face_source: FaceSource | None = None,
 ) -> tuple[list[FramePose], list[str]]:
-    """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to ``reference`` when given."""
+    """Gap filling, smoothing, dropping face/hands when not wanted, and alignment to ``reference`` when
+    given, keeping of it what ``settings.drive`` keeps, with the face of ``face_source`` when given."""
     track, found = poses_to_track(raw_poses)
     if not found.any():
         raise MagicPoseError(f"no person found in any frame of {source}; give a video in which a whole person is visible")
@@ -317,7 +351,7 @@ def postprocess(
                 person.left_hand[:] = 0.0
                 person.right_hand[:] = 0.0
     if reference is not None:
-        poses = align_poses(poses, reference)
+        poses = aligned_drive(poses, fps, reference, settings.drive, face_source, settings.align_to or "the reference")
     return poses, statuses
 
 
@@ -339,6 +373,8 @@ def _load_finished(output_dir: Path, manifest_path: Path, output_key: dict) -> E
         [frame["source_index"] for frame in frames],
         manifest["fps"],
         from_cache=True,
+        notice=manifest.get("notice"),
+        followed=FollowedPerson([frame["source_index"] for frame in frames], manifest["followed"]) if manifest.get("followed") else None,
     )
 
 

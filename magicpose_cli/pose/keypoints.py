@@ -119,19 +119,6 @@ class FramePose:
     height: int
     people: list[PersonPose] = field(default_factory=list)
 
-    def moved(self, scale: np.ndarray, offset: np.ndarray, width: int, height: int) -> "FramePose":
-        """Every present keypoint at ``point * scale + offset`` (x, y), on a ``width`` x ``height`` canvas."""
-        people = []
-        for person in self.people:
-            moved = {}
-            for part, points in person.parts().items():
-                points = points.copy()
-                present = points[:, 2] > 0
-                points[present, :2] = points[present, :2] * scale + offset
-                moved[part] = points
-            people.append(PersonPose(**moved))
-        return FramePose(width, height, people)
-
     def to_openpose(self) -> dict:
         return {
             "version": 1.3,
@@ -147,6 +134,20 @@ class FramePose:
         if width <= 0 or height <= 0:
             raise ValueError("OpenPose JSON has no canvas_width/canvas_height; pass the frame size")
         return cls(width, height, [PersonPose.from_openpose(person) for person in data.get("people", [])])
+
+    def moved(self, scale: tuple[float, float], offset: tuple[float, float], width: int, height: int) -> "FramePose":
+        """The same people on a ``width`` x ``height`` picture, every present point at ``point * scale + offset``."""
+        scale_xy, offset_xy = np.asarray(scale, dtype=np.float32), np.asarray(offset, dtype=np.float32)
+        people = []
+        for person in self.people:
+            parts = {}
+            for part, points in person.parts().items():
+                points = points.copy()
+                present = points[:, 2] > 0
+                points[present, :2] = points[present, :2] * scale_xy + offset_xy
+                parts[part] = points
+            people.append(PersonPose(**parts))
+        return FramePose(width, height, people)
 
     def save(self, path: str | Path) -> None:
         from magicpose_cli.files import atomic_write_text

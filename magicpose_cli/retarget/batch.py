@@ -31,11 +31,12 @@ from magicpose_cli.distributed import one_line
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.models.loading import LoadedPipelines
 from magicpose_cli.pose.keypoints import parse_pose_size
+from magicpose_cli.pose.people import parse_person
 from magicpose_cli.retarget.options import RetargetOptions, parse_choice, validate_options
 from magicpose_cli.retarget.run import RetargetSummary, retarget
 
 JOB_PATHS = ("reference", "driving", "output")
-PATH_OPTIONS = ("frames_dir", "cache_root", "reference_pose")
+PATH_OPTIONS = ("frames_dir", "cache_root", "face_from", "reference_pose")
 ALIASES = {"cache_dir": "cache_root", "lora": "loras"}  # the command line's names for them
 NOT_IN_FILES = ("overwrite",)  # the batch command's own flag
 OPTION_TYPES = typing.get_type_hints(RetargetOptions)
@@ -127,6 +128,9 @@ def _converted(name: str, value: object, folder: Path, what: str) -> object:
                      for text in (value if isinstance(value, list) else [value]))  # fmt: skip
     if name == "pose_size":
         return parse_pose_size(str(value))
+    if name == "person":  # auto or a number, as on the command line
+        parse_person(value, what)
+        return str(value)
     if isinstance(kind, type) and issubclass(kind, Enum):
         return parse_choice(kind, value, what)
     expected = {"Path": str, "bool": bool, "int": int, "float": (int, float)}.get(getattr(kind, "__name__", ""), object)

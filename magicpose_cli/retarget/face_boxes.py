@@ -95,8 +95,8 @@ def cut_square(image: np.ndarray, left: int, top: int, side: int, size: int) -> 
 
 def pose_in_square(frame_pose: FramePose, left: int, top: int, side: int, size: int) -> FramePose:
     """The keypoints moved into the square at (left, top) enlarged to ``size``: the crop's pose (the renderer clips the rest)."""
-    scale = np.float32(size / side)
-    return frame_pose.moved(scale, -np.array([left, top], dtype=np.float32) * scale, size, size)
+    scale = size / side
+    return frame_pose.moved((scale, scale), (-left * scale, -top * scale), size, size)
 
 
 def feathered_mask(side: int) -> np.ndarray:

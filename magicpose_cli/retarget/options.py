@@ -20,6 +20,8 @@ from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.loading import Device, Precision, Scheduler
 from magicpose_cli.models.pipeline import GuidanceMode, NoiseMode
 from magicpose_cli.models.settings import RecommendedSettings
+from magicpose_cli.pose.drive import DriveMode, check_drive
+from magicpose_cli.pose.people import parse_person
 from magicpose_cli.models.video_denoising import DEFAULT_MOTION_NOISE
 from magicpose_cli.retarget.motion import MotionSettings, validate_motion_options
 from magicpose_cli.retarget.outputs import check_frames_dir
@@ -50,6 +52,9 @@ class RetargetOptions:
     hands: bool = True
     pose_size: tuple[int, int] | None = None  # canvas of OpenPose JSON that has none
     max_frames: int | None = None
+    person: str = "auto"  # whom to follow in a several-people video: auto, or 1, 2, ... from the left
+    drive: DriveMode = DriveMode.ALL  # what the driving video moves; the rest is the reference's
+    face_from: Path | None = None  # a video the face landmarks come from
     seed: int = 0
     batch_size: int = 4
     steps: int | None = None  # None (also guidance, scheduler): the model's recommendation, else the default
@@ -174,6 +179,8 @@ def validate_options(options: RetargetOptions) -> None:
             ) from None
     validate_face_options(options)
     validate_motion_options(options)
+    parse_person(options.person)
+    check_drive(options.drive, options.face_from, aligned=options.align is not False)
     if options.frames_dir is not None:
         check_frames_dir(Path(options.frames_dir))
 
@@ -196,7 +203,8 @@ def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
     """Pose options that rendered pose maps cannot honour are refused rather than silently ignored."""
     if driving.map_files is None:
         return
-    flags = (("--no-face", not options.face), ("--no-hands", not options.hands), ("--align", options.align), ("--face-pass", options.face_pass))
+    flags = (("--no-face", not options.face), ("--no-hands", not options.hands), ("--align", options.align), ("--person", str(options.person) != "auto"),
+             ("--face-pass", options.face_pass))  # fmt: skip
     asked = [flag for flag, given in flags if given]
     if asked:
         raise MagicPoseError(

@@ -42,6 +42,8 @@ from magicpose_cli.framing import FitMode, Placement, fit_placement
 from magicpose_cli.hashing import hash_file
 from magicpose_cli.images import read_image
 from magicpose_cli.model_store import ModelLocation, locate_model
+from magicpose_cli.pose.drive import DriveMode
+from magicpose_cli.pose.extract import PoseSettings
 from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, load_pipeline, resolve_device, resolve_dtype
 from magicpose_cli.retarget.face_pass import face_plan_for_run, run_face_pass
 from magicpose_cli.models.plugin_options import Plugins
@@ -319,8 +321,9 @@ def write_outputs(made: GeneratedFrames, reference: np.ndarray, driving: Driving
 
 def read_driving_poses(driving_path: Path, options: RetargetOptions, reference: np.ndarray, progress: Progress, cache_root: Path) -> DrivingPoses:
     """The driving poses (extracted and cached where the input is a video), fitted to the reference body unless --no-align."""
+    settings = PoseSettings(person=str(options.person), drive=DriveMode(options.drive).value, face_from=options.face_from and str(options.face_from))
     driving = load_driving_poses(
-        driving_path, FrameSelection(fps=options.fps), options.max_frames, progress=progress, cache_root=cache_root,
+        driving_path, FrameSelection(fps=options.fps), options.max_frames, settings, progress=progress, cache_root=cache_root,
         pose_size=options.pose_size,
     )  # fmt: skip
     check_pose_options(options, driving)

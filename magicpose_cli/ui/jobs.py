@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,12 +20,14 @@ from rich.progress import Progress, Task
 from magicpose_cli.cache import check_cache_root
 from magicpose_cli.encode import write_video
 from magicpose_cli.files import default_cache_root
-from magicpose_cli.framing import FitMode, training_scale_size
+from magicpose_cli.framing import FitMode, side_by_side, training_scale_size
 from magicpose_cli.model_store import DEMO_MODEL_DIR, DEMO_MODEL_NOTICE, configured_model, configured_setting
 from magicpose_cli.models.loading import LoadedPipelines
 from magicpose_cli.motion_store import MOTION_ENVIRONMENT_VARIABLE
+from magicpose_cli.pose.people import FollowedPerson, draw_followed
 from magicpose_cli.retarget import RetargetOptions, RetargetSummary, load_reference_image, retarget
 from magicpose_cli.retarget.run import read_driving_poses
+from magicpose_cli.video import FrameSource
 
 PREVIEW_SHORT_SIDE = 256  # the skeleton preview is for looking at the motion, not for its pixels
 STEPS_TASK = "denoising steps"  # retarget's per-step bar, shown as part of the frames' bar
@@ -119,6 +121,13 @@ def default_motion_line() -> str:
     return "Motion module box empty: none is configured, each frame is denoised on its own"
 
 
+def beside_the_followed(driving: Path, followed: FollowedPerson, maps: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+    """Each pose map after its driving frame with the followed person boxed: whose poses these are."""
+    source = FrameSource(driving)
+    for index, box, pose_map in zip(followed.source_indices, followed.boxes, maps):
+        yield side_by_side([draw_followed(source.frame(index), box), pose_map], pose_map.shape[0])
+
+
 class Engine:
     """Runs the page's jobs: retarget into ``output_dir``, previews into ``scratch_dir``.
 
@@ -159,10 +168,11 @@ class Engine:
             poses = read_driving_poses(Path(driving), options, load_reference_image(Path(reference)), progress, cache_root)
             width, height = training_scale_size(poses.canvas_width, poses.canvas_height, PREVIEW_SHORT_SIDE)
             maps = poses.pose_maps(poses.placement(width, height, FitMode.stretch), face=options.face, hands=options.hands)
+            frames = iter(maps) if poses.followed is None else beside_the_followed(Path(driving), poses.followed, maps)
             self.scratch_dir.mkdir(parents=True, exist_ok=True)
             path = self.scratch_dir / f"poses-{next(self._previews)}.mp4"
             drawing = progress.add_task("drawing poses", total=len(maps))
-            write_video(iter(maps), path, fps=poses.fps, on_frame=lambda: progress.advance(drawing))
+            write_video(frames, path, fps=poses.fps, on_frame=lambda: progress.advance(drawing))
         return path
 
     def retarget(self, reference: str | Path, driving: str | Path, options: RetargetOptions, progress: Progress, notes: list[str]) -> Path:

@@ -142,7 +142,7 @@ def build_page(engine: Engine, model_default: str = "") -> gr.Blocks:
         settings = list(controls.values())
         reference.change(show_reference, reference, reference_view, api_visibility="private")
         gr.on(
-            [reference.change, driving.change, controls["face"].change, controls["hands"].change, controls["max_frames"].change],
+            [reference.change, driving.change, *(controls[name].change for name in ("face", "hands", "max_frames", "person", "drive", "face_from"))],
             with_settings(preview_poses, ["reference", "driving"]), [reference, driving, *settings], skeleton,
             api_visibility="private", trigger_mode="always_last", concurrency_id=ENGINE_QUEUE, concurrency_limit=1,
         )  # fmt: skip

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.pose.drive import DriveMode
 from magicpose_cli.retarget import RetargetOptions
 from magicpose_cli.retarget.options import parse_choice
 from magicpose_cli.retarget.presets import Preset
@@ -97,6 +98,7 @@ def _choice(options: type[Enum]) -> Kind:
 WHOLE = Kind(_text_box, _read_number(whole=True))
 NUMBER = Kind(_text_box, _read_number(whole=False))
 PATH = Kind(_text_box, _read_path)
+FILE = Kind(lambda gr, setting: gr.File(label=setting.label, type="filepath", file_types=["video"]), _read_path)
 TEXT = Kind(_text_box, _read_text)
 LIST = Kind(_text_box, _read_list)
 SWITCH = Kind(lambda gr, setting: gr.Checkbox(label=setting.label, value=setting.value), lambda value, _: None if value is None else bool(value))
@@ -127,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("size", "Size (short side, a multiple of 64)", WHOLE, ADVICE),
     Setting("max_frames", "Frames", WHOLE, "all of the video's"),
     Setting("align", "Fit the poses to the photo's body", SWITCH, value=True, panel="poses"),
+    Setting("person", "Person", TEXT, "auto: the most visible; 1, 2, ...: counted from the left", value="auto", panel="poses"),
+    Setting("drive", "Drive", _choice(DriveMode), "all; body: keep the reference's face; face: keep its body", value=DriveMode.ALL.value, panel="poses"),
+    Setting("face_from", "Face from another video (optional)", FILE, panel="poses"),
     Setting("face", "Face landmarks", SWITCH, value=True, panel="poses"),
     Setting("hands", "Hands", SWITCH, value=True, panel="poses"),
     Setting("grid", "Grid: reference | pose | result", SWITCH, value=False, panel="poses"),
