@@ -26,6 +26,7 @@ from magicpose_cli.metrics.images import l1, psnr, to_unit  # noqa: F401
 from magicpose_cli.metrics.temporal import flicker, flicker_excess, temporal_error, temporal_psnr  # noqa: F401
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.synthetic import SyntheticPair, draw_background, sample_pair
+from magicpose_cli.synthetic.closeups import closeup_pair
 
 EVALUATION_SEEDS = tuple(range(9000, 9008))  # held-out pairs: sample_pair people never appear in write_dataset data
 
@@ -215,6 +216,17 @@ def evaluate(
         for score in score_pairs(
             lambda pair: generate_for_pair(pipeline, pair, replace(settings, seed=noise_seed), **variant), seeds, settings
         )
+    ])  # fmt: skip
+
+
+def evaluate_closeups(pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), noise_seeds=(0,)) -> ScoreSummary:
+    """Can the model draw a face? The held-out pairs as close-ups (:func:`closeup_pair`: the reference's
+    face crop as the reference, the face landmarks of the ground truth's crops as the poses), generated
+    from noise at the model's canvas and scored on the whole crop (the face fields stay nan)."""
+    return ScoreSummary.of([
+        score_video(generate_for_pair(pipeline, pair, replace(settings, seed=noise_seed)), np.stack(pair.target_frames))
+        for noise_seed in noise_seeds
+        for pair in (closeup_pair(seed, settings.size, settings.num_frames) for seed in seeds)
     ])  # fmt: skip
 
 

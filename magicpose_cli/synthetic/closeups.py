@@ -10,6 +10,7 @@ limbs pass through the crop). The videos have the layout of :func:`write_dataset
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from rich.progress import Progress
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.metrics.face_region import face_boxes
 from magicpose_cli.pose.keypoints import FramePose, PersonPose
-from magicpose_cli.synthetic.datasets import write_video_folder
+from magicpose_cli.synthetic.datasets import SyntheticPair, sample_pair, write_video_folder
 from magicpose_cli.synthetic.drawing import draw_person
 from magicpose_cli.synthetic.identity import Identity, sample_identity
 from magicpose_cli.synthetic.motion import Motion, motion_poses, sample_motion
@@ -44,20 +45,30 @@ def crop_pose(pose: FramePose, box: tuple[int, int, int], size: int) -> FramePos
     return FramePose(size, size, people)
 
 
+def cut_around_faces(frames: list[np.ndarray], poses: list[FramePose], size: int, face_scale: float) -> tuple[list[np.ndarray], list[FramePose]]:
+    """Each frame's face box (one size for the video, the centre smoothed) cut out and scaled to ``size``, with its keypoints."""
+    height, width = frames[0].shape[:2]
+    squares = [box.inside(width, height) for box in face_boxes([pose.people[0].face for pose in poses], scale=face_scale)]
+    crops = [np.asarray(Image.fromarray(frame[top : top + side, left : left + side]).resize((size, size), Image.BOX))
+             for frame, (left, top, side) in zip(frames, squares)]  # fmt: skip
+    return crops, [crop_pose(pose, square, size) for pose, square in zip(poses, squares)]
+
+
 def render_closeup(identity: Identity, motion: Motion, size: int, zoom: int, face_scale: float) -> tuple[list[np.ndarray], list[FramePose]]:
     """Frames (``size`` x ``size``) and keypoints of ``identity``'s head performing ``motion``."""
     large = size * zoom
     poses = motion_poses(identity, motion, large, large)
-    boxes = face_boxes([pose.people[0].face for pose in poses], scale=face_scale)
-    frames, crop_poses = [], []
-    for pose, box in zip(poses, boxes):
-        square = box.inside(large, large)
-        left, top, side = square
-        drawing = draw_person(identity, pose.people[0], large, large)
-        crop = Image.fromarray(drawing[top : top + side, left : left + side]).resize((size, size), Image.BOX)
-        frames.append(np.asarray(crop))
-        crop_poses.append(crop_pose(pose, square, size))
-    return frames, crop_poses
+    return cut_around_faces([draw_person(identity, pose.people[0], large, large) for pose in poses], poses, size, face_scale)
+
+
+def closeup_pair(seed: int, size: int = 64, num_frames: int = 8, zoom: int = 5, face_scale: float = 2.0) -> SyntheticPair:
+    """:func:`sample_pair`'s evaluation case seen through close-ups: the reference's face crop (cut from
+    the reference drawn ``zoom`` times larger) and the ground truth's, with its keypoints in the crops."""
+    large = sample_pair(seed, size * zoom, num_frames)
+    (reference,), (reference_pose,) = cut_around_faces([large.reference_frame], [large.reference_pose], size, face_scale)
+    target_frames, target_poses = cut_around_faces(large.target_frames, large.target_poses, size, face_scale)
+    return replace(large, reference_frame=reference, reference_pose=reference_pose, target_frames=target_frames,
+                   target_poses=target_poses, driving_frames=[], driving_poses=[])  # fmt: skip
 
 
 def write_closeups(out_dir: str | Path, num_videos: int, frames_per_video: int, size: int = 64, zoom: int = 5,
