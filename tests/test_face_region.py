@@ -16,7 +16,7 @@ from magicpose_cli.metrics.images import psnr
 from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.synthetic import sample_pair
 from magicpose_cli.synthetic.closeups import write_closeups
-from test_evaluate_command import noisy, run, write_frames
+from test_evaluate_command import noisy, run, tiny_arcface, write_frames
 
 
 def test_the_box_has_one_size_and_moves_no_more_than_the_landmarks():
@@ -77,11 +77,13 @@ def test_evaluate_scores_the_face_box_of_real_photos(tmp_path, monkeypatch):
         frame[30:110, 60:160] = face  # the astronaut's face, spoilt by noise that changes from frame to frame
     write_frames(tmp_path / "gen", [*spoilt, empty])
     write_frames(tmp_path / "gt", [person, person, person, empty])
-    metrics = "psnr,face_psnr,face_ssim,face_lpips,face_temporal_error"
-    result = run(tmp_path / "gen", tmp_path / "gt", "--metrics", metrics, "--json", tmp_path / "face.json")
+    tiny_arcface(tmp_path / "arcface.onnx")  # Face-Cos beside them: one detector serves both
+    metrics = "psnr,face_cos,face_psnr,face_ssim,face_lpips,face_temporal_error"
+    result = run(tmp_path / "gen", tmp_path / "gt", "--metrics", metrics, "--face-model", tmp_path / "arcface.onnx", "--json", tmp_path / "face.json")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "face.json").read_text())
-    assert report["counts"] == {"face_region_frames": 3, "face_region_frames_without_face": 1}
+    assert report["counts"]["face_frames"] == 3 and report["counts"]["frames_without_face"] == 1
+    assert report["counts"]["face_region_frames"] == 3 and report["counts"]["face_region_frames_without_face"] == 1
     assert "leave out the 1 frame(s)" in result.output and "face_lpips" in report["skipped"]
     per_video = next(iter(report["videos"].values()))
     whole_noisy = psnr(spoilt[0], person)
