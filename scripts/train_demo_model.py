@@ -23,7 +23,7 @@ There is no pretrained Stable Diffusion in this world, so the script first makes
 existing model (how the shipped model got its faces, without retraining the rest).
 
 Every step count is an option, so a longer run is one command line away. Every phase checkpoints
-(VAE and base UNet every 250 steps, the stages every 500 through ``magicpose train --resume``):
+(VAE, base UNet and the faces phase every 250 steps, the stages every 500 through ``magicpose train --resume``):
 run the same command again after an interruption and it carries on where it stopped. Evaluate afterwards with
 ``benchmarks/eval_demo.py``. Usage::
 
@@ -237,7 +237,7 @@ def starting_model(parts: dict) -> MagicPosePipeline:
 
 
 def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace,
-                    lr: float | None = None, warmup: int | None = None) -> subprocess.Popen:  # fmt: skip
+                    lr: float | None = None, warmup: int | None = None, checkpoint_every: int = 500) -> subprocess.Popen:  # fmt: skip
     """Start one stage through the real command line, as a user would run it; the caller waits for it."""
     resume = bool(completed_checkpoints(run_dir))
     if not resume:
@@ -247,7 +247,7 @@ def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: i
         "--data", str(data), "--stage", stage, "--model", str(model), "-o", str(run_dir),
         "--resolution", str(args.size), "--batch-size", str(args.stage_batch), "--max-steps", str(steps),
         "--learning-rate", str(lr or args.stage_lr), "--warmup-steps", str(args.stage_warmup if warmup is None else warmup), "--num-workers", "0",
-        "--checkpoint-every", "500", "--sample-every", "0", "--seed", str(args.seed),
+        "--checkpoint-every", str(checkpoint_every), "--sample-every", "0", "--seed", str(args.seed),
     ]  # fmt: skip
     if args.ema_decay > 0:
         command += ["--ema", "--ema-decay", str(args.ema_decay)]
@@ -308,7 +308,8 @@ def run_faces(data: Path, start_model: Path, args: argparse.Namespace, timings: 
     run_dir = work / "faces"
     if not (run_dir / "model" / "model_index.json").is_file():
         started = time.perf_counter()
-        process = magicpose_train(mixed, "pose", start_model, run_dir, args.faces_steps, args, lr=args.faces_lr, warmup=args.faces_warmup)
+        process = magicpose_train(mixed, "pose", start_model, run_dir, args.faces_steps, args, lr=args.faces_lr, warmup=args.faces_warmup,
+                                  checkpoint_every=250)  # fmt: skip
         if process.wait() != 0:
             raise SystemExit(f"faces phase failed (exit status {process.returncode}); run the same command again to resume")
         timings["faces"] = time.perf_counter() - started
