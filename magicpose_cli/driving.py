@@ -39,6 +39,7 @@ class DrivingPoses:
     keypoints: list[FramePose] | None = None
     map_files: list[Path] | None = None
     notice: str | None = None  # worth telling the user (where an OpenPose JSON canvas came from)
+    reference_pose: FramePose | None = None  # the reference photo's keypoints, once aligned to it
 
     def __len__(self) -> int:
         return len(self.keypoints if self.keypoints is not None else self.map_files)
@@ -49,8 +50,9 @@ class DrivingPoses:
             return self
         from magicpose_cli.pose.align import align_poses, detect_reference_pose
 
-        aligned = align_poses(self.keypoints, detect_reference_pose(reference))
-        return DrivingPoses(self.fps, aligned[0].width, aligned[0].height, keypoints=aligned)
+        reference_pose = detect_reference_pose(reference)
+        aligned = align_poses(self.keypoints, reference_pose)
+        return DrivingPoses(self.fps, aligned[0].width, aligned[0].height, keypoints=aligned, reference_pose=reference_pose)
 
     def placement(self, width: int, height: int, fit: FitMode) -> Placement:
         """How the poses' canvas sits on a ``width`` x ``height`` generation canvas."""

@@ -22,6 +22,7 @@ _FRAMING = "Framing and poses"
 _OUTPUT = "Output"
 _MEMORY = "Device and memory"
 _MOTION = "Motion module (docs/motion.md)"
+_FACE = "Face pass (docs/retarget.md#the-face-pass)"
 
 
 @command("retarget")
@@ -108,6 +109,22 @@ def retarget_command(
         None, help="0..1: the motion module's output blended with its input (default 1; lower: more per-frame detail, "
         "less smoothing).", rich_help_panel=_MOTION,
     ),
+    face_pass: Optional[bool] = typer.Option(
+        None, "--face-pass/--no-face-pass", help="After the main pass, redraw each frame's face at the face canvas size with the "
+        "reference's own face as the appearance (needs keypoints: a video or OpenPose JSON; default: the model's "
+        "recommendation, else off).", rich_help_panel=_FACE,
+    ),
+    face_strength: Optional[float] = typer.Option(
+        None, help="0..1: how far back into the noise the face crop goes (0 keeps the main pass's face; default: the model's "
+        "recommendation, else 0.5).", rich_help_panel=_FACE,
+    ),
+    face_size: Optional[int] = typer.Option(
+        None, help="Side of the square canvas the face is redrawn on (multiple of 64; default: the model's canvas size, else 512).",
+        rich_help_panel=_FACE,
+    ),
+    face_margin: Optional[float] = typer.Option(
+        None, help="Room around the head in the face box, each side, as a fraction of the head's size (default 0.5).", rich_help_panel=_FACE
+    ),
     device: Device = typer.Option(Device.auto, help="auto: cuda, else mps, else cpu.", rich_help_panel=_MEMORY),
     dtype: Precision = typer.Option(Precision.auto, help="auto: fp16 on CUDA, else fp32; bf16 also on the CPU.", rich_help_panel=_MEMORY),
     vae_slicing: bool = typer.Option(False, help="Decode frames one at a time (less GPU memory).", rich_help_panel=_MEMORY),
@@ -149,7 +166,8 @@ def retarget_command(
         vae_slicing=vae_slicing, vae_tiling=vae_tiling, cpu_offload=cpu_offload, fps=fps, audio=audio,
         grid=grid, overwrite=overwrite, force=force, frames_dir=frames_dir, cache_root=cache_dir, noise=noise,
         motion_module=motion_module, no_motion=no_motion, context_frames=context_frames, context_overlap=context_overlap,
-        context_fusion=context_fusion, motion_scale=motion_scale,
+        context_fusion=context_fusion, motion_scale=motion_scale, face_pass=face_pass, face_strength=face_strength,
+        face_size=face_size, face_margin=face_margin,
     )  # fmt: skip
     summary = retarget(reference, driving, output, options, console=console, on_notice=console.print, on_detail=detail)
     print_summary(summary)

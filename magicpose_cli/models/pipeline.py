@@ -20,6 +20,7 @@ from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.denoising_state import DenoisingState
 from magicpose_cli.models.feature_reuse import DeepFeatureCache, reused_deep_features
 from magicpose_cli.models.guidance import GuidanceInterval
+from magicpose_cli.models.image_to_image import ImageToImageMixin, InitFrames
 from magicpose_cli.models.motion import make_faithful, motion_transformers, motion_unet
 from magicpose_cli.models.networks import AppearanceUNet, MagicPoseDenoiser, PromptEmbedding
 from magicpose_cli.models.pose_maps import PoseMapProcessor
@@ -49,7 +50,7 @@ def frame_batches(num_frames: int, frames_per_batch: int) -> list[range]:
     return [range(start, min(start + frames_per_batch, num_frames)) for start in range(0, num_frames, frames_per_batch)]
 
 
-class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMixin):
+class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMixin, ImageToImageMixin):
     """MagicPose sampling for one frame or a thousand, with or without a motion module.
 
     All frames share the reference features and, by default, one initial noise, so a video is
@@ -67,7 +68,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
     Fewer evaluations per frame: ``guidance_interval`` (:class:`GuidanceInterval`) guides only the
     steps in it; k > 1 runs the appearance model (``appearance_reuse_interval``) or the deep blocks of
     UNet and ControlNet (``deep_reuse_interval``, :mod:`~magicpose_cli.models.feature_reuse`; without
-    a motion module) every k-th step only.
+    a motion module) every k-th step only. Image-to-image: ``image`` and ``strength`` (:mod:`~magicpose_cli.models.image_to_image`).
     """
 
     model_cpu_offload_seq = "text_encoder->reference_unet->controlnet->unet->vae"
@@ -148,6 +149,8 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
         deep_reuse_interval: int = 1,
         appearance_reuse_interval: int = 1,
         processes: Processes = Processes(),
+        image: torch.Tensor | np.ndarray | Sequence | None = None,
+        strength: float = 1.0,
     ) -> Iterator[tuple[range, list[PIL.Image.Image] | np.ndarray | torch.Tensor]]:
         """Yield ``(frame indices, frames)`` batch by batch, so a long video never sits in memory whole.
 
@@ -156,7 +159,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
         skips a batch (e.g. cached) without changing any other frame. ``noise``: see :class:`NoiseMode`
         (None: shared, with a motion module too). The noise is drawn in float32 where
         ``generator`` lives (the CPU if none), so a CPU generator gives it on every device alike.
-        ``use_reference=False`` switches appearance attention off.
+        ``use_reference=False`` switches appearance attention off. ``image``: an init frame per pose map, noised to ``strength``.
 
         With a motion module: windows of ``context_frames`` (default 16) overlapping by
         ``context_overlap``, fused by ``context_fusion``; ``motion_scale`` blends the modules' output
@@ -169,7 +172,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
         pose_maps = self.pose_map_processor.frames(pose_maps)
         height, width = self.check_inputs(reference_image, pose_maps, guidance_mode, frames_per_batch, num_inference_steps, deep_reuse_interval)
         guidance_mode, noise = GuidanceMode(guidance_mode), self.noise_mode(noise)
-        num_frames = len(pose_maps)
+        num_frames, image = len(pose_maps), self.checked_image(image, strength, len(pose_maps), height, width)
         batches = frame_batches(num_frames, frames_per_batch)
         todo = [index for index, frames in enumerate(batches) if skip_batch is None or not skip_batch(frames)]
         if not todo:
@@ -191,7 +194,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
         if self.has_motion:
             video_latents = self.denoise_video(
                 initial_noise.expand(num_frames, -1, -1, -1).clone(), pose_maps, references, *denoising, windows,
-                context_fusion, resume_state, on_state, callback_on_step_end, processes,
+                context_fusion, resume_state, on_state, callback_on_step_end, processes, self.init_frames(image, range(num_frames), strength),
             )  # fmt: skip
             for batch_index in processes.share(todo):
                 frames = batches[batch_index]
@@ -206,7 +209,7 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
             batch_latents = self.denoise(
                 batch_noise.expand(len(frames), -1, -1, -1).clone(), batch_poses.to(self._execution_device, self.unet.dtype),
                 references, *denoising, callback_on_step_end, {"batch_index": batch_index, "num_batches": len(batches)},
-                DeepFeatureCache(deep_reuse_interval),
+                DeepFeatureCache(deep_reuse_interval), self.init_frames(image, frames, strength),
             )  # fmt: skip
             yield frames, self.decode(batch_latents, output_type)
 
@@ -244,17 +247,18 @@ class MagicPosePipeline(DiffusionPipeline, VideoDenoisingMixin, LatentDecodingMi
         callback_on_step_end=None,
         batch_info: dict | None = None,
         deep_features: DeepFeatureCache | None = None,
+        init: InitFrames | None = None,
     ) -> torch.Tensor:
-        """The sampling loop for one batch of frames; returns their final latents.
+        """The sampling loop for one batch of frames (from its ``init`` frames' latents noised, if given); returns their final latents.
 
         ``deep_features`` (this batch's own) serves the deep blocks between the steps that compute them.
         """
-        self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
-        latents = latents * self.scheduler.init_noise_sigma
+        latents, first_step = self.starting_latents(latents, num_inference_steps, init)
         deep_features = deep_features or DeepFeatureCache()
         networks = (self.denoiser.unet, self.denoiser.controlnet)
-        with self.progress_bar(total=len(self.scheduler.timesteps)) as progress, reused_deep_features(deep_features, *networks):
-            for step_index, timestep in enumerate(self.scheduler.timesteps):
+        with self.progress_bar(total=len(self.scheduler.timesteps) - first_step) as progress, reused_deep_features(deep_features, *networks):
+            for step_index in range(first_step, len(self.scheduler.timesteps)):
+                timestep = self.scheduler.timesteps[step_index]
                 model_input = self.scheduler.scale_model_input(latents, timestep)
                 reference, negative_reference = self.step_references(references, step_index, latents.device)
                 noise = self.guided_noise(

@@ -14,7 +14,11 @@ from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_write_text
 
 RECOMMENDED_SETTINGS_FILE = "recommended_settings.json"
-_SETTING_TYPES = {"width": (int,), "height": (int,), "steps": (int,), "guidance": (int, float), "scheduler": (str,)}
+_SETTING_TYPES = {
+    "width": (int,), "height": (int,), "steps": (int,), "guidance": (int, float), "scheduler": (str,),
+    "face_pass": (bool,), "face_strength": (int, float),
+}  # fmt: skip
+_ADDED_LATER = ("face_pass", "face_strength")  # written only when set, so a folder without them stays as it was
 
 
 @dataclass(frozen=True)
@@ -26,9 +30,12 @@ class RecommendedSettings:
     steps: int | None = None
     guidance: float | None = None
     scheduler: str | None = None
+    face_pass: bool | None = None  # whether retarget redraws the faces (its face pass), and how far back into the noise
+    face_strength: float | None = None
 
     def write(self, folder: Path) -> None:
-        atomic_write_text(Path(folder) / RECOMMENDED_SETTINGS_FILE, json.dumps(asdict(self), indent=2) + "\n")
+        values = {name: value for name, value in asdict(self).items() if value is not None or name not in _ADDED_LATER}
+        atomic_write_text(Path(folder) / RECOMMENDED_SETTINGS_FILE, json.dumps(values, indent=2) + "\n")
 
     @classmethod
     def read(cls, folder: Path) -> RecommendedSettings:

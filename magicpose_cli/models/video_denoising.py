@@ -58,23 +58,22 @@ class VideoDenoisingMixin:
         on_state: Callable[[DenoisingState], None] | None = None,
         callback_on_step_end=None,
         processes: Processes = Processes(),
+        init=None,
     ) -> torch.Tensor:
-        """The sampling loop over the whole video's initial ``latents``; returns the final latents.
+        """The sampling loop over the whole video's initial ``latents`` (noise, or with ``init``, an
+        :class:`~magicpose_cli.models.image_to_image.InitFrames`, the init frames noised with it); returns the final latents.
 
         ``resume_state`` continues a run from its state after some step; ``on_state`` hears the
         state after every step (to save it, say), while it is still current. Several ``processes``
         predict each step's windows in turn and gather the predictions; every process then fuses all
         windows in order, as one process does, and holds the same latents.
         """
-        self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
+        latents, first_step = self.starting_latents(latents, num_inference_steps, init)
         total_steps = len(self.scheduler.timesteps)
-        first_step = 0
         if resume_state is not None:
             self.check_resume_state(resume_state, latents, total_steps)
             latents, first_step = resume_state.latents.to(latents.device, latents.dtype), resume_state.steps_done
             restore_scheduler_state(self.scheduler, resume_state.scheduler, latents.device)
-        else:
-            latents = latents * self.scheduler.init_noise_sigma
         with self.progress_bar(total=total_steps - first_step) as progress:
             for step_index in range(first_step, total_steps):
                 timestep = self.scheduler.timesteps[step_index]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def open_frame_cache(
     return FrameCache(cache_root, key, description)
 
 
+@dataclass(frozen=True)
+class Redrawing:
+    """A second pass over frames already made (the face pass): the pipeline's init frames ``image``
+    and ``strength``, and ``finish(index, redrawn)``, the frame that goes to the cache."""
+
+    image: Sequence
+    strength: float
+    finish: Callable[[int, np.ndarray], np.ndarray]
+    label: str
+
+
 def generate_missing_frames(
     load: Callable[[], object],
     reference_canvas: np.ndarray,
@@ -65,6 +77,7 @@ def generate_missing_frames(
     on_batch_saved: Callable[[int, int], None] | None = None,
     on_state_saved: Callable[[int, int], None] | None = None,
     processes: Processes = Processes(),
+    redrawing: Redrawing | None = None,
 ) -> int:
     """Generate every batch that has a frame missing from the cache; returns the frames generated (by all processes).
 
@@ -75,11 +88,11 @@ def generate_missing_frames(
     goes on from it (retarget/motion.py). Several processes deal the missing batches between them
     (the main process's list, so all agree); without a motion module they need no communication
     until the last one is done, with one they share each step's context windows. The main process's
-    bar counts every process's frames.
+    bar counts every process's frames. ``redrawing``: redraw frames from the ones given instead (image-to-image).
     """
     batches = frame_batches(len(pose_maps), sampling.batch_size)
     missing = processes.broadcast([index for index, frames in enumerate(batches) if not all(cache.has(i) for i in frames)])
-    frames_task = progress.add_task("denoising frames", total=len(pose_maps), completed=cache.count(len(pose_maps)))
+    frames_task = progress.add_task(redrawing.label if redrawing else "denoising frames", total=len(pose_maps), completed=cache.count(len(pose_maps)))
 
     def show_all_frames() -> None:  # other processes' frames too
         progress.update(frames_task, completed=cache.count(len(pose_maps)))
@@ -98,10 +111,11 @@ def generate_missing_frames(
             skip_batch=lambda frames: frames.start // sampling.batch_size not in wanted, processes=processes,
             guidance_interval=sampling.guidance_interval, deep_reuse_interval=sampling.deep_reuse,
             appearance_reuse_interval=sampling.appearance_reuse,
+            **({"image": redrawing.image, "strength": redrawing.strength} if redrawing else {}),
             **noise_and_motion_arguments(sampling, cache, on_state_saved if processes.is_main else None, processes.is_main),
         )  # fmt: skip
         try:
-            return save_batches(made, cache, lambda frames: after_batch(frames, steps_task))
+            return save_batches(made, cache, lambda frames: after_batch(frames, steps_task), redrawing and redrawing.finish)
         finally:
             progress.remove_task(steps_task)  # the per-step bar belongs to the batch under way; none is, now
 
@@ -124,12 +138,13 @@ def count_step(progress: Progress, steps_task, _pipeline, step_index, _timestep,
     return callback_kwargs
 
 
-def save_batches(batches, cache: FrameCache, after_batch: Callable[[range], None]) -> int:
-    """Each ``(frame indices, images)`` of the pipeline into the cache as it comes; returns the frames saved."""
+def save_batches(batches, cache: FrameCache, after_batch: Callable[[range], None], finish=None) -> int:
+    """Each ``(frame indices, images)`` of the pipeline into the cache as it comes (made into frames by
+    ``finish(index, image)`` if given); returns the frames saved."""
     saved = 0
     for frames, images in batches:
         for index, image in zip(frames, images):
-            cache.save(index, to_uint8(image))
+            cache.save(index, finish(index, to_uint8(image)) if finish else to_uint8(image))
         saved += len(frames)
         after_batch(frames)
     return saved

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from magicpose_cli.driving import DrivingPoses
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, FitMode, Placement, generation_size, training_scale_size
+from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, SIZE_MULTIPLE, FitMode, Placement, generation_size, training_scale_size
 from magicpose_cli.models.context_windows import ContextFusion
 from magicpose_cli.models.guidance import GuidanceInterval
 from magicpose_cli.models.loading import Device, Precision, Scheduler
@@ -75,6 +75,11 @@ class RetargetOptions:
     context_overlap: int | None = None
     context_fusion: ContextFusion | None = None
     motion_scale: float | None = None
+    face_pass: bool | None = None  # None (also the three below): the model's recommendation, else the default (retarget/face_pass.py)
+    face_strength: float | None = None
+    face_size: int | None = None
+    face_margin: float | None = None
+    reference_pose: Path | None = None  # OpenPose JSON of the reference photo (the demo's); None: found when aligning, else detected
 
 
 @dataclass(frozen=True)
@@ -151,9 +156,23 @@ def validate_options(options: RetargetOptions) -> None:
             raise MagicPoseError(
                 f"--guidance-interval LO HI needs 0 <= LO <= HI <= 1 (fractions of the noise schedule), got {options.guidance_interval}"
             ) from None
+    validate_face_options(options)
     validate_motion_options(options)
     if options.frames_dir is not None:
         check_frames_dir(Path(options.frames_dir))
+
+
+def validate_face_options(options: RetargetOptions) -> None:
+    """The face pass's numbers in their ranges (its other checks need the driving poses: retarget/face_pass.py)."""
+    checks = [
+        (options.face_strength is None or 0.0 <= options.face_strength <= 1.0, f"--face-strength must be between 0 and 1, got {options.face_strength}"),
+        (options.face_size is None or (options.face_size > 0 and options.face_size % SIZE_MULTIPLE == 0),
+         f"--face-size must be a positive multiple of {SIZE_MULTIPLE}, got {options.face_size}"),
+        (options.face_margin is None or options.face_margin >= 0, f"--face-margin must be 0 or more, got {options.face_margin}"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise MagicPoseError(message)
 
 
 def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:

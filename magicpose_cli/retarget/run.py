@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache as cache_call, partial
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ from magicpose_cli.framing import FitMode, fit_placement
 from magicpose_cli.images import read_image
 from magicpose_cli.model_store import locate_model
 from magicpose_cli.models.loading import Device, LoadedPipelines, Precision, load_pipeline, resolve_device, resolve_dtype
+from magicpose_cli.retarget.face_pass import face_plan_for_run, run_face_pass
 from magicpose_cli.retarget.generation import generate_missing_frames, open_frame_cache
 from magicpose_cli.retarget.motion import describe_motion, find_motion_module
 from magicpose_cli.retarget.options import (
@@ -157,12 +158,15 @@ def retarget(
                 sampling, motion and motion.path,
             )  # fmt: skip
         tell(on_detail, f"frame cache: {cache.folder}")
-        load = partial(
+        load = cache_call(partial(
             pipelines.get if pipelines is not None else load_pipeline, model.folder, device, dtype, sampling.scheduler, options.vae_slicing,
             options.vae_tiling, options.cpu_offload, motion_module=motion and motion.path,
-        )  # fmt: skip
+        ))  # fmt: skip
         with stopwatch("generation"):
             generated = generate_missing_frames(load, reference_canvas, pose_maps, cache, sampling, progress, on_batch_saved, on_state_saved, processes)
+        with stopwatch("face pass"):
+            cache = face_passed_frames(options, model.recommended, driving, placement, reference, reference_path, load, cache, cache_root,
+                                       sampling, progress, processes, on_notice)  # fmt: skip
         with stopwatch("writing the output"):
             encoded = processes.on_main(lambda: write_outputs(cache, pose_maps, placement, reference, driving, driving_path, output_path, options, progress))
     return RetargetSummary(
@@ -170,6 +174,18 @@ def retarget(
         seconds=time.perf_counter() - started, fps=driving.fps, audio_codec=encoded.audio_codec if encoded else None,
         model_source=model.source, timings=stopwatch.seconds, processes=processes.count,
     )  # fmt: skip
+
+
+def face_passed_frames(options: RetargetOptions, recommended, driving: DrivingPoses, placement, reference: np.ndarray, reference_path: Path,
+                       load, main: FrameCache, cache_root: Path, sampling, progress, processes: Processes, on_notice) -> FrameCache:  # fmt: skip
+    """The cache the output is read from: the face pass's (made now, where missing), or the main frames' where it does not run."""
+    plan, lines = processes.broadcast(processes.on_main(lambda: face_plan_for_run(options, recommended, driving, placement, reference, reference_path)))
+    tell(on_notice, *lines)
+    if plan is None:
+        return main
+    faces = run_face_pass(load, plan, main, cache_root, sampling, progress, processes, options.force)
+    tell(on_notice, plan.summary())
+    return faces
 
 
 def start_processes(device_option: Device | str) -> tuple[Processes, torch.device]:
