@@ -40,6 +40,7 @@ from magicpose_cli.evaluation import (
     ScoreSummary,
     evaluate,
     evaluate_closeups,
+    evaluate_face_pass,
     evaluate_frames,
     generate_for_pair,
     markdown_table,
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--noise-seeds", type=int, default=4, help="Initial-noise seeds to average the model rows over.")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compare-to", type=Path, help="Score only --model and this model, on whole frames and close-ups.")
+    parser.add_argument("--face-strengths", default="0.5", help="With --compare-to: face-pass strengths to score (comma-separated; empty: none).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     diffusers_logging.disable_progress_bar()
@@ -131,13 +133,16 @@ def compare_models(args, settings: EvaluationSettings, scheduler: Scheduler, see
     models = {"model": load(args.model, scheduler), "compared model": load(args.compare_to, scheduler)}
     started = time.perf_counter()
     results = {name: evaluate(pipeline, seeds, settings, noise_seeds=noise_seeds) for name, pipeline in models.items()}
+    for strength in [float(value) for value in args.face_strengths.split(",") if value.strip()]:
+        results |= {f"{name} + face pass {strength:g}": evaluate_face_pass(pipeline, seeds, settings, noise_seeds, strength)
+                    for name, pipeline in models.items()}  # fmt: skip
     results |= {f"{name}, close-ups": evaluate_closeups(pipeline, seeds, settings, noise_seeds) for name, pipeline in models.items()}
     closeups = [closeup_pair(seed, settings.size, settings.num_frames) for seed in seeds]
     repeated = [score_video(np.stack([pair.reference_frame] * settings.num_frames), np.stack(pair.target_frames)) for pair in closeups]
     results["reference close-up repeated (no model)"] = ScoreSummary.of(repeated * len(noise_seeds))  # pairs up as the rows above
     seconds = time.perf_counter() - started
-    whole = {name: results[name] for name in models}
-    close = {name: summary for name, summary in results.items() if name not in models}
+    whole = {name: summary for name, summary in results.items() if "close-up" not in name}
+    close = {name: summary for name, summary in results.items() if "close-up" in name}
     table = markdown_table(results) + "\n\n" + paired_markdown_table(whole, "model") + "\n\n" + paired_markdown_table(close, "model, close-ups")
     report(args, table, results, settings, scheduler, seeds, noise_seeds, seconds)
     rows = [np.concatenate([closeups[0].reference_frame, *closeups[0].target_frames], axis=1)]

@@ -170,6 +170,28 @@ def generate_for_pair(pipeline, pair, settings: EvaluationSettings, use_referenc
     return np.asarray(output.images)
 
 
+def generate_with_face_pass(pipeline, pair: SyntheticPair, large: SyntheticPair, settings: EvaluationSettings, strength: float,
+                            margin: float = 0.5) -> np.ndarray:  # fmt: skip
+    """The model's frames for ``pair`` with retarget's face pass after them (its face boxes, crops, pose maps and
+    blending: :mod:`magicpose_cli.retarget.face_pass`), the reference's face cut from ``large``, the same pair
+    drawn larger, as a photo's full resolution gives it; N x H x W x 3 in [0, 1]."""
+    from magicpose_cli.images import to_uint8
+    from magicpose_cli.retarget.face_boxes import blend_face, cut_square, pose_in_square
+    from magicpose_cli.retarget.face_pass import FaceSettings, plan_face_pass
+
+    main = to_uint8(generate_for_pair(pipeline, pair, settings))
+    plan = plan_face_pass(FaceSettings(strength, settings.size, margin), pair.target_poses, large.reference_frame, large.reference_pose, "pair")
+    if plan is None:
+        return main / 255.0
+    boxes = [plan.boxes.box(index) for index in range(len(main))]
+    face_pair = replace(pair, reference_frame=plan.reference_face,
+                        target_poses=[pose_in_square(pose, *box, settings.size) for pose, box in zip(pair.target_poses, boxes)])  # fmt: skip
+    crops = [cut_square(frame, *box, settings.size) for frame, box in zip(main, boxes)]
+    redrawn = to_uint8(generate_for_pair(pipeline, face_pair, settings, image=crops, strength=strength))
+    frames = [blend_face(frame, face, *box) if found else frame for frame, face, box, found in zip(main, redrawn, boxes, plan.boxes.found)]
+    return np.stack(frames) / 255.0
+
+
 def vae_round_trip(pipeline, frames: np.ndarray) -> np.ndarray:
     """``frames`` (N x H x W x 3 uint8) encoded and decoded by the model's VAE: the best any generation can score."""
     return vae_reconstruction(pipeline.vae, frames)
@@ -228,6 +250,18 @@ def evaluate_closeups(pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSett
         for noise_seed in noise_seeds
         for pair in (closeup_pair(seed, settings.size, settings.num_frames) for seed in seeds)
     ])  # fmt: skip
+
+
+def evaluate_face_pass(pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), noise_seeds=(0,),
+                       strength: float = 0.5, zoom: int = 5) -> ScoreSummary:  # fmt: skip
+    """:func:`evaluate` with the face pass at ``strength``, the reference's face cut from it drawn ``zoom`` times larger."""
+    scores = []
+    for noise_seed in noise_seeds:
+        for seed in seeds:
+            pair, large = sample_pair(seed, settings.size, settings.num_frames), sample_pair(seed, settings.size * zoom, settings.num_frames)
+            frames = generate_with_face_pass(pipeline, pair, large, replace(settings, seed=noise_seed), strength)
+            scores.append(score_video(frames, np.stack(pair.target_frames), person_masks(pair), pair_face_boxes(pair)))
+    return ScoreSummary.of(scores)
 
 
 def markdown_table(results: dict[str, ScoreSummary]) -> str:
