@@ -13,14 +13,15 @@ There is no pretrained Stable Diffusion in this world, so the script first makes
 5. runs ``magicpose train --stage appearance`` and then ``--stage pose`` exactly as a user would;
 6. for the evaluation's ablation, also runs ``--stage pose`` straight from the starting model, on
    the other core beside stages 1 and 2, so that it shows what the appearance stage adds;
-7. faces: fine-tunes the stage-2 model (``--stage pose`` again, resumed from it) on the full-body
-   videos mixed with close-ups (``magicpose_cli.synthetic.write_closeups``: people drawn larger and
-   cut around the head, with their face landmarks in the pose map, as the face pass feeds them), so
-   that the same tiny model can redo a face at its own canvas size;
-8. copies the final model into ``magicpose_cli/demo_model/``.
+7. with ``--faces-steps N`` (off by default: the shipped model has not had it), fine-tunes the
+   stage-2 model (``--stage pose`` again, from it) on the full-body videos mixed with close-ups
+   (``magicpose_cli.synthetic.write_closeups``: people drawn larger and cut around the head, with
+   their face landmarks in the pose map, as the face pass feeds them), so that the same tiny model
+   may learn to redo a face at its own canvas size (docs/demo-model.md#faces says what 500 steps did);
+8. copies the final model into ``--output`` (default ``magicpose_cli/demo_model/``).
 
-``--start-model magicpose_cli/demo_model`` skips steps 1-6 and runs only the faces phase from an
-existing model (how the shipped model got its faces, without retraining the rest).
+``--start-model magicpose_cli/demo_model --faces-steps N --output DIR`` skips steps 1-6 and runs only
+the faces phase from an existing model, without retraining the rest.
 
 Every step count is an option, so a longer run is one command line away. Every phase checkpoints
 (VAE, base UNet and the faces phase every 250 steps, the stages every 500 through ``magicpose train --resume``):
@@ -28,7 +29,7 @@ run the same command again after an interruption and it carries on where it stop
 ``benchmarks/eval_demo.py``. Usage::
 
     python scripts/train_demo_model.py --work-dir /tmp/demo_run
-    python scripts/train_demo_model.py --work-dir /tmp/faces_run --start-model magicpose_cli/demo_model
+    python scripts/train_demo_model.py --work-dir /tmp/faces_run --start-model magicpose_cli/demo_model --faces-steps 500 --output /tmp/faces_run/shipped
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--closeup-videos", type=int, default=400,
                         help="Close-up videos (heads drawn --closeup-zoom times larger) mixed with the full-body ones in the faces phase.")
     parser.add_argument("--closeup-zoom", type=int, default=5, help="How much larger close-up people are drawn before the head is cut out.")
-    parser.add_argument("--faces-steps", type=int, default=1500, help="Steps of the faces phase (0: skip it).")
+    parser.add_argument("--faces-steps", type=int, default=0, help="Steps of the faces phase (0, the default: skip it). It resumes from WORK/faces; to go on "
+                             "past a finished run, remove WORK/faces/model and give more steps (the rate is constant after warm-up).")
     parser.add_argument("--faces-lr", type=float, default=1e-4, help="Learning rate of the faces phase.")
     parser.add_argument("--faces-warmup", type=int, default=100, help="Learning-rate warm-up steps of the faces phase.")
     parser.add_argument("--start-model", type=Path, default=None,
@@ -316,16 +318,20 @@ def run_faces(data: Path, start_model: Path, args: argparse.Namespace, timings: 
     return run_dir / "model"
 
 
-def ship(model_dir: Path, output: Path) -> None:
-    """Copy the trained folder into place whole, weights stored as float16 (half the size; they load as float32)."""
+def ship(model_dir: Path, output: Path, start_model: Path | None = None) -> None:
+    """Copy the trained folder into place whole, weights stored as float16 (half the size; they load as float32);
+    the hand-written files are kept from ``output``; the recommended settings, where it has none, from ``start_model``
+    (its card describes another model, so it stays behind)."""
     partial = output.with_name(f".{output.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(model_dir, partial)
     for weights in partial.glob("*/*.safetensors"):
         save_file({name: tensor.half() for name, tensor in load_file(weights).items()}, weights, metadata={"format": "pt"})
     for kept in ("MODEL_CARD.md", "recommended_settings.json"):  # written by hand from the evaluation
-        if (output / kept).is_file():
-            shutil.copy2(output / kept, partial / kept)
+        for source in (output, start_model if kept == "recommended_settings.json" else None):
+            if source is not None and (source / kept).is_file():
+                shutil.copy2(source / kept, partial / kept)
+                break
     shutil.rmtree(output, ignore_errors=True)
     partial.rename(output)
 
@@ -382,7 +388,7 @@ def main() -> None:
     if args.faces_steps > 0:
         final_model = run_faces(data, final_model, args, timings)
 
-    ship(final_model, args.output)
+    ship(final_model, args.output, args.start_model)
     previous = json.loads((work / "report.json").read_text()) if (work / "report.json").is_file() else {}
     (work / "report.json").write_text(json.dumps({**previous, **report, "timings_s": {**previous.get("timings_s", {}), **timings}}, indent=2))
     console.print(f"[green]demo model written:[/] {args.output}  (timings: {json.dumps({k: round(v) for k, v in timings.items()})})")
