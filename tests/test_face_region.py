@@ -103,3 +103,25 @@ def test_closeups_show_a_face_with_its_landmarks_in_the_pose_map(tmp_path):
     frame = np.asarray(Image.open(folder / "frames" / "00000.png"))
     eye = face[36:42].mean(axis=0).round().astype(int)
     assert frame.shape == (64, 64, 3) and frame[eye[1] - 1 : eye[1] + 2, eye[0] - 1 : eye[0] + 2].min() < 60  # the pupil (or a closed eye's line) is drawn there
+
+
+def test_the_demo_evaluation_runs_retargets_face_pass_and_scores_its_face_box(one_torch_thread):
+    import torch
+
+    from magicpose_cli.evaluation import EvaluationSettings, generate_for_pair, generate_with_face_pass
+    from magicpose_cli.model_store import DEMO_MODEL_DIR
+    from magicpose_cli.models.loading import Scheduler, load_pipeline
+
+    pipeline = load_pipeline(DEMO_MODEL_DIR, torch.device("cpu"), torch.float32, Scheduler("dpm"))
+    settings = EvaluationSettings(size=64, num_frames=2, steps=4, guidance=7.0)
+    pair, large = sample_pair(9000, 64, 2), sample_pair(9000, 320, 2)
+    main = np.round(generate_for_pair(pipeline, pair, settings) * 255)
+    passed = np.round(generate_with_face_pass(pipeline, pair, large, settings, strength=0.5) * 255)
+    boxes = pair_face_boxes(pair)
+    outside = np.ones(main.shape[:3], dtype=bool)
+    for mask, box in zip(outside, boxes):
+        left, top, right, bottom = box.clipped(64, 64)
+        mask[max(top - 2, 0) : bottom + 2, max(left - 2, 0) : right + 2] = False  # the pass's own box is a pixel or two larger
+    assert np.array_equal(main[outside], passed[outside]) and not np.array_equal(main, passed)
+    scores = score_video(passed / 255, np.stack(pair.target_frames), faces=boxes)
+    assert np.isfinite(scores.face_psnr) and np.isfinite(scores.face_temporal_error)
