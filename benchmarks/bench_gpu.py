@@ -7,6 +7,8 @@ weights. For fp16 and bf16, at batch 1, 4 and 8, with and without model CPU offl
 ``torch.cuda.max_memory_allocated``. Then it times the presets (``--preset quality|balanced|fast``
 resolved for the published model's 50 DDIM steps) in fp16 without offload, and generates one frame
 in fp32 and in fp16 from the same noise and reports how far apart they are (pixels in [0, 1]).
+The face pass's rows time retarget's second pass per preset: image-to-image from the frames at
+``--face-strengths`` (a face canvas of the frame's size), fp16, no offload, beside the main pass.
 
     python benchmarks/bench_gpu.py                      # the whole table (about 10 minutes on an H100)
     python benchmarks/bench_gpu.py --offload no --dtypes fp16 --batch-sizes 1 4
@@ -73,8 +75,9 @@ def place(pipe: MagicPosePipeline, dtype: torch.dtype, offload: bool) -> MagicPo
     return pipe
 
 
-def generate(pipe, reference, pose_maps, steps: int, batch: int, seed: int = 0, sampler=None) -> torch.Tensor:
-    """Frames of ``sampler`` (a pipeline with its speed options bound; default ``pipe`` itself)."""
+def generate(pipe, reference, pose_maps, steps: int, batch: int, seed: int = 0, sampler=None, **image_to_image) -> torch.Tensor:
+    """Frames of ``sampler`` (a pipeline with its speed options bound; default ``pipe`` itself); ``image_to_image``:
+    the pipeline's ``image`` and ``strength``."""
     return (sampler or pipe)(
         reference_image=reference,
         pose_maps=pose_maps,
@@ -83,16 +86,17 @@ def generate(pipe, reference, pose_maps, steps: int, batch: int, seed: int = 0, 
         generator=torch.Generator("cuda").manual_seed(seed),
         frames_per_batch=batch,
         output_type="pt",
+        **image_to_image,
     ).images
 
 
-def time_one(pipe, reference, pose_maps, steps: int, batch: int, sampler=None) -> tuple[float, float]:
+def time_one(pipe, reference, pose_maps, steps: int, batch: int, sampler=None, **image_to_image) -> tuple[float, float]:
     """(seconds per frame, peak GiB) over all frames, after a warm-up frame."""
     generate(pipe, reference, pose_maps[:1], 2, 1, sampler=sampler)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    generate(pipe, reference, pose_maps, steps, batch, sampler=sampler)
+    generate(pipe, reference, pose_maps, steps, batch, sampler=sampler, **image_to_image)
     torch.cuda.synchronize()
     return (time.perf_counter() - started) / len(pose_maps), torch.cuda.max_memory_allocated() / 2**30
 
@@ -109,6 +113,22 @@ def preset_table(pipe, reference, pose_maps, batch_sizes) -> None:
             seconds, peak = time_one(pipe, reference, pose_maps, sampling.steps, batch, sampler_for(pipe, sampling, config))
             baseline = baseline or seconds
             print(f"| {preset.value} | {describe(sampling)} | {batch} | {seconds:.2f} | x{baseline / seconds:.2f} | {peak:.2f} |", flush=True)
+    pipe.scheduler = sd15_scheduler()
+
+
+def face_pass_table(pipe, reference, pose_maps, batch: int, strengths: list[float]) -> None:
+    """Seconds per frame of the face pass (image-to-image from the frames) beside the main pass's, per preset; fp16, no offload."""
+    place(pipe, torch.float16, offload=False)
+    config, init = pipe.scheduler.config, torch.rand(pose_maps.shape, generator=torch.Generator().manual_seed(2))
+    print("| preset | settings | batch | pass | s/frame | vs main pass | peak VRAM (GiB) |\n| --- | --- | ---: | --- | ---: | ---: | ---: |")
+    for preset in Preset:
+        sampling = resolve_variant(f"preset={preset.value}", SD15_RECOMMENDED_SETTINGS, batch)
+        sampler = sampler_for(pipe, sampling, config)
+        main_seconds, peak = time_one(pipe, reference, pose_maps, sampling.steps, batch, sampler)
+        print(f"| {preset.value} | {describe(sampling)} | {batch} | main | {main_seconds:.2f} | x1.00 | {peak:.2f} |", flush=True)
+        for strength in strengths:
+            seconds, peak = time_one(pipe, reference, pose_maps, sampling.steps, batch, sampler, image=init, strength=strength)
+            print(f"| {preset.value} | {describe(sampling)} | {batch} | face pass {strength:g} | {seconds:.2f} | x{seconds / main_seconds:.2f} | {peak:.2f} |", flush=True)
     pipe.scheduler = sd15_scheduler()
 
 
@@ -134,6 +154,7 @@ def main() -> None:
     parser.add_argument("--motion", action="store_true", help="Add a random SD 1.5 motion module (453 M parameters, v2 layout).")
     parser.add_argument("--skip-presets", action="store_true", help="Skip the presets' table.")
     parser.add_argument("--only-presets", action="store_true", help="Only the presets' table.")
+    parser.add_argument("--face-strengths", nargs="*", type=float, default=[0.3, 0.5], help="The face pass's rows (none: skip them).")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu needs a CUDA GPU (this machine has none)")
@@ -148,6 +169,8 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, {args.size}x{args.size}, {args.steps} DDIM steps, guidance 7, {args.frames} frames{motion}")
     if not args.skip_presets:
         preset_table(pipe, reference, pose_maps, args.batch_sizes)
+    if args.face_strengths:
+        face_pass_table(pipe, reference, pose_maps, max(args.batch_sizes), args.face_strengths)
     if args.only_presets:
         return
     print("| dtype | batch | cpu offload | s/frame | peak VRAM (GiB) |\n| --- | ---: | --- | ---: | ---: |")

@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from magicpose_cli.cli import app
-from magicpose_cli.demo import DEMO_DISPLAY_HEIGHT, DEMO_SIZE
+from magicpose_cli.demo import DEMO_DISPLAY_HEIGHT, DEMO_REFERENCE_SIZE, DEMO_SIZE
 from magicpose_cli.evaluation import (
     EVALUATION_SEEDS,
     EvaluationSettings,
@@ -106,11 +106,10 @@ def test_demo_command_writes_a_grid_video_of_unseen_people(tmp_path):
     frames = np.stack(list(iio.imiter(output)))
     assert frames.shape == (3, DEMO_DISPLAY_HEIGHT, 3 * DEMO_DISPLAY_HEIGHT, 3)  # reference | pose | result, enlarged
     reference = np.asarray(Image.open(inputs / "reference.png").convert("RGB"), dtype=np.float64)
-    assert reference.shape == (DEMO_SIZE, DEMO_SIZE, 3)  # the model still generates at its own size
-    scale = DEMO_DISPLAY_HEIGHT // DEMO_SIZE
+    assert reference.shape == (DEMO_REFERENCE_SIZE, DEMO_REFERENCE_SIZE, 3) == (DEMO_DISPLAY_HEIGHT, DEMO_DISPLAY_HEIGHT, 3)  # drawn with a sharp face
     left_panel = frames[0, :, :DEMO_DISPLAY_HEIGHT].astype(np.float64)
-    shrunk = left_panel.reshape(DEMO_SIZE, scale, DEMO_SIZE, scale, 3).mean(axis=(1, 3))  # undo the nearest enlargement
-    assert np.abs(shrunk - reference).mean() < 12  # the grid's left panel is the reference, through H.264
+    assert np.abs(left_panel - reference).mean() < 12  # the grid's left panel is the reference, through H.264
+    assert len(list((tmp_path / "cache" / "frames").iterdir())) == 2  # the main frames and the face pass's
     assert sorted(path.name for path in (inputs / "driving_poses").iterdir()) == ["00000.json", "00001.json", "00002.json"]
 
 
@@ -144,9 +143,9 @@ def test_demo_inputs_dir_never_mixes_runs_and_is_replaced_only_with_overwrite(tm
     replaced = demo("second.mp4", 1, "--overwrite", "--seed", "7")
     assert replaced.exit_code == 0, replaced.output
     assert sorted(path.name for path in (inputs / "driving_poses").iterdir()) == ["00000.json"]
-    assert sorted(path.name for path in inputs.iterdir()) == ["driving_poses", "reference.png"]
+    assert sorted(path.name for path in inputs.iterdir()) == ["driving_poses", "reference.png", "reference_pose.json"]
     reference = np.asarray(Image.open(inputs / "reference.png").convert("RGB"))
-    np.testing.assert_array_equal(reference, sample_pair(7, DEMO_SIZE, num_frames=1).reference_frame)
+    np.testing.assert_array_equal(reference, sample_pair(7, DEMO_REFERENCE_SIZE, num_frames=1).reference_frame)
 
 
 @pytest.mark.parametrize(

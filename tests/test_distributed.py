@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -26,6 +27,7 @@ from test_train import config, make_frame_folders, weights
 
 from magicpose_cli.distributed import Processes, join_processes
 from magicpose_cli.errors import MagicPoseError
+from magicpose_cli.pose.keypoints import BODY, FramePose, PersonPose
 from magicpose_cli.retarget import RetargetOptions, retarget
 from magicpose_cli.retarget.batch import read_jobs
 from magicpose_cli.retarget.motion import STATE_FILE
@@ -146,6 +148,25 @@ def test_retarget_with_a_motion_module_on_two_processes_shares_the_windows_and_g
     assert (inputs / "motion-two.mp4").read_bytes() == (inputs / "motion-one.mp4").read_bytes()
     assert frame_files(inputs / "motion-two") == frame_files(inputs / "motion-one")
     assert not list((inputs / "motion-two").glob(f"frames/*/{STATE_FILE}"))  # removed once, by the main process
+
+
+def test_the_face_pass_on_two_processes_gives_the_bytes_of_one(inputs, one_process):
+    """The face pass's stage shared by two processes, from the main frames one process made (copied: only the faces are made)."""
+    head = np.zeros((18, 3), np.float32)
+    head[[BODY["nose"], BODY["right_eye"], BODY["left_eye"]]] = [(64, 44, 1), (57, 37, 1), (71, 37, 1)]
+    FramePose(128, 128, [PersonPose(body=head)]).save(inputs / "ref_pose.json")
+    for cache in ("face-one", "face-two"):
+        shutil.copytree(inputs / "one", inputs / cache)
+    face = {"face_pass": True, "face_strength": 0.5, "reference_pose": inputs / "ref_pose.json"}
+    with threads_of_a_lone_process():
+        alone = retarget(inputs / "ref.png", inputs / "poses", inputs / "face-one.mp4", replace(options(inputs, "face-one"), **face))
+    assert alone.cache_hits == FRAMES
+    flags = ["--face-pass", "--face-strength", 0.5, "--reference-pose", "ref_pose.json"]
+    two = launch(ACCELERATE, "retarget", "ref.png", "poses", "-o", "face-two.mp4", "--model", "model", *QUICK, *flags, "--cache-dir", "face-two", cwd=inputs)
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count(f"face pass: {FRAMES} of {FRAMES} frames") == 1
+    assert (inputs / "face-two.mp4").read_bytes() == (inputs / "face-one.mp4").read_bytes() != one_process.read_bytes()
+    assert frame_files(inputs / "face-two") == frame_files(inputs / "face-one")
 
 
 def test_batch_under_torchrun_shares_the_frames_skips_and_carries_on_after_a_bad_job(inputs, one_process):

@@ -23,14 +23,17 @@ def demo_command(
         None, help="Cache root for generated frames (default $MAGICPOSE_CACHE or ~/.cache/magicpose)."
     ),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT and earlier inputs in --inputs-dir if they exist."),
+    face_pass: bool = typer.Option(
+        True, "--face-pass/--no-face-pass", help="Redraw each face from the reference's face (retarget's face pass); --no-face-pass shows the main pass alone."
+    ),
     debug: bool = typer.Option(False, help="Show tracebacks."),
 ) -> None:
     """Animate an unseen synthetic person with another's motion using the tiny bundled demo model.
 
-    Writes reference | pose | result side by side. The demo model only knows synthetic people
+    Writes reference | pose | result side by side, the result's face redrawn by the face pass. The demo model only knows synthetic people
     (see magicpose_cli/demo_model/MODEL_CARD.md); use `magicpose retarget --model` for real weights.
     """
-    summary = run_demo(output, frames, steps, guidance, seed, inputs_dir, cache_dir, overwrite, console=console, on_notice=detail)
+    summary = run_demo(output, frames, steps, guidance, seed, inputs_dir, cache_dir, overwrite, console=console, on_notice=detail, face_pass=face_pass)
     console.print(
         f"[green]demo video:[/] {summary.output} ({summary.frames} frames, {summary.seconds:.1f} s; "
         "made by the tiny demo model trained on synthetic people, 64x64)",

@@ -125,6 +125,10 @@ def retarget_command(
     face_margin: Optional[float] = typer.Option(
         None, help="Room around the head in the face box, each side, as a fraction of the head's size (default 0.5).", rich_help_panel=_FACE
     ),
+    reference_pose: Optional[Path] = typer.Option(
+        None, help="OpenPose JSON of the reference photo: where the face pass finds its face (default: the keypoints found "
+        "to align the poses, else detected).", rich_help_panel=_FACE,
+    ),
     device: Device = typer.Option(Device.auto, help="auto: cuda, else mps, else cpu.", rich_help_panel=_MEMORY),
     dtype: Precision = typer.Option(Precision.auto, help="auto: fp16 on CUDA, else fp32; bf16 also on the CPU.", rich_help_panel=_MEMORY),
     vae_slicing: bool = typer.Option(False, help="Decode frames one at a time (less GPU memory).", rich_help_panel=_MEMORY),
@@ -167,7 +171,7 @@ def retarget_command(
         grid=grid, overwrite=overwrite, force=force, frames_dir=frames_dir, cache_root=cache_dir, noise=noise,
         motion_module=motion_module, no_motion=no_motion, context_frames=context_frames, context_overlap=context_overlap,
         context_fusion=context_fusion, motion_scale=motion_scale, face_pass=face_pass, face_strength=face_strength,
-        face_size=face_size, face_margin=face_margin,
+        face_size=face_size, face_margin=face_margin, reference_pose=reference_pose,
     )  # fmt: skip
     summary = retarget(reference, driving, output, options, console=console, on_notice=console.print, on_detail=detail)
     print_summary(summary)

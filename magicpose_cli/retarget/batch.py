@@ -35,7 +35,7 @@ from magicpose_cli.retarget.options import RetargetOptions, parse_choice
 from magicpose_cli.retarget.run import RetargetSummary, retarget
 
 JOB_PATHS = ("reference", "driving", "output")
-PATH_OPTIONS = ("frames_dir", "cache_root")
+PATH_OPTIONS = ("frames_dir", "cache_root", "reference_pose")
 ALIASES = {"cache_dir": "cache_root"}  # the command line's name for it
 NOT_IN_FILES = ("overwrite",)  # the batch command's own flag
 OPTION_TYPES = typing.get_type_hints(RetargetOptions)

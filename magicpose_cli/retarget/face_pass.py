@@ -158,12 +158,7 @@ def face_plan_for_run(
     settings, line = resolve_face_settings(options, recommended)
     if settings is None:
         return None, [line]
-    if driving.keypoints is None:
-        if options.face_pass:
-            raise MagicPoseError(
-                "--face-pass needs keypoints to find the face in each frame (OpenPose JSON or a video), and a folder of "
-                "rendered pose maps has none; give those, or leave --face-pass out"
-            )
+    if driving.keypoints is None:  # asked for by the user, it was refused before any work (check_pose_options)
         return None, [f"{line}; skipped: the driving pose maps have no keypoints to find the face"]
     canvas_poses = [placement.place_pose(pose) for pose in driving.keypoints]
     plan = plan_face_pass(settings, canvas_poses, reference, reference_pose_of(options, driving, reference, reference_path),
@@ -174,7 +169,10 @@ def face_plan_for_run(
 def reference_pose_of(options: RetargetOptions, driving: DrivingPoses, reference: np.ndarray, reference_path: Path) -> FramePose:
     """The reference photo's keypoints: given (``reference_pose``), found when aligning, else detected now."""
     if options.reference_pose is not None:
-        return FramePose.load(options.reference_pose)
+        try:
+            return FramePose.load(options.reference_pose)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise MagicPoseError(f"cannot read --reference-pose {options.reference_pose}: {error}") from None
     if driving.reference_pose is not None:
         return driving.reference_pose
     from magicpose_cli.pose.detectors import detect_reference_pose

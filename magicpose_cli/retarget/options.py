@@ -169,6 +169,7 @@ def validate_face_options(options: RetargetOptions) -> None:
         (options.face_size is None or (options.face_size > 0 and options.face_size % SIZE_MULTIPLE == 0),
          f"--face-size must be a positive multiple of {SIZE_MULTIPLE}, got {options.face_size}"),
         (options.face_margin is None or options.face_margin >= 0, f"--face-margin must be 0 or more, got {options.face_margin}"),
+        (options.reference_pose is None or Path(options.reference_pose).is_file(), f"--reference-pose {options.reference_pose} is not a file"),
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:
@@ -179,10 +180,11 @@ def check_pose_options(options: RetargetOptions, driving: DrivingPoses) -> None:
     """Pose options that rendered pose maps cannot honour are refused rather than silently ignored."""
     if driving.map_files is None:
         return
-    asked = [flag for flag, given in (("--no-face", not options.face), ("--no-hands", not options.hands), ("--align", options.align)) if given]
+    flags = (("--no-face", not options.face), ("--no-hands", not options.hands), ("--align", options.align), ("--face-pass", options.face_pass))
+    asked = [flag for flag, given in flags if given]
     if asked:
         raise MagicPoseError(
-            f"{' and '.join(asked)} cannot apply to a folder of rendered pose maps (they are used as drawn); "
+            f"{' and '.join(asked)} cannot apply to a folder of rendered pose maps (they are used as drawn, without keypoints); "
             "give a video or OpenPose JSON instead, or leave the option out"
         )
 

@@ -94,6 +94,19 @@ PATH = Kind(_text_box, _read_path)
 TEXT = Kind(_text_box, _read_text)
 SWITCH = Kind(lambda gr, setting: gr.Checkbox(label=setting.label, value=setting.value), lambda value, _: None if value is None else bool(value))
 
+
+def _read_on_off(value: Any, setting: Setting) -> bool | None:
+    """``on``/``off`` (or a boolean from the API) as True/False; empty is None (the option's default)."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("", "on", "off"):
+        raise MagicPoseError(f"{setting.label} must be on or off, got {value!r}")
+    return None if not text else text == "on"
+
+
+ON_OFF = Kind(lambda gr, setting: gr.Dropdown(label=setting.label, choices=["on", "off"], value=setting.value, info=setting.hint), _read_on_off)
+
 ADVICE = "the model's advice"
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", "Model", PATH, "as configured, else the demo model: a folder, a model_state-*.th, or a hub id", panel="model"),
@@ -106,6 +119,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("face", "Face landmarks", SWITCH, value=True, panel="poses"),
     Setting("hands", "Hands", SWITCH, value=True, panel="poses"),
     Setting("grid", "Grid: reference | pose | result", SWITCH, value=False, panel="poses"),
+    Setting("face_pass", "Face pass", ON_OFF, f"empty: {ADVICE}; redraws each face at full size (docs/retarget.md)", panel="face"),
+    Setting("face_strength", "Face strength (0..1)", NUMBER, ADVICE, panel="face"),
+    Setting("face_size", "Face canvas (a multiple of 64)", WHOLE, "the model's canvas size", panel="face"),
+    Setting("face_margin", "Face margin", NUMBER, "0.5", panel="face"),
     Setting("motion_module", "Motion module", TEXT, "as retarget finds one: a MotionAdapter folder, a checkpoint or a hub id", panel="motion"),
     Setting("no_motion", "No motion module (not even a configured one)", SWITCH, value=False, panel="motion"),
 )
