@@ -93,21 +93,6 @@ def cut_square(image: np.ndarray, left: int, top: int, side: int, size: int) -> 
     return np.asarray(Image.fromarray(np.ascontiguousarray(square)).resize((size, size), Image.LANCZOS))
 
 
-def pose_in_square(frame_pose: FramePose, left: int, top: int, side: int, size: int) -> FramePose:
-    """The keypoints moved into the square at (left, top) enlarged to ``size``: the crop's pose (the renderer clips the rest)."""
-    scale, corner = size / side, np.array([left, top], dtype=np.float32)
-    people = []
-    for person in frame_pose.people:
-        moved = {}
-        for part, points in person.parts().items():
-            points = points.copy()
-            present = points[:, 2] > 0
-            points[present, :2] = (points[present, :2] - corner) * scale
-            moved[part] = points
-        people.append(PersonPose(**moved))
-    return FramePose(size, size, people)
-
-
 def feathered_mask(side: int) -> np.ndarray:
     """``side`` x ``side`` weights: 1 inside, falling linearly to 0 at the box's edge over ``FEATHER`` of its side."""
     feather = max(1.0, FEATHER * side)

@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.metrics.face_region import face_boxes
-from magicpose_cli.pose.keypoints import FramePose, PersonPose
+from magicpose_cli.pose.keypoints import FramePose, pose_in_square
 from magicpose_cli.synthetic.datasets import SyntheticPair, sample_pair, write_video_folder
 from magicpose_cli.synthetic.drawing import draw_person
 from magicpose_cli.synthetic.identity import Identity, sample_identity
@@ -30,28 +30,13 @@ STREAM_CLOSEUPS = 2  # datasets.py draws training videos from stream 0 and evalu
 FACE_SCALE_RANGE = (1.6, 2.6)
 
 
-def crop_pose(pose: FramePose, box: tuple[int, int, int], size: int) -> FramePose:
-    """``pose`` in the coordinates of the square ``(left, top, side)`` scaled to ``size`` x ``size``."""
-    left, top, side = box
-    factor = size / side
-
-    def moved(points: np.ndarray) -> np.ndarray:
-        out = points.copy()
-        out[:, 0] = (points[:, 0] - left) * factor
-        out[:, 1] = (points[:, 1] - top) * factor
-        return out
-
-    people = [PersonPose(**{part: moved(points) for part, points in person.parts().items()}) for person in pose.people]
-    return FramePose(size, size, people)
-
-
 def cut_around_faces(frames: list[np.ndarray], poses: list[FramePose], size: int, face_scale: float) -> tuple[list[np.ndarray], list[FramePose]]:
     """Each frame's face box (one size for the video, the centre smoothed) cut out and scaled to ``size``, with its keypoints."""
     height, width = frames[0].shape[:2]
     squares = [box.inside(width, height) for box in face_boxes([pose.people[0].face for pose in poses], scale=face_scale)]
     crops = [np.asarray(Image.fromarray(frame[top : top + side, left : left + side]).resize((size, size), Image.BOX))
              for frame, (left, top, side) in zip(frames, squares)]  # fmt: skip
-    return crops, [crop_pose(pose, square, size) for pose, square in zip(poses, squares)]
+    return crops, [pose_in_square(pose, *square, size) for pose, square in zip(poses, squares)]
 
 
 def render_closeup(identity: Identity, motion: Motion, size: int, zoom: int, face_scale: float) -> tuple[list[np.ndarray], list[FramePose]]:
