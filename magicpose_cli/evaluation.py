@@ -176,8 +176,7 @@ def generate_with_face_pass(pipeline, pair: SyntheticPair, large: SyntheticPair,
     blending: :mod:`magicpose_cli.retarget.face_pass`), the reference's face cut from ``large``, the same pair
     drawn larger, as a photo's full resolution gives it; N x H x W x 3 in [0, 1]."""
     from magicpose_cli.images import to_uint8
-    from magicpose_cli.pose.keypoints import pose_in_square
-    from magicpose_cli.retarget.face_boxes import blend_face, cut_square
+    from magicpose_cli.retarget.face_boxes import blend_face, cut_square, pose_in_square
     from magicpose_cli.retarget.face_pass import FaceSettings, plan_face_pass
 
     main = to_uint8(generate_for_pair(pipeline, pair, settings))

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from magicpose_cli.errors import MagicPoseError
-from magicpose_cli.pose.keypoints import FramePose, PersonPose
+from magicpose_cli.pose.keypoints import FramePose
 
 SIZE_MULTIPLE = 64
 DEFAULT_GENERATION_SIZE = 512
@@ -126,16 +126,7 @@ class Placement:
         """Move keypoints from source pixels to canvas pixels; points that leave the canvas stay (the renderer clips)."""
         scale = np.array([self.scale_x, self.scale_y], dtype=np.float32)
         offset = np.array([self.offset_x, self.offset_y], dtype=np.float32)
-        people = []
-        for person in frame_pose.people:
-            moved = {}
-            for part, points in person.parts().items():
-                points = points.copy()
-                present = points[:, 2] > 0
-                points[present, :2] = points[present, :2] * scale + offset
-                moved[part] = points
-            people.append(PersonPose(**moved))
-        return FramePose(self.canvas_width, self.canvas_height, people)
+        return frame_pose.moved(scale, offset, self.canvas_width, self.canvas_height)
 
     def restore(self, generated: np.ndarray) -> np.ndarray:
         """Cut a generated canvas back to the source's visible area and shape (``output_size``)."""

@@ -119,6 +119,19 @@ class FramePose:
     height: int
     people: list[PersonPose] = field(default_factory=list)
 
+    def moved(self, scale: np.ndarray, offset: np.ndarray, width: int, height: int) -> "FramePose":
+        """Every present keypoint at ``point * scale + offset`` (x, y), on a ``width`` x ``height`` canvas."""
+        people = []
+        for person in self.people:
+            moved = {}
+            for part, points in person.parts().items():
+                points = points.copy()
+                present = points[:, 2] > 0
+                points[present, :2] = points[present, :2] * scale + offset
+                moved[part] = points
+            people.append(PersonPose(**moved))
+        return FramePose(width, height, people)
+
     def to_openpose(self) -> dict:
         return {
             "version": 1.3,
@@ -204,18 +217,3 @@ def load_openpose_frames(
             "(pass --pose-size WxH for the real one)"
         )
     return [FramePose.from_openpose(frame, *pose_size) for frame in frames], notice
-
-
-def pose_in_square(frame_pose: FramePose, left: int, top: int, side: int, size: int) -> FramePose:
-    """The keypoints moved into the square at (left, top) enlarged to ``size``: the crop's pose (the renderer clips the rest)."""
-    scale, corner = size / side, np.array([left, top], dtype=np.float32)
-    people = []
-    for person in frame_pose.people:
-        moved = {}
-        for part, points in person.parts().items():
-            points = points.copy()
-            present = points[:, 2] > 0
-            points[present, :2] = (points[present, :2] - corner) * scale
-            moved[part] = points
-        people.append(PersonPose(**moved))
-    return FramePose(size, size, people)

@@ -93,6 +93,12 @@ def cut_square(image: np.ndarray, left: int, top: int, side: int, size: int) -> 
     return np.asarray(Image.fromarray(np.ascontiguousarray(square)).resize((size, size), Image.LANCZOS))
 
 
+def pose_in_square(frame_pose: FramePose, left: int, top: int, side: int, size: int) -> FramePose:
+    """The keypoints moved into the square at (left, top) enlarged to ``size``: the crop's pose (the renderer clips the rest)."""
+    scale = np.float32(size / side)
+    return frame_pose.moved(scale, -np.array([left, top], dtype=np.float32) * scale, size, size)
+
+
 def feathered_mask(side: int) -> np.ndarray:
     """``side`` x ``side`` weights: 1 inside, falling linearly to 0 at the box's edge over ``FEATHER`` of its side."""
     feather = max(1.0, FEATHER * side)

@@ -28,10 +28,10 @@ from magicpose_cli.frame_cache import FrameCache, run_key
 from magicpose_cli.framing import DEFAULT_GENERATION_SIZE, Placement
 from magicpose_cli.hashing import hash_arrays
 from magicpose_cli.models.settings import RecommendedSettings
-from magicpose_cli.pose.keypoints import FramePose, pose_in_square
+from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.retarget.generation import Redrawing, generate_missing_frames
 from magicpose_cli.retarget.options import RetargetOptions, Sampling, choose
-from magicpose_cli.retarget.face_boxes import FaceBoxes, blend_face, cut_square, face_boxes, frame_head
+from magicpose_cli.retarget.face_boxes import FaceBoxes, blend_face, cut_square, face_boxes, frame_head, pose_in_square
 
 DEFAULT_FACE_PASS = False
 DEFAULT_FACE_STRENGTH = 0.5

@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.metrics.face_region import face_boxes
-from magicpose_cli.pose.keypoints import FramePose, pose_in_square
+from magicpose_cli.pose.keypoints import FramePose
 from magicpose_cli.synthetic.datasets import SyntheticPair, sample_pair, write_video_folder
 from magicpose_cli.synthetic.drawing import draw_person
 from magicpose_cli.synthetic.identity import Identity, sample_identity
@@ -36,7 +36,9 @@ def cut_around_faces(frames: list[np.ndarray], poses: list[FramePose], size: int
     squares = [box.inside(width, height) for box in face_boxes([pose.people[0].face for pose in poses], scale=face_scale)]
     crops = [np.asarray(Image.fromarray(frame[top : top + side, left : left + side]).resize((size, size), Image.BOX))
              for frame, (left, top, side) in zip(frames, squares)]  # fmt: skip
-    return crops, [pose_in_square(pose, *square, size) for pose, square in zip(poses, squares)]
+    scales = [np.float32(size / side) for _, _, side in squares]
+    return crops, [pose.moved(scale, -np.array([left, top], np.float32) * scale, size, size)
+                   for pose, (left, top, _), scale in zip(poses, squares, scales)]  # fmt: skip
 
 
 def render_closeup(identity: Identity, motion: Motion, size: int, zoom: int, face_scale: float) -> tuple[list[np.ndarray], list[FramePose]]:
