@@ -107,7 +107,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--faces-lr", type=float, default=1e-4, help="Learning rate of the faces phase.")
     parser.add_argument("--faces-warmup", type=int, default=100, help="Learning-rate warm-up steps of the faces phase.")
     parser.add_argument("--start-model", type=Path, default=None,
-                        help="Run only the faces phase, from this MagicPose model folder (e.g. magicpose_cli/demo_model).")
+                        help="Skip phases 1-6: the faces phase (give --faces-steps) starts from this MagicPose model folder "
+                             "(e.g. magicpose_cli/demo_model); give --output too, or the result replaces the bundled model.")
     return parser.parse_args()
 
 
