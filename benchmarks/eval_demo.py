@@ -12,6 +12,11 @@ A second table compares the demo model with each other row on the same videos: t
 is mostly how hard each pair is, which both share, so it cannot say whether a small gap is real.
 
     python benchmarks/eval_demo.py --work-dir /tmp/demo_run [--pairs 8] [--steps 20] [--guidance 7] [--scheduler dpm]
+    python benchmarks/eval_demo.py --work-dir /tmp/faces_run --model NEW --compare-to magicpose_cli/demo_model
+
+``--compare-to`` scores two models only (no ablations): the whole frame with its face box, and the
+same pairs as close-ups (the reference's face crop, the face landmarks of the ground truth's crops),
+which say whether a model can draw a face at its canvas size, as the face pass asks it to.
 
 Sampling settings default to the ones the model recommends (its recommended_settings.json), so the
 table scores what `magicpose demo` and `retarget` run.
@@ -34,10 +39,13 @@ from magicpose_cli.evaluation import (
     EvaluationSettings,
     ScoreSummary,
     evaluate,
+    evaluate_closeups,
+    evaluate_face_pass,
     evaluate_frames,
     generate_for_pair,
     markdown_table,
     paired_markdown_table,
+    score_video,
     vae_round_trip,
 )
 from magicpose_cli.model_store import DEMO_MODEL_DIR, RecommendedSettings
@@ -45,6 +53,7 @@ from magicpose_cli.models import MagicPosePipeline
 from magicpose_cli.models.loading import Scheduler, load_pipeline
 from magicpose_cli.retarget import RetargetOptions, resolve_sampling
 from magicpose_cli.synthetic import sample_pair
+from magicpose_cli.synthetic.closeups import closeup_pair
 
 
 def load(folder: Path, scheduler: Scheduler) -> MagicPosePipeline:
@@ -75,6 +84,8 @@ def main() -> None:
                         help="Sampler (default: the model's recommendation).")
     parser.add_argument("--noise-seeds", type=int, default=4, help="Initial-noise seeds to average the model rows over.")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--compare-to", type=Path, help="Score only --model and this model, on whole frames and close-ups.")
+    parser.add_argument("--face-strengths", default="0.5", help="With --compare-to: face-pass strengths to score (comma-separated; empty: none).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     diffusers_logging.disable_progress_bar()
@@ -87,6 +98,9 @@ def main() -> None:
     scheduler = sampling.scheduler
     seeds = EVALUATION_SEEDS[: args.pairs] if args.pairs <= len(EVALUATION_SEEDS) else range(9000, 9000 + args.pairs)
     noise_seeds = tuple(range(args.noise_seeds))
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    if args.compare_to is not None:
+        return compare_models(args, settings, scheduler, seeds, noise_seeds)
     demo, ablation = load(args.model, scheduler), load(args.work_dir / "ablation_pose_only" / "model", scheduler)
     stage1 = load(args.work_dir / "stage1_appearance" / "model", scheduler)
     started = time.perf_counter()
@@ -110,6 +124,35 @@ def main() -> None:
     }
     seconds = time.perf_counter() - started
     table = markdown_table(results) + "\n\n" + paired_markdown_table(results, "demo model")
+    report(args, table, results, settings, scheduler, seeds, noise_seeds, seconds)
+    save_example(demo, settings, args.work_dir / "example.png")
+
+
+def compare_models(args, settings: EvaluationSettings, scheduler: Scheduler, seeds, noise_seeds) -> None:
+    """--model against --compare-to: whole frames (with face-box scores) and close-ups, and the paired differences."""
+    models = {"model": load(args.model, scheduler), "compared model": load(args.compare_to, scheduler)}
+    started = time.perf_counter()
+    results = {name: evaluate(pipeline, seeds, settings, noise_seeds=noise_seeds) for name, pipeline in models.items()}
+    for strength in [float(value) for value in args.face_strengths.split(",") if value.strip()]:
+        results |= {f"{name} + face pass {strength:g}": evaluate_face_pass(pipeline, seeds, settings, noise_seeds, strength)
+                    for name, pipeline in models.items()}  # fmt: skip
+    results |= {f"{name}, close-ups": evaluate_closeups(pipeline, seeds, settings, noise_seeds) for name, pipeline in models.items()}
+    closeups = [closeup_pair(seed, settings.size, settings.num_frames) for seed in seeds]
+    repeated = [score_video(np.stack([pair.reference_frame] * settings.num_frames), np.stack(pair.target_frames)) for pair in closeups]
+    results["reference close-up repeated (no model)"] = ScoreSummary.of(repeated * len(noise_seeds))  # pairs up as the rows above
+    seconds = time.perf_counter() - started
+    whole = {name: summary for name, summary in results.items() if "close-up" not in name}
+    close = {name: summary for name, summary in results.items() if "close-up" in name}
+    table = markdown_table(results) + "\n\n" + paired_markdown_table(whole, "model") + "\n\n" + paired_markdown_table(close, "model, close-ups")
+    report(args, table, results, settings, scheduler, seeds, noise_seeds, seconds)
+    rows = [np.concatenate([closeups[0].reference_frame, *closeups[0].target_frames], axis=1)]
+    for pipeline in models.values():
+        generated = (generate_for_pair(pipeline, closeups[0], settings) * 255).round().astype(np.uint8)
+        rows.append(np.concatenate([np.full_like(closeups[0].reference_frame, 255), *generated], axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(args.work_dir / "closeups.png")  # reference | truth; model; compared model
+
+
+def report(args, table: str, results: dict[str, ScoreSummary], settings, scheduler, seeds, noise_seeds, seconds: float) -> None:
     print(table)
     print(f"{len(seeds)} held-out pairs x {settings.num_frames} frames x {len(noise_seeds)} noise seeds, {settings.steps} {scheduler.value} steps, guidance {settings.guidance}; {seconds:.0f} s")
     (args.work_dir / "evaluation.md").write_text(table + "\n")
@@ -117,7 +160,6 @@ def main() -> None:
         json.dumps({"settings": settings.__dict__, "scheduler": scheduler.value, "pairs": len(seeds), "noise_seeds": len(noise_seeds), "seconds": seconds,
                     "results": {name: summary.as_dict() for name, summary in results.items()}}, indent=2)  # fmt: skip
     )
-    save_example(demo, settings, args.work_dir / "example.png")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ those poses and compared frame by frame (PSNR, SSIM, L1), on the person alone (P
 where the ground truth differs from that person's empty background: a flat wall copied from the
 reference scores well on the whole frame without drawing anyone), and for temporal stability by
 how much more its frames change from one to the next than the ground truth's do (flicker) and how far
-its frame-to-frame changes are from the ground truth's (temporal error).
+its frame-to-frame changes are from the ground truth's (temporal error); and inside the face box
+(PSNR, SSIM and temporal error), which the synthetic people's exact face landmarks give.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import torch
 # The metrics live in magicpose_cli.metrics (one implementation for these tables and `magicpose
 # evaluate`); they are importable from here too.
 from magicpose_cli.metrics import images
+from magicpose_cli.metrics.face_region import FaceBox, face_boxes, score_face_region
 from magicpose_cli.metrics.images import l1, psnr, to_unit  # noqa: F401
 from magicpose_cli.metrics.temporal import flicker, flicker_excess, temporal_error, temporal_psnr  # noqa: F401
 from magicpose_cli.pose.render import render_pose
 from magicpose_cli.synthetic import SyntheticPair, draw_background, sample_pair
+from magicpose_cli.synthetic.closeups import closeup_pair
 
 EVALUATION_SEEDS = tuple(range(9000, 9008))  # held-out pairs: sample_pair people never appear in write_dataset data
 
@@ -57,18 +60,34 @@ class VideoScores:
     person_psnr: float  # PSNR on the person's pixels only (nan when no mask was given)
     flicker_excess: float  # generated flicker minus ground-truth flicker
     temporal_error: float  # mean |generated - ground-truth| of consecutive-frame differences
+    # The same inside the face box (nan when no boxes were given, or no frame has one).
+    face_psnr: float = float("nan")
+    face_ssim: float = float("nan")
+    face_temporal_error: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def score_video(generated, target, person=None) -> VideoScores:
+def pair_face_boxes(pair: SyntheticPair) -> list[FaceBox | None]:
+    """The face box of each ground-truth frame, from the exact face landmarks of the person drawn."""
+    return face_boxes([pose.people[0].face for pose in pair.target_poses])
+
+
+def score_video(generated, target, person=None, faces: list[FaceBox | None] | None = None) -> VideoScores:
     """Frame-averaged PSNR, SSIM (colour channels averaged: the synthetic people differ in colour,
     which grey SSIM misses) and L1 of ``generated`` against ``target`` (both N x H x W x 3), PSNR on
-    the ``person`` masks (N x H x W) when given, the excess flicker and the temporal error."""
+    the ``person`` masks (N x H x W) when given, the excess flicker and the temporal error; the
+    PSNR, SSIM and temporal error inside the ``faces`` boxes when given."""
     generated, target = to_unit(generated), to_unit(target)
     if generated.shape != target.shape:
         raise ValueError(f"generated frames are {generated.shape} but the ground truth is {target.shape}")
+    face = {}
+    if faces is not None:
+        region = score_face_region(generated, target, faces, {"face_psnr": psnr, "face_ssim": ssim})
+        face = {name: float(np.mean(values)) for name, values in region.frames.items() if values}
+        if region.temporal_errors:
+            face["face_temporal_error"] = float(np.mean(region.temporal_errors))
     return VideoScores(
         psnr=float(np.mean([psnr(g, t) for g, t in zip(generated, target)])),
         ssim=float(np.mean([ssim(g, t) for g, t in zip(generated, target)])),
@@ -76,6 +95,7 @@ def score_video(generated, target, person=None) -> VideoScores:
         person_psnr=float("nan") if person is None else float(np.mean([person_psnr(*frame) for frame in zip(generated, target, person)])),
         flicker_excess=flicker_excess(generated, target),
         temporal_error=temporal_error(generated, target),
+        **face,
     )
 
 
@@ -150,6 +170,28 @@ def generate_for_pair(pipeline, pair, settings: EvaluationSettings, use_referenc
     return np.asarray(output.images)
 
 
+def generate_with_face_pass(pipeline, pair: SyntheticPair, large: SyntheticPair, settings: EvaluationSettings, strength: float,
+                            margin: float = 0.5) -> np.ndarray:  # fmt: skip
+    """The model's frames for ``pair`` with retarget's face pass after them (its face boxes, crops, pose maps and
+    blending: :mod:`magicpose_cli.retarget.face_pass`), the reference's face cut from ``large``, the same pair
+    drawn larger, as a photo's full resolution gives it; N x H x W x 3 in [0, 1]."""
+    from magicpose_cli.images import to_uint8
+    from magicpose_cli.retarget.face_boxes import blend_face, cut_square, pose_in_square
+    from magicpose_cli.retarget.face_pass import FaceSettings, plan_face_pass
+
+    main = to_uint8(generate_for_pair(pipeline, pair, settings))
+    plan = plan_face_pass(FaceSettings(strength, settings.size, margin), pair.target_poses, large.reference_frame, large.reference_pose, "pair")
+    if plan is None:
+        return main / 255.0
+    boxes = [plan.boxes.box(index) for index in range(len(main))]
+    face_pair = replace(pair, reference_frame=plan.reference_face,
+                        target_poses=[pose_in_square(pose, *box, settings.size) for pose, box in zip(pair.target_poses, boxes)])  # fmt: skip
+    crops = [cut_square(frame, *box, settings.size) for frame, box in zip(main, boxes)]
+    redrawn = to_uint8(generate_for_pair(pipeline, face_pair, settings, image=crops, strength=strength))
+    frames = [blend_face(frame, face, *box) if found else frame for frame, face, box, found in zip(main, redrawn, boxes, plan.boxes.found)]
+    return np.stack(frames) / 255.0
+
+
 def vae_round_trip(pipeline, frames: np.ndarray) -> np.ndarray:
     """``frames`` (N x H x W x 3 uint8) encoded and decoded by the model's VAE: the best any generation can score."""
     return vae_reconstruction(pipeline.vae, frames)
@@ -173,7 +215,7 @@ def score_pairs(make_frames: Callable[[SyntheticPair], np.ndarray], seeds, setti
     scores = []
     for seed in seeds:
         pair = sample_pair(seed, settings.size, settings.num_frames)
-        scores.append(score_video(make_frames(pair), np.stack(pair.target_frames), person_masks(pair)))
+        scores.append(score_video(make_frames(pair), np.stack(pair.target_frames), person_masks(pair), pair_face_boxes(pair)))
     return scores
 
 
@@ -199,17 +241,41 @@ def evaluate(
     ])  # fmt: skip
 
 
+def evaluate_closeups(pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), noise_seeds=(0,)) -> ScoreSummary:
+    """Can the model draw a face? The held-out pairs as close-ups (:func:`closeup_pair`: the reference's
+    face crop as the reference, the face landmarks of the ground truth's crops as the poses), generated
+    from noise at the model's canvas and scored on the whole crop (the face fields stay nan)."""
+    return ScoreSummary.of([
+        score_video(generate_for_pair(pipeline, pair, replace(settings, seed=noise_seed)), np.stack(pair.target_frames))
+        for noise_seed in noise_seeds
+        for pair in (closeup_pair(seed, settings.size, settings.num_frames) for seed in seeds)
+    ])  # fmt: skip
+
+
+def evaluate_face_pass(pipeline, seeds=EVALUATION_SEEDS, settings: EvaluationSettings = EvaluationSettings(), noise_seeds=(0,),
+                       strength: float = 0.5, zoom: int = 5) -> ScoreSummary:  # fmt: skip
+    """:func:`evaluate` with the face pass at ``strength``, the reference's face cut from it drawn ``zoom`` times larger."""
+    scores = []
+    for noise_seed in noise_seeds:
+        for seed in seeds:
+            pair, large = sample_pair(seed, settings.size, settings.num_frames), sample_pair(seed, settings.size * zoom, settings.num_frames)
+            frames = generate_with_face_pass(pipeline, pair, large, replace(settings, seed=noise_seed), strength)
+            scores.append(score_video(frames, np.stack(pair.target_frames), person_masks(pair), pair_face_boxes(pair)))
+    return ScoreSummary.of(scores)
+
+
 def markdown_table(results: dict[str, ScoreSummary]) -> str:
     """The scores as a Markdown table, one row per model variant: mean ± standard deviation over the videos."""
     lines = [
-        "| variant | PSNR (dB) ↑ | person PSNR (dB) ↑ | SSIM ↑ | L1 ↓ | flicker excess ↓ | temporal error ↓ |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | PSNR (dB) ↑ | person PSNR (dB) ↑ | SSIM ↑ | face PSNR (dB) ↑ | face SSIM ↑ | L1 ↓ | flicker excess ↓ | temporal error ↓ | face temporal error ↓ |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, summary in results.items():
         mean, spread = summary.mean, summary.spread
         lines.append(
             f"| {name} | {mean.psnr:.2f} ± {spread.psnr:.2f} | {mean.person_psnr:.2f} ± {spread.person_psnr:.2f} "
-            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.l1:.4f} | {mean.flicker_excess:+.4f} | {mean.temporal_error:.4f} |"
+            f"| {mean.ssim:.3f} ± {spread.ssim:.3f} | {mean.face_psnr:.2f} ± {spread.face_psnr:.2f} | {mean.face_ssim:.3f} ± {spread.face_ssim:.3f} "
+            f"| {mean.l1:.4f} | {mean.flicker_excess:+.4f} | {mean.temporal_error:.4f} | {mean.face_temporal_error:.4f} |"
         )
     return "\n".join(lines)
 
@@ -217,14 +283,15 @@ def markdown_table(results: dict[str, ScoreSummary]) -> str:
 def paired_markdown_table(results: dict[str, ScoreSummary], model: str) -> str:
     """``model`` against every other row of ``results``, video by video (all rows must score the same videos)."""
     lines = [
-        f"| {model} against | PSNR difference (dB) | person PSNR difference (dB) | videos where {model} draws the person better |",
-        "|---|---:|---:|---:|",
+        f"| {model} against | PSNR difference (dB) | person PSNR difference (dB) | face PSNR difference (dB) | videos where {model} draws the person better |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, summary in results.items():
         if name == model:
             continue
-        whole, person = (paired_difference(results[model], summary, score) for score in ("psnr", "person_psnr"))
+        whole, person, face = (paired_difference(results[model], summary, score) for score in ("psnr", "person_psnr", "face_psnr"))
         lines.append(
-            f"| {name} | {whole.mean:+.2f} ± {whole.spread:.2f} | {person.mean:+.2f} ± {person.spread:.2f} | {person.wins} of {person.videos} |"
+            f"| {name} | {whole.mean:+.2f} ± {whole.spread:.2f} | {person.mean:+.2f} ± {person.spread:.2f} "
+            f"| {face.mean:+.2f} ± {face.spread:.2f} | {person.wins} of {person.videos} |"
         )
     return "\n".join(lines)

@@ -18,12 +18,13 @@ from pathlib import Path
 from magicpose_cli.errors import MagicPoseError
 from magicpose_cli.files import atomic_write_text
 from magicpose_cli.hashing import hash_file
-from magicpose_cli.metrics import ALL_METRICS, PAPER_TIKTOK
+from magicpose_cli.metrics import ALL_METRICS, FACE_REGION_METRICS, PAPER_TIKTOK
 from magicpose_cli.metrics.inputs import VideoPair
 from magicpose_cli.metrics.scorers import (
     IMAGE_METRICS,
     TEMPORAL_METRICS,
     ClipScorer,
+    FaceRegionScorer,
     FaceScorer,
     FidScorer,
     ImageScorer,
@@ -71,67 +72,106 @@ def check_metrics(requested: tuple[str, ...] | None) -> tuple[str, ...]:
     return tuple(name for name in ALL_METRICS if name in requested)
 
 
-def _lpips(wanted, options, device, weights):
-    from magicpose_cli.metrics.perceptual import load_lpips
-    from magicpose_cli.metrics.weights import VGG16
+class SharedParts:
+    """What several metric families use, made once per evaluation: the face-landmark detector, LPIPS."""
 
-    network, weights[VGG16.name] = load_lpips(device)
-    return LpipsScorer(wanted, network, device)
+    def __init__(self, options: EvaluationOptions, device, weights: dict[str, str]):
+        self.options, self.device, self.weights = options, device, weights
+        self._landmarks = self._lpips = None
+
+    def face_landmarks(self):
+        if self._landmarks is None:
+            from magicpose_cli.metrics.face import FaceLandmarks
+            from magicpose_cli.pose.detectors import DetectorName, make_detector
+
+            self._landmarks = FaceLandmarks(make_detector(DetectorName.AUTO, self.options.annotator_dir, tracking=False))
+        return self._landmarks
+
+    def lpips(self):
+        if self._lpips is None:
+            from magicpose_cli.metrics.perceptual import load_lpips
+            from magicpose_cli.metrics.weights import VGG16
+
+            self._lpips, self.weights[VGG16.name] = load_lpips(self.device)
+        return self._lpips
 
 
-def _fid(wanted, options, device, weights):
+def _lpips(wanted, shared: SharedParts):
+    return LpipsScorer(wanted, shared.lpips(), shared.device)
+
+
+def _fid(wanted, shared: SharedParts):
     from magicpose_cli.metrics.fid import load_inception
     from magicpose_cli.metrics.weights import FID_INCEPTION
 
-    network, weights[FID_INCEPTION.name] = load_inception(device)
-    return FidScorer(network, device)
+    network, shared.weights[FID_INCEPTION.name] = load_inception(shared.device)
+    return FidScorer(network, shared.device)
 
 
-def _clips(metric_name, wanted, options, device, weights):
+def _clips(metric_name, wanted, shared: SharedParts):
     from magicpose_cli.metrics.video import FID_VID, FVD, load_clip_network
     from magicpose_cli.metrics.weights import resolve_weights_dir
 
     metric = FID_VID if metric_name == "fid_vid" else FVD
-    network, weights[metric.weight.name] = load_clip_network(metric, resolve_weights_dir(options.weights_dir), device)
-    return ClipScorer(metric, network, device, options.clip_batch)
+    network, shared.weights[metric.weight.name] = load_clip_network(metric, resolve_weights_dir(shared.options.weights_dir), shared.device)
+    return ClipScorer(metric, network, shared.device, shared.options.clip_batch)
 
 
-def _face(wanted, options, device, weights):
+def _face(wanted, shared: SharedParts):
     from magicpose_cli.metrics.face import FaceCos, FaceEmbedder, face_model_path
     from magicpose_cli.metrics.weights import resolve_weights_dir
-    from magicpose_cli.pose.detectors import DetectorName, make_detector
 
-    path = face_model_path(options.face_model, resolve_weights_dir(options.weights_dir))
+    path = face_model_path(shared.options.face_model, resolve_weights_dir(shared.options.weights_dir))
     embedder = FaceEmbedder(path)
-    weights[path.name] = hash_file(path)
-    return FaceScorer(FaceCos(embedder, make_detector(DetectorName.AUTO, options.annotator_dir, tracking=False)))
+    shared.weights[path.name] = hash_file(path)
+    return FaceScorer(FaceCos(embedder, shared.face_landmarks()))
+
+
+def _face_region(wanted, shared: SharedParts):
+    """The face-box scores; face_lpips alone is skipped (with its reason) where LPIPS cannot load."""
+    unavailable, lpips = {}, None
+    if "face_lpips" in wanted:
+        try:
+            from magicpose_cli.metrics.perceptual import lpips_of_crops
+
+            lpips = partial(lpips_of_crops, shared.lpips(), shared.device)
+        except (MagicPoseError, ImportError) as error:
+            unavailable["face_lpips"] = skip_reason(error)
+    return FaceRegionScorer(wanted, shared.face_landmarks(), lpips, unavailable)
+
+
+def skip_reason(error: Exception) -> str:
+    """Why a metric cannot run, in one line: the error's message, or which package to install."""
+    if isinstance(error, ImportError):
+        package = _PIP_NAMES.get((error.name or "").split(".")[0], error.name)
+        return f"needs the {package} package: pip install {package}"
+    return str(error)
 
 
 FAMILIES = (
-    (tuple(IMAGE_METRICS), lambda wanted, *_: ImageScorer(wanted)),
+    (tuple(IMAGE_METRICS), lambda wanted, _: ImageScorer(wanted)),
     (("lpips", "lpips_disco"), _lpips),
     (("fid",), _fid),
     (("fid_vid",), partial(_clips, "fid_vid")),
     (("fvd",), partial(_clips, "fvd")),
     (("face_cos",), _face),
-    (tuple(TEMPORAL_METRICS), lambda wanted, *_: TemporalScorer(wanted)),
+    (FACE_REGION_METRICS, _face_region),
+    (tuple(TEMPORAL_METRICS), lambda wanted, _: TemporalScorer(wanted)),
 )
 
 
 def build_scorers(selected: tuple[str, ...], options: EvaluationOptions, device) -> tuple[list[Scorer], dict[str, str], dict[str, str]]:
     """The scorers that can run, the reason for each selected metric that cannot, and the weights used."""
     scorers, skipped, weights = [], {}, {}
+    shared = SharedParts(options, device, weights)
     for family, build in FAMILIES:
         wanted = [name for name in selected if name in family]
         if not wanted:
             continue
         try:
-            scorers.append(build(wanted, options, device, weights))
-        except MagicPoseError as error:
-            skipped.update(dict.fromkeys(wanted, str(error)))
-        except ImportError as error:
-            package = _PIP_NAMES.get((error.name or "").split(".")[0], error.name)
-            skipped.update(dict.fromkeys(wanted, f"needs the {package} package: pip install {package}"))
+            scorers.append(build(wanted, shared))
+        except (MagicPoseError, ImportError) as error:
+            skipped.update(dict.fromkeys(wanted, skip_reason(error)))
     return scorers, skipped, weights
 
 

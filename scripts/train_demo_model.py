@@ -13,14 +13,23 @@ There is no pretrained Stable Diffusion in this world, so the script first makes
 5. runs ``magicpose train --stage appearance`` and then ``--stage pose`` exactly as a user would;
 6. for the evaluation's ablation, also runs ``--stage pose`` straight from the starting model, on
    the other core beside stages 1 and 2, so that it shows what the appearance stage adds;
-7. copies the stage-2 model into ``magicpose_cli/demo_model/``.
+7. with ``--faces-steps N`` (off by default: the shipped model has not had it), fine-tunes the
+   stage-2 model (``--stage pose`` again, from it) on the full-body videos mixed with close-ups
+   (``magicpose_cli.synthetic.write_closeups``: people drawn larger and cut around the head, with
+   their face landmarks in the pose map, as the face pass feeds them), so that the same tiny model
+   may learn to redo a face at its own canvas size (docs/demo-model.md#faces says what 500 steps did);
+8. copies the final model into ``--output`` (default ``magicpose_cli/demo_model/``).
+
+``--start-model magicpose_cli/demo_model --faces-steps N --output DIR`` skips steps 1-6 and runs only
+the faces phase from an existing model, without retraining the rest.
 
 Every step count is an option, so a longer run is one command line away. Every phase checkpoints
-(VAE and base UNet every 250 steps, the stages every 500 through ``magicpose train --resume``):
+(VAE, base UNet and the faces phase every 250 steps, the stages every 500 through ``magicpose train --resume``):
 run the same command again after an interruption and it carries on where it stopped. Evaluate afterwards with
 ``benchmarks/eval_demo.py``. Usage::
 
     python scripts/train_demo_model.py --work-dir /tmp/demo_run
+    python scripts/train_demo_model.py --work-dir /tmp/faces_run --start-model magicpose_cli/demo_model --faces-steps 500 --output /tmp/faces_run/shipped
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from magicpose_cli.files import atomic_path
 from magicpose_cli.models import AppearanceUNet, MagicPosePipeline, tiny_components
 from magicpose_cli.models.networks import MagicPoseDenoiser
 from magicpose_cli.synthetic import write_dataset
+from magicpose_cli.synthetic.closeups import write_closeups
 from magicpose_cli.training.checkpoints import completed_checkpoints
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +99,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the stage weights (0: off); the shipped model uses it.")
     parser.add_argument("--skip-ablation", action="store_true", help="Do not train the pose-stage-only model.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (here and in `magicpose train`).")
+    parser.add_argument("--closeup-videos", type=int, default=400,
+                        help="Close-up videos (heads drawn --closeup-zoom times larger) mixed with the full-body ones in the faces phase.")
+    parser.add_argument("--closeup-zoom", type=int, default=5, help="How much larger close-up people are drawn before the head is cut out.")
+    parser.add_argument("--faces-steps", type=int, default=0, help="Steps of the faces phase (0, the default: skip it). It resumes from WORK/faces; to go on "
+                             "past a finished run, remove WORK/faces/model and give more steps (the rate is constant after warm-up).")
+    parser.add_argument("--faces-lr", type=float, default=1e-4, help="Learning rate of the faces phase.")
+    parser.add_argument("--faces-warmup", type=int, default=100, help="Learning-rate warm-up steps of the faces phase.")
+    parser.add_argument("--start-model", type=Path, default=None,
+                        help="Skip phases 1-6: the faces phase (give --faces-steps) starts from this MagicPose model folder "
+                             "(e.g. magicpose_cli/demo_model); give --output too, or the result replaces the bundled model.")
     return parser.parse_args()
 
 
@@ -219,7 +239,8 @@ def starting_model(parts: dict) -> MagicPosePipeline:
     return MagicPosePipeline(**{**parts, "reference_unet": reference_unet, "controlnet": controlnet})
 
 
-def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace) -> subprocess.Popen:
+def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: int, args: argparse.Namespace,
+                    lr: float | None = None, warmup: int | None = None, checkpoint_every: int = 500) -> subprocess.Popen:  # fmt: skip
     """Start one stage through the real command line, as a user would run it; the caller waits for it."""
     resume = bool(completed_checkpoints(run_dir))
     if not resume:
@@ -228,8 +249,8 @@ def magicpose_train(data: Path, stage: str, model: Path, run_dir: Path, steps: i
         sys.executable, "-m", "magicpose_cli", "train",
         "--data", str(data), "--stage", stage, "--model", str(model), "-o", str(run_dir),
         "--resolution", str(args.size), "--batch-size", str(args.stage_batch), "--max-steps", str(steps),
-        "--learning-rate", str(args.stage_lr), "--warmup-steps", str(args.stage_warmup), "--num-workers", "0",
-        "--checkpoint-every", "500", "--sample-every", "0", "--seed", str(args.seed),
+        "--learning-rate", str(lr or args.stage_lr), "--warmup-steps", str(args.stage_warmup if warmup is None else warmup), "--num-workers", "0",
+        "--checkpoint-every", str(checkpoint_every), "--sample-every", "0", "--seed", str(args.seed),
     ]  # fmt: skip
     if args.ema_decay > 0:
         command += ["--ema", "--ema-decay", str(args.ema_decay)]
@@ -271,34 +292,54 @@ def run_stages(data: Path, init_dir: Path, args: argparse.Namespace, timings: di
             ablation.wait()
 
 
-def ship(model_dir: Path, output: Path) -> None:
-    """Copy the trained folder into place whole, weights stored as float16 (half the size; they load as float32)."""
+def run_faces(data: Path, start_model: Path, args: argparse.Namespace, timings: dict[str, float]) -> Path:
+    """The faces phase: stage 2 resumed from ``start_model`` on full-body videos and close-ups together.
+
+    The mixed folder links the full-body videos beside the close-ups, so ``magicpose train`` visits
+    each video once per epoch and the close-ups' share is their share of the videos.
+    """
+    work = args.work_dir
+    closeups, mixed = work / "closeups", work / "data_faces"
+    if not (closeups / f"closeup_{args.closeup_videos - 1:05d}" / "meta.json").is_file():
+        started = time.perf_counter()
+        write_closeups(closeups, args.closeup_videos, args.frames, size=args.size, zoom=args.closeup_zoom, seed=args.data_seed)
+        timings["closeups"] = time.perf_counter() - started
+    mixed.mkdir(exist_ok=True)
+    for video in [*sorted(data.glob("person_*")), *sorted(closeups.glob("closeup_*"))[: args.closeup_videos]]:
+        if not (mixed / video.name).exists():
+            (mixed / video.name).symlink_to(video.resolve(), target_is_directory=True)
+    run_dir = work / "faces"
+    if not (run_dir / "model" / "model_index.json").is_file():
+        started = time.perf_counter()
+        process = magicpose_train(mixed, "pose", start_model, run_dir, args.faces_steps, args, lr=args.faces_lr, warmup=args.faces_warmup,
+                                  checkpoint_every=250)  # fmt: skip
+        if process.wait() != 0:
+            raise SystemExit(f"faces phase failed (exit status {process.returncode}); run the same command again to resume")
+        timings["faces"] = time.perf_counter() - started
+    return run_dir / "model"
+
+
+def ship(model_dir: Path, output: Path, start_model: Path | None = None) -> None:
+    """Copy the trained folder into place whole, weights stored as float16 (half the size; they load as float32);
+    the hand-written files are kept from ``output``; the recommended settings, where it has none, from ``start_model``
+    (its card describes another model, so it stays behind)."""
     partial = output.with_name(f".{output.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(model_dir, partial)
     for weights in partial.glob("*/*.safetensors"):
         save_file({name: tensor.half() for name, tensor in load_file(weights).items()}, weights, metadata={"format": "pt"})
     for kept in ("MODEL_CARD.md", "recommended_settings.json"):  # written by hand from the evaluation
-        if (output / kept).is_file():
-            shutil.copy2(output / kept, partial / kept)
+        for source in (output, start_model if kept == "recommended_settings.json" else None):
+            if source is not None and (source / kept).is_file():
+                shutil.copy2(source / kept, partial / kept)
+                break
     shutil.rmtree(output, ignore_errors=True)
     partial.rename(output)
 
 
-def main() -> None:
-    args = parse_args()
-    torch.set_num_threads(args.threads)
+def train_stage2_model(data: Path, args: argparse.Namespace, timings: dict[str, float], report: dict) -> Path:
+    """Steps 2-6: the VAE and base UNet, the starting model, stage 1 and stage 2 (each reused when done)."""
     work = args.work_dir
-    work.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    report: dict = {"args": {key: str(value) for key, value in vars(args).items()}, "timings_s": timings}
-
-    data = work / "data"
-    if not (data / f"person_{args.videos - 1:05d}" / "meta.json").is_file():
-        started = time.perf_counter()
-        write_dataset(data, args.videos, args.frames, size=args.size, seed=args.data_seed)
-        timings["data"] = time.perf_counter() - started
-
     init_dir = work / "init_model"
     if not (init_dir / "model_index.json").is_file():
         parts = tiny_components(args.seed, UNET_CHANNELS, CROSS_ATTENTION_DIM, VAE_CHANNELS)
@@ -327,9 +368,28 @@ def main() -> None:
         report["base_unet"] = {"final_loss": float(np.mean(base_losses[-50:]))}
 
     run_stages(data, init_dir, args, timings)
-    final_model = work / "stage2_pose" / "model"
+    return work / "stage2_pose" / "model"
 
-    ship(final_model, args.output)
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    report: dict = {"args": {key: str(value) for key, value in vars(args).items()}, "timings_s": timings}
+
+    data = work / "data"
+    if not (data / f"person_{args.videos - 1:05d}" / "meta.json").is_file():
+        started = time.perf_counter()
+        write_dataset(data, args.videos, args.frames, size=args.size, seed=args.data_seed)
+        timings["data"] = time.perf_counter() - started
+
+    final_model = args.start_model if args.start_model is not None else train_stage2_model(data, args, timings, report)
+    if args.faces_steps > 0:
+        final_model = run_faces(data, final_model, args, timings)
+
+    ship(final_model, args.output, args.start_model)
     previous = json.loads((work / "report.json").read_text()) if (work / "report.json").is_file() else {}
     (work / "report.json").write_text(json.dumps({**previous, **report, "timings_s": {**previous.get("timings_s", {}), **timings}}, indent=2))
     console.print(f"[green]demo model written:[/] {args.output}  (timings: {json.dumps({k: round(v) for k, v in timings.items()})})")

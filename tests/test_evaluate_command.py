@@ -73,11 +73,12 @@ def test_two_frame_folders_give_the_table_json_and_csv(folders, tmp_path):
     assert report["metrics"]["psnr_disco"] == pytest.approx(np.mean([psnr_disco(a, b) for a, b in pairs]))
     assert report["metrics"]["psnr_disco"] > report["metrics"]["psnr"] + 3  # the published bug flatters noise
     assert report["paper"]["psnr_disco"] == 29.53 and report["paper"]["fid_vid"] == 46.30
-    # Every network metric is skipped with its one line; the others ran.
-    assert set(report["skipped"]) == {"fid", "lpips", "lpips_disco", "fid_vid", "fvd", "face_cos"}
+    # Every network metric is skipped with its one line, and the face-box scores (no face in these crops); the others ran.
+    face_region = {"face_psnr", "face_ssim", "face_lpips", "face_temporal_error"}
+    assert set(report["skipped"]) == {"fid", "lpips", "lpips_disco", "fid_vid", "fvd", "face_cos", *face_region}
     assert "pt_inception-2015-12-05-6726825d.pth" in report["skipped"]["fid"] and "--weights-dir" in report["skipped"]["fvd"]
     assert all("\n" not in reason for reason in report["skipped"].values())
-    for line in ("skipped fid:", "skipped lpips_disco, lpips:", "skipped fid_vid:", "i3d_pretrained_400.pt", "psnr_disco"):
+    for line in ("skipped fid:", "skipped lpips_disco, lpips, face_lpips:", "skipped fid_vid:", "i3d_pretrained_400.pt", "psnr_disco"):
         assert line in result.output
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert rows[0]["video"] == "gen" and float(rows[0]["ssim"]) == pytest.approx(report["metrics"]["ssim"])

@@ -38,6 +38,10 @@ DESCRIPTIONS = {
     "temporal_error": "frame changes, L1",
     "temporal_psnr": "frame changes, PSNR",
     "flicker_excess": "extra frame change",
+    "face_psnr": "in the face box",
+    "face_ssim": "in the face box (grey)",
+    "face_lpips": "in the face box",
+    "face_temporal_error": "frame changes in the face box",
 }
 
 
@@ -55,7 +59,7 @@ def format_value(name: str, value: float) -> str:
         return str(value)
     if name == "l1_disco":
         return f"{value:.3g}"
-    return f"{value:.2f}" if name in ("fid", "fid_vid", "fvd", "psnr", "psnr_disco", "temporal_psnr") else f"{value:.4f}"
+    return f"{value:.2f}" if name in ("fid", "fid_vid", "fvd", "psnr", "psnr_disco", "temporal_psnr", "face_psnr") else f"{value:.4f}"
 
 
 def check_report_path(path: Path | None, overwrite: bool) -> None:

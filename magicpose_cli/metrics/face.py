@@ -88,17 +88,44 @@ def face_model_path(face_model: Path | None, weights_dir: Path | None) -> Path:
     return locate(ARCFACE, weights_dir, face_model)
 
 
+class FaceLandmarks:
+    """The 70 x 3 face landmarks of the main person our pose detector finds in an image (None: no face).
+
+    Face-Cos and the face-region scores both look at each ground-truth frame; the answers for the
+    last few images are kept, so a frame is detected once however many scores use it.
+    """
+
+    def __init__(self, detector, remember: int = 4):
+        self.detector, self.remember = detector, remember
+        self.recent: list[tuple[np.ndarray, np.ndarray | None]] = []  # holds the images, so their ids stay theirs
+        self.closed = False
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        from magicpose_cli.pose.temporal import main_person
+
+        for seen, face in self.recent:
+            if seen is image:
+                return face
+        person = main_person(self.detector.detect(image))
+        face = None if person is None else person.face
+        self.recent = [*self.recent[1 - self.remember :], (image, face)]
+        return face
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.detector.close()
+
+
 class FaceCos:
     """Face-Cos of frame pairs, with the face landmarks of a pose detector."""
 
-    def __init__(self, embedder: FaceEmbedder, detector):
-        self.embedder, self.detector = embedder, detector
+    def __init__(self, embedder: FaceEmbedder, face_landmarks: FaceLandmarks):
+        self.embedder, self.face_landmarks = embedder, face_landmarks
 
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
-        from magicpose_cli.pose.temporal import main_person
-
-        person = main_person(self.detector.detect(image))
-        return None if person is None else five_points(person.face)
+        face = self.face_landmarks(image)
+        return None if face is None else five_points(face)
 
     def similarity(self, generated: np.ndarray, target: np.ndarray) -> tuple[float | None, bool]:
         """(cosine, generated face found), or (None, False) when the ground truth shows no face."""
@@ -112,4 +139,4 @@ class FaceCos:
         return float(embeddings[0] @ embeddings[1]), found
 
     def close(self) -> None:
-        self.detector.close()
+        self.face_landmarks.close()

@@ -47,3 +47,16 @@ def lpips_distances(network, generated: np.ndarray, target: np.ndarray, device) 
         correct = network(generated * 2 - 1, target * 2 - 1)
         disco = network(generated, target)
     return float(correct.item()), float(disco.item())
+
+
+def lpips_of_crops(network, device, generated: np.ndarray, target: np.ndarray, least: int = 64) -> float:
+    """LPIPS (correct input) of two crops, enlarged to ``least`` pixels on the short side where smaller:
+    VGG's four poolings leave nothing of a face box a few dozen pixels wide."""
+    import cv2
+
+    height, width = target.shape[:2]
+    if min(height, width) < least:
+        factor = least / min(height, width)
+        size = (int(round(width * factor)), int(round(height * factor)))
+        generated, target = (cv2.resize(np.ascontiguousarray(frame), size, interpolation=cv2.INTER_CUBIC) for frame in (generated, target))
+    return lpips_distances(network, generated, target, device)[0]

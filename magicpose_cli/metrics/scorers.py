@@ -15,6 +15,7 @@ from functools import partial
 
 import numpy as np
 
+from magicpose_cli.metrics.face_region import face_boxes, score_face_region
 from magicpose_cli.metrics.fid import frechet_distance, inception_features
 from magicpose_cli.metrics.images import DISCO_IDENTICAL_PSNR, l1, l1_disco, psnr, psnr_disco, ssim
 from magicpose_cli.metrics.perceptual import lpips_distances
@@ -151,6 +152,62 @@ class FaceScorer(Scorer):
 
     def close(self):
         self.face_cos.close()
+
+
+class FaceRegionScorer(Scorer):
+    """PSNR, SSIM, LPIPS and the temporal error inside the face box of each video.
+
+    The box comes from the ground truth's face landmarks, one size per video and its centre smoothed
+    (:func:`magicpose_cli.metrics.face_region.face_boxes`), so a video's frames are held until it
+    ends. Frames whose ground truth shows no face are counted and left out.
+    """
+
+    def __init__(self, metrics: list[str], face_landmarks, lpips=None, unavailable: dict[str, str] | None = None):
+        self.unavailable = unavailable or {}
+        self.metrics = tuple(name for name in metrics if name not in self.unavailable)
+        self.face_landmarks, self.lpips, self.means = face_landmarks, lpips, FrameMeans()
+        self.held: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self.scored = self.without_face = 0
+
+    def frame_metrics(self) -> dict:
+        chosen = {"face_psnr": IMAGE_METRICS["psnr"], "face_ssim": IMAGE_METRICS["ssim"], "face_lpips": self.lpips}
+        return {name: chosen[name] for name in self.metrics if name != "face_temporal_error"}
+
+    def start_video(self, name):
+        self.score_held()
+        super().start_video(name)
+
+    def add(self, number, generated, target):
+        self.held.append((number, generated, target, self.face_landmarks(target)))
+
+    def score_held(self) -> None:
+        if not self.held:
+            return
+        numbers, generated, target, faces = zip(*self.held)
+        self.held = []
+        scores = score_face_region(generated, target, face_boxes(faces), self.frame_metrics(), numbers)
+        for metric, values in scores.frames.items():
+            for value in values:
+                self.means.add(metric, self.video, value)
+        if "face_temporal_error" in self.metrics:
+            for value in scores.temporal_errors:
+                self.means.add("face_temporal_error", self.video, value)
+        self.scored += len(generated) - scores.without_face
+        self.without_face += scores.without_face
+
+    def finish(self, results):
+        self.score_held()
+        self.means.write(results)
+        results.skipped.update(self.unavailable)
+        results.counts.update(face_region_frames=self.scored, face_region_frames_without_face=self.without_face)
+        for metric in self.metrics:
+            if metric not in results.metrics:
+                results.skipped[metric] = "no face found in any ground-truth frame" if not self.scored else "no two consecutive frames with a face"
+        if self.without_face:
+            results.notes.append(f"face_* scores leave out the {self.without_face} frame(s) whose ground truth shows no face")
+
+    def close(self):
+        self.face_landmarks.close()
 
 
 class FeatureScorer(Scorer):

@@ -38,13 +38,13 @@ def _video_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), 0, int(index)]))
 
 
-def _write_video(folder: Path, identity: Identity, motion: Motion, width: int, height: int, meta: dict, on_frame) -> None:
-    """Write one video folder all at once, so a crash never leaves a half-written video for training to pick up."""
+def write_video_folder(folder: Path, frames_and_poses, meta: dict, on_frame=lambda: None) -> None:
+    """Write one video folder (frames/, poses/, meta.json) all at once, so a crash never leaves a
+    half-written video for training to pick up; ``frames_and_poses`` yields (RGB frame, FramePose)."""
     with atomic_directory(folder) as partial:
         (partial / "frames").mkdir()
         (partial / "poses").mkdir()
-        for index, pose in enumerate(motion_poses(identity, motion, width, height)):
-            frame = draw_person(identity, pose.people[0], width, height)
+        for index, (frame, pose) in enumerate(frames_and_poses):
             Image.fromarray(frame).save(partial / "frames" / f"{index:05d}.png", format="PNG", compress_level=1)
             (partial / "poses" / f"{index:05d}.json").write_text(json.dumps(pose.to_openpose()))
             on_frame()
@@ -86,7 +86,8 @@ def write_dataset(
                 "identity": identity.to_json(),
                 "motion": motion.to_json(),
             }
-            _write_video(folder, identity, motion, width, height, meta, lambda: bar.advance(task))
+            drawn = ((draw_person(identity, pose.people[0], width, height), pose) for pose in motion_poses(identity, motion, width, height))
+            write_video_folder(folder, drawn, meta, lambda: bar.advance(task))
     return folders
 
 
