@@ -215,9 +215,9 @@ def test_install_refuses_a_folder_that_is_not_comfyui_and_a_python_without_magic
 
 
 def test_the_registry_entry_is_the_installed_pack_at_this_version():
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
+    else:  # Python 3.10: the same parser, published as tomli
         import tomli as tomllib
     import magicpose_cli
     from magicpose_cli.comfyui.install import PACK_INIT
