@@ -4,6 +4,7 @@ to change, wrong usage exits 2 and Ctrl-C 130, and every command's help reads al
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -202,3 +203,46 @@ def test_the_settings_line_names_the_canvas_the_poses_are_on():
 def test_a_value_outside_the_choices_is_wrong_usage(arguments, message):
     result = CliRunner().invoke(app, arguments, env={"COLUMNS": "300"})
     assert result.exit_code == 2 and f"Invalid value for '{arguments[-2]}'" in result.output and message in result.output, result.output
+
+
+CTRL_C_EVERY_COMMAND = """
+import json, os, signal, sys
+import imageio.v2 as imageio
+import numpy as np
+from skimage import data, transform
+from magicpose_cli.cli import app
+from magicpose_cli.synthetic.datasets import write_dataset
+
+photo = data.astronaut()
+frames = [(transform.rotate(photo, angle) * 255).astype(np.uint8)[::2, ::2] for angle in np.linspace(-10, 10, 48)]
+imageio.mimwrite("dance.mp4", frames, fps=12)
+write_dataset("videos", num_videos=2, frames_per_video=4, size=64, progress=False)
+open("jobs.toml", "w").write('[[job]]\\nreference = "videos/' + sorted(os.listdir("videos"))[0] + '/frames/00000.png"\\n'
+                             'driving = "dance.mp4"\\noutput = "batch.mp4"\\n')
+signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))  # a real SIGINT, mid-work
+codes = {}
+for arguments in [["extract-pose", "dance.mp4", "-o", "poses"], ["demo", "-o", "demo.mp4"], ["evaluate", "dance.mp4", "dance.mp4"],
+                  ["batch", "jobs.toml"], ["train", "--stage", "pose", "--data", "videos", "--model", sys.argv[1], "-o", "run"]]:
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        app([*arguments, "-q"], prog_name="magicpose")
+    except SystemExit as end:
+        codes[arguments[0]] = end.code or 0
+    signal.setitimer(signal.ITIMER_REAL, 0)
+print(json.dumps(codes))
+"""
+
+
+def test_ctrl_c_in_every_working_command_exits_130_with_one_line(tmp_path):
+    """A real SIGINT half a second into each command that works for long (retarget and ui have their own
+    tests above and in test_bad_input_retarget): exit code 130 and the one `interrupted` line, no traceback."""
+    demo_model = ROOT / "magicpose_cli" / "demo_model"
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C_EVERY_COMMAND, str(demo_model)], capture_output=True, text=True, cwd=tmp_path, env=ENVIRONMENT,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    codes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert codes == {"extract-pose": 130, "demo": 130, "evaluate": 130, "batch": 130, "train": 130}, result.stderr[-3000:]
+    assert result.stderr.count("error: interrupted (Ctrl-C)") == 5, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr

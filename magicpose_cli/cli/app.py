@@ -18,7 +18,9 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import signal
 import time
+from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -207,9 +209,13 @@ def user_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        ctrl_c = CtrlC()
         try:
-            return func(*args, **kwargs)
+            with ctrl_c.remembered():
+                return func(*args, **kwargs)
         except (MagicPoseError, OSError) as error:
+            if ctrl_c.pressed and not debugging(kwargs):
+                interrupted(func)
             if debugging(kwargs):
                 raise
             if not launched_as_main():
@@ -219,10 +225,44 @@ def user_errors(func: F) -> F:
                 raise typer.Exit(code=0) from None
             error_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2 if isinstance(error, WrongUsage) else 1) from None
+        except Exception:
+            # Ctrl-C while a native library loads (torch, on a command's first lines) can surface as
+            # another error (SystemError, RuntimeError): it is still the user's interruption.
+            if not ctrl_c.pressed or debugging(kwargs):
+                raise
+            interrupted(func)
         except KeyboardInterrupt:
             if debugging(kwargs):
                 raise
-            error_console.print(f"[bold red]error:[/] interrupted (Ctrl-C){RESUMING.get(name_of(func), '')}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=130) from None
+            interrupted(func)
 
     return wrapper  # type: ignore[return-value]
+
+
+def interrupted(func: Callable) -> None:
+    """Ctrl-C's one line (what was kept and how to go on) and exit code 130."""
+    error_console.print(f"[bold red]error:[/] interrupted (Ctrl-C){RESUMING.get(name_of(func), '')}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=130) from None
+
+
+class CtrlC:
+    """Whether SIGINT arrived while a command ran; it still raises KeyboardInterrupt as Python's own handler does."""
+
+    def __init__(self):
+        self.pressed = False
+
+    def _on_signal(self, signum, frame):
+        self.pressed = True
+        signal.default_int_handler(signum, frame)
+
+    @contextmanager
+    def remembered(self):
+        try:
+            previous = signal.signal(signal.SIGINT, self._on_signal)
+        except ValueError:  # not the main thread (the app's jobs): the process's own handler stays
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
