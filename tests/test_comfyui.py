@@ -10,6 +10,11 @@ import threading
 import types
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
+
 import numpy as np
 import pytest
 import torch
@@ -215,10 +220,6 @@ def test_install_refuses_a_folder_that_is_not_comfyui_and_a_python_without_magic
 
 
 def test_the_registry_entry_is_the_installed_pack_at_this_version():
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # Python 3.10: the same parser, published as tomli
-        import tomli as tomllib
     import magicpose_cli
     from magicpose_cli.comfyui.install import PACK_INIT
 
